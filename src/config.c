@@ -1,0 +1,234 @@
+/* Model configuration: defaults, validation, MambaConfig-style JSON. */
+#include "config.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cfg_d_inner(const ach_config *c) { return c->expand * c->d_model; }
+int cfg_nheads(const ach_config *c)
+{
+    return c->arch == ARCH_MAMBA2 ? cfg_d_inner(c) / c->headdim : 0;
+}
+int cfg_conv_dim(const ach_config *c)
+{
+    int di = cfg_d_inner(c);
+    return c->arch == ARCH_MAMBA2 ? di + 2 * c->ngroups * c->d_state : di;
+}
+int cfg_in_proj_dim(const ach_config *c)
+{
+    int di = cfg_d_inner(c);
+    if (c->arch == ARCH_MAMBA2) return 2 * di + 2 * c->ngroups * c->d_state + cfg_nheads(c);
+    return 2 * di;
+}
+
+void cfg_default(ach_config *c, ach_arch arch)
+{
+    memset(c, 0, sizeof *c);
+    c->arch = arch;
+    c->n_layer = 2;
+    c->d_model = 32;
+    c->d_state = 128;
+    c->d_conv = 4;
+    c->expand = 2;
+    c->headdim = 64;
+    c->ngroups = 1;
+    c->dt_rank = (c->d_model + 15) / 16;
+    c->vocab_size = 201;
+    c->norm_eps = 1e-5;
+    c->init = INIT_GAMMA;
+    c->gamma = 0.5;
+    c->gamma_kinds = GAMMA_DEFAULT_KINDS;
+    c->fan_rule = FAN_IN;
+    c->dt_min = 0.001;
+    c->dt_max = 0.1;
+    c->dt_init_floor = 1e-4;
+    c->seed = 0;
+}
+
+const char *cfg_arch_name(ach_arch a) { return a == ARCH_MAMBA1 ? "mamba1" : "mamba2"; }
+
+#define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
+
+int cfg_validate(const ach_config *c, char *err, size_t errlen)
+{
+    struct { const char *name; int v, lo, hi; } r[] = {
+        {"n_layer", c->n_layer, 1, 64},       {"d_model", c->d_model, 1, 8192},
+        {"d_state", c->d_state, 1, 4096},     {"d_conv", c->d_conv, 1, 64},
+        {"expand", c->expand, 1, 16},         {"vocab_size", c->vocab_size, 2, 1 << 20},
+        {"headdim", c->headdim, 1, 8192},     {"ngroups", c->ngroups, 1, 1},
+        {"dt_rank", c->dt_rank, 1, 8192},
+    };
+    for (size_t i = 0; i < sizeof r / sizeof r[0]; i++)
+        if (r[i].v < r[i].lo || r[i].v > r[i].hi)
+            FAIL("%s: %d is out of range [%d, %d]", r[i].name, r[i].v, r[i].lo, r[i].hi);
+    if (c->arch != ARCH_MAMBA1 && c->arch != ARCH_MAMBA2) FAIL("arch: must be mamba1 or mamba2");
+    if (c->arch == ARCH_MAMBA2 && cfg_d_inner(c) % c->headdim)
+        FAIL("headdim: %d does not divide d_inner = expand * d_model = %d", c->headdim, cfg_d_inner(c));
+    if (!(c->norm_eps > 0 && c->norm_eps < 1)) FAIL("norm_epsilon: %g is not in (0, 1)", c->norm_eps);
+    if (!(c->gamma >= 0 && c->gamma <= 10)) FAIL("gamma: %g is not in [0, 10]", c->gamma);
+    if (!(c->dt_min > 0 && c->dt_min <= c->dt_max && c->dt_max < 10))
+        FAIL("dt_min/dt_max: need 0 < dt_min <= dt_max < 10 (got %g, %g)", c->dt_min, c->dt_max);
+    if (!(c->dt_init_floor > 0)) FAIL("dt_init_floor: %g must be > 0", c->dt_init_floor);
+    return 0;
+}
+
+static const struct { const char *name; unsigned kind; } kind_names[] = {
+    {"embedding", KIND_EMBEDDING}, {"in_proj", KIND_IN_PROJ}, {"conv", KIND_CONV},
+    {"x_proj", KIND_X_PROJ},       {"dt_proj", KIND_DT_PROJ}, {"out_proj", KIND_OUT_PROJ},
+};
+
+int cfg_parse_kinds(const char *s, unsigned *mask)
+{
+    unsigned m = 0;
+    if (!strcmp(s, "all")) { *mask = GAMMA_DEFAULT_KINDS; return 0; }
+    if (!strcmp(s, "none")) { *mask = 0; return 0; }
+    while (*s) {
+        size_t n = strcspn(s, ",");
+        size_t i;
+        for (i = 0; i < sizeof kind_names / sizeof kind_names[0]; i++)
+            if (strlen(kind_names[i].name) == n && !strncmp(s, kind_names[i].name, n)) break;
+        if (i == sizeof kind_names / sizeof kind_names[0]) return -1;
+        m |= kind_names[i].kind;
+        s += n;
+        if (*s == ',') s++;
+    }
+    *mask = m;
+    return 0;
+}
+
+static void kinds_to_string(unsigned mask, char *buf, size_t n)
+{
+    buf[0] = 0;
+    for (size_t i = 0; i < sizeof kind_names / sizeof kind_names[0]; i++)
+        if (mask & kind_names[i].kind) {
+            if (buf[0]) strncat(buf, ",", n - strlen(buf) - 1);
+            strncat(buf, kind_names[i].name, n - strlen(buf) - 1);
+        }
+    if (!buf[0]) snprintf(buf, n, "none");
+}
+
+char *cfg_to_json(const ach_config *c)
+{
+    cJSON *o = cJSON_CreateObject(), *ssm = cJSON_CreateObject(), *init = cJSON_CreateObject();
+    char kinds[128], seed[32];
+    cJSON_AddNumberToObject(o, "d_model", c->d_model);
+    cJSON_AddNumberToObject(o, "d_intermediate", 0);
+    cJSON_AddNumberToObject(o, "n_layer", c->n_layer);
+    cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
+    cJSON_AddStringToObject(ssm, "layer", c->arch == ARCH_MAMBA1 ? "Mamba1" : "Mamba2");
+    cJSON_AddNumberToObject(ssm, "d_state", c->d_state);
+    cJSON_AddNumberToObject(ssm, "d_conv", c->d_conv);
+    cJSON_AddNumberToObject(ssm, "expand", c->expand);
+    if (c->arch == ARCH_MAMBA2) {
+        cJSON_AddNumberToObject(ssm, "headdim", c->headdim);
+        cJSON_AddNumberToObject(ssm, "ngroups", c->ngroups);
+    } else {
+        cJSON_AddNumberToObject(ssm, "dt_rank", c->dt_rank);
+    }
+    cJSON_AddNumberToObject(ssm, "dt_min", c->dt_min);
+    cJSON_AddNumberToObject(ssm, "dt_max", c->dt_max);
+    cJSON_AddNumberToObject(ssm, "dt_init_floor", c->dt_init_floor);
+    cJSON_AddItemToObject(o, "ssm_cfg", ssm);
+    cJSON_AddTrueToObject(o, "rms_norm");
+    cJSON_AddTrueToObject(o, "residual_in_fp32");
+    cJSON_AddTrueToObject(o, "tie_embeddings");
+    cJSON_AddNumberToObject(o, "pad_vocab_size_multiple", 1);
+    cJSON_AddNumberToObject(o, "norm_epsilon", c->norm_eps);
+    /* Our initialisation settings: provenance, not needed to load. */
+    cJSON_AddStringToObject(init, "mode", c->init == INIT_GAMMA ? "gamma" : "reference");
+    cJSON_AddNumberToObject(init, "gamma", c->gamma);
+    kinds_to_string(c->gamma_kinds, kinds, sizeof kinds);
+    cJSON_AddStringToObject(init, "gamma_tensors", kinds);
+    cJSON_AddStringToObject(init, "fan", c->fan_rule == FAN_IN ? "in" : "out");
+    snprintf(seed, sizeof seed, "%" PRIu64, c->seed);
+    cJSON_AddStringToObject(init, "seed", seed);
+    cJSON_AddItemToObject(o, "achilles_init", init);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+/* Reads an integer field if present; -1 with a message on a bad value. */
+static int get_int(const cJSON *o, const char *key, int *out, const char *where, char *err, size_t errlen)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble)
+        FAIL("%s: config field '%s' must be an integer", where, key);
+    *out = (int)v->valuedouble;
+    return 0;
+}
+
+static int get_num(const cJSON *o, const char *key, double *out, const char *where, char *err, size_t errlen)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsNumber(v)) FAIL("%s: config field '%s' must be a number", where, key);
+    *out = v->valuedouble;
+    return 0;
+}
+
+static int get_true(const cJSON *o, const char *key, const char *where, char *err, size_t errlen)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (v && !cJSON_IsTrue(v)) FAIL("%s: config field '%s' must be true (the only form this engine runs)", where, key);
+    return 0;
+}
+
+int cfg_from_json(ach_config *c, const char *json, const char *where, char *err, size_t errlen)
+{
+    cJSON *o = cJSON_Parse(json);
+    int rc = -1;
+    if (!o || !cJSON_IsObject(o)) { snprintf(err, errlen, "%s: config is not a JSON object", where); goto out; }
+    const cJSON *ssm = cJSON_GetObjectItemCaseSensitive(o, "ssm_cfg");
+    if (!cJSON_IsObject(ssm)) { snprintf(err, errlen, "%s: config field 'ssm_cfg' missing or not an object", where); goto out; }
+    const cJSON *layer = cJSON_GetObjectItemCaseSensitive(ssm, "layer");
+    if (!cJSON_IsString(layer)) { snprintf(err, errlen, "%s: config field 'ssm_cfg.layer' missing (Mamba1 or Mamba2)", where); goto out; }
+    if (!strcmp(layer->valuestring, "Mamba1")) c->arch = ARCH_MAMBA1;
+    else if (!strcmp(layer->valuestring, "Mamba2")) c->arch = ARCH_MAMBA2;
+    else { snprintf(err, errlen, "%s: config field 'ssm_cfg.layer' is '%s', not Mamba1 or Mamba2", where, layer->valuestring); goto out; }
+    int d_int = 0, pad = 1;
+    if (get_int(o, "d_model", &c->d_model, where, err, errlen) || get_int(o, "n_layer", &c->n_layer, where, err, errlen) ||
+        get_int(o, "vocab_size", &c->vocab_size, where, err, errlen) || get_int(o, "d_intermediate", &d_int, where, err, errlen) ||
+        get_int(o, "pad_vocab_size_multiple", &pad, where, err, errlen) ||
+        get_num(o, "norm_epsilon", &c->norm_eps, where, err, errlen) ||
+        get_int(ssm, "d_state", &c->d_state, where, err, errlen) || get_int(ssm, "d_conv", &c->d_conv, where, err, errlen) ||
+        get_int(ssm, "expand", &c->expand, where, err, errlen) || get_int(ssm, "headdim", &c->headdim, where, err, errlen) ||
+        get_int(ssm, "ngroups", &c->ngroups, where, err, errlen) ||
+        get_num(ssm, "dt_min", &c->dt_min, where, err, errlen) || get_num(ssm, "dt_max", &c->dt_max, where, err, errlen) ||
+        get_num(ssm, "dt_init_floor", &c->dt_init_floor, where, err, errlen) ||
+        get_true(o, "rms_norm", where, err, errlen) || get_true(o, "tie_embeddings", where, err, errlen))
+        goto out;
+    /* dt_rank "auto" (mamba_ssm's default) means ceil(d_model / 16). */
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(ssm, "dt_rank");
+    if (!r || (cJSON_IsString(r) && !strcmp(r->valuestring, "auto"))) c->dt_rank = (c->d_model + 15) / 16;
+    else if (get_int(ssm, "dt_rank", &c->dt_rank, where, err, errlen)) goto out;
+    if (d_int != 0) { snprintf(err, errlen, "%s: config field 'd_intermediate' is %d; only 0 (no MLP) is supported", where, d_int); goto out; }
+    if (pad < 1 || c->vocab_size % pad) { snprintf(err, errlen, "%s: config field 'pad_vocab_size_multiple' %d does not divide vocab_size", where, pad); goto out; }
+    const cJSON *init = cJSON_GetObjectItemCaseSensitive(o, "achilles_init");
+    if (cJSON_IsObject(init)) {
+        const cJSON *v;
+        if (get_num(init, "gamma", &c->gamma, where, err, errlen)) goto out;
+        v = cJSON_GetObjectItemCaseSensitive(init, "mode");
+        if (cJSON_IsString(v)) c->init = strcmp(v->valuestring, "reference") ? INIT_GAMMA : INIT_REFERENCE;
+        v = cJSON_GetObjectItemCaseSensitive(init, "gamma_tensors");
+        if (cJSON_IsString(v) && cfg_parse_kinds(v->valuestring, &c->gamma_kinds)) {
+            snprintf(err, errlen, "%s: config field 'achilles_init.gamma_tensors': unknown tensor kind in '%s'", where, v->valuestring);
+            goto out;
+        }
+        v = cJSON_GetObjectItemCaseSensitive(init, "fan");
+        if (cJSON_IsString(v)) c->fan_rule = strcmp(v->valuestring, "out") ? FAN_IN : FAN_OUT;
+        v = cJSON_GetObjectItemCaseSensitive(init, "seed");
+        if (cJSON_IsString(v)) c->seed = strtoull(v->valuestring, NULL, 10);
+    }
+    char why[200];
+    if (cfg_validate(c, why, sizeof why)) { snprintf(err, errlen, "%s: config: %s", where, why); goto out; }
+    rc = 0;
+out:
+    cJSON_Delete(o);
+    return rc;
+}

@@ -1,0 +1,105 @@
+/* The kernel interface: every array operation the model performs. The model
+ * code calls only these, so a backend (CPU here, CUDA in cuda/) implements
+ * this table and nothing else. Arrays live where the backend says (alloc).
+ *
+ * Conventions (as in llm.c): activations are row-major [rows = B*L, C];
+ * `ld*` is a row stride when a kernel reads a slice of a wider row. Forward
+ * kernels overwrite their outputs; backward kernels ACCUMULATE (+=) into
+ * every gradient they write, so callers zero buffers once. Outputs first,
+ * then inputs, then sizes. */
+#ifndef ACH_KERNELS_H
+#define ACH_KERNELS_H
+#include <stddef.h>
+
+#include "real.h"
+
+typedef struct ach_kernels {
+    const char *name;
+    void *(*alloc)(size_t bytes); /* zero-filled */
+    void (*release)(void *p);
+    void (*to_device)(void *dst, const void *src, size_t bytes);
+    void (*to_host)(void *dst, const void *src, size_t bytes);
+    void (*zero)(real *p, size_t n);
+
+    /* out[i] = wte[tokens[i]] */
+    void (*embedding_forward)(real *out, const int *tokens, const real *wte, int n, int D);
+    void (*embedding_backward)(real *dwte, const real *dout, const int *tokens, int n, int D);
+
+    /* out = inp * rsqrt(mean(inp^2) + eps) * w, per row; rstd saved. */
+    void (*rmsnorm_forward)(real *out, real *rstd, const real *inp, const real *w, int rows, int C, real eps);
+    void (*rmsnorm_backward)(real *dinp, real *dw, const real *dout, const real *inp, const real *w,
+                             const real *rstd, int rows, int C);
+
+    /* out[m, n] = sum_k inp[m*ldi + k] * w[n*K + k] (+ bias[n]); w is [N, K]
+     * like torch.nn.Linear. out has row stride N. bias may be NULL. */
+    void (*matmul_forward)(real *out, const real *inp, int ldi, const real *w, const real *bias,
+                           int M, int K, int N);
+    /* dinp (row stride ldi) += dout w; dw += dout^T inp; dbias += colsum(dout).
+     * dbias may be NULL. */
+    void (*matmul_backward)(real *dinp, real *dw, real *dbias, const real *dout, const real *inp,
+                            int ldi, const real *w, int M, int K, int N);
+
+    /* Causal depthwise conv over time: out[b,t,c] = bias[c] +
+     * sum_j w[c*K + j] * inp[b, t-K+1+j, c] (zero before t = 0); inp has
+     * row stride ldi, out is [B*L, C]. */
+    void (*conv1d_forward)(real *out, const real *inp, int ldi, const real *w, const real *bias,
+                           int B, int L, int C, int K);
+    void (*conv1d_backward)(real *dinp, real *dw, real *dbias, const real *dout, const real *inp,
+                            int ldi, const real *w, int B, int L, int C, int K);
+
+    /* Elementwise SiLU over n values. */
+    void (*silu_forward)(real *out, const real *inp, size_t n);
+    void (*silu_backward)(real *dinp, const real *dout, const real *inp, size_t n);
+
+    /* out = y * silu(z); y and out are [rows, C], z has row stride ldz. */
+    void (*gate_forward)(real *out, const real *y, const real *z, int ldz, int rows, int C);
+    void (*gate_backward)(real *dy, real *dz, const real *dout, const real *y, const real *z, int ldz,
+                          int rows, int C);
+
+    /* x += y over n values. */
+    void (*add_inplace)(real *x, const real *y, size_t n);
+
+    /* Mamba-1 selective scan, per batch b and channel d:
+     *   delta = softplus(dt[b,t,d]), A = -exp(A_log[d, :]),
+     *   h_t = exp(delta A) h_{t-1} + delta B_t u_t,  y_t = C_t . h_t + D[d] u_t.
+     * u, dt, y are [B*L, Di]; Bm, Cm are [B*L, N] slices with row stride ldbc.
+     * work: mamba1_scan_work(L, N) reals of scratch. */
+    void (*mamba1_scan_forward)(real *y, const real *u, const real *dt, const real *A_log,
+                                const real *Bm, const real *Cm, int ldbc, const real *D,
+                                int B, int L, int Di, int N, real *work);
+    void (*mamba1_scan_backward)(real *du, real *ddt, real *dA_log, real *dBm, real *dCm, real *dD,
+                                 const real *dy, const real *u, const real *dt, const real *A_log,
+                                 const real *Bm, const real *Cm, int ldbc, const real *D,
+                                 int B, int L, int Di, int N, real *work);
+
+    /* Mamba-2 SSD (one group), per batch b and head h, in its quadratic form
+     *   y_t = sum_{s<=t} (C_t . B_s) exp(sum_{k=s+1..t} delta_k A) delta_s x_s + D x_t,
+     * delta = softplus(dt[b,t,h] + dt_bias[h]), A = -exp(A_log[h]); x (head
+     * h is channels h*P..h*P+P-1), Bm, Cm share row stride ldx; dt has row
+     * stride ldt; y is [B*L, H*P]. work: mamba2_ssd_work(L) reals. */
+    void (*mamba2_ssd_forward)(real *y, const real *x, const real *Bm, const real *Cm, int ldx,
+                               const real *dt, int ldt, const real *dt_bias, const real *A_log,
+                               const real *D, int B, int L, int H, int P, int N, real *work);
+    void (*mamba2_ssd_backward)(real *dx, real *dBm, real *dCm, real *ddt, real *ddt_bias,
+                                real *dA_log, real *dD, const real *dy, const real *x, const real *Bm,
+                                const real *Cm, int ldx, const real *dt, int ldt, const real *dt_bias,
+                                const real *A_log, const real *D, int B, int L, int H, int P, int N,
+                                real *work);
+
+    /* Rows t = L-1 of each sequence: out[b] = inp[b*L + L-1]; backward adds. */
+    void (*last_forward)(real *out, const real *inp, int B, int L, int C);
+    void (*last_backward)(real *dinp, const real *dout, int B, int L, int C);
+
+    /* Softmax cross-entropy per row: losses[b], probs [B, V] kept for backward. */
+    void (*crossentropy_forward)(real *losses, real *probs, const real *logits, const int *labels,
+                                 int B, int V);
+    /* dlogits += scale * (probs - onehot(labels)) */
+    void (*crossentropy_backward)(real *dlogits, const real *probs, const int *labels, int B, int V,
+                                  real scale);
+} ach_kernels;
+
+size_t mamba1_scan_work(int L, int N);
+size_t mamba2_ssd_work(int L);
+
+extern const ach_kernels ach_cpu_kernels;
+#endif

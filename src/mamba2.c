@@ -1,0 +1,53 @@
+/* The Mamba-2 mixer (mamba_ssm's Mamba2, one group, the paper's model):
+ * z, xBC, dt = in_proj(h); xBC = silu(conv1d(xBC)); x, B, C = xBC;
+ * y = ssd(x, dt + dt_bias, A, B, C, D); y = rmsnorm(y * silu(z)) * w;
+ * out = out_proj(y). */
+#include "model.h"
+
+void mamba2_forward(ach_model *m, int l, real *out)
+{
+    const ach_kernels *k = m->k;
+    const ach_config *c = &m->cfg;
+    const ach_layer_params *p = &m->lp[l];
+    ach_layer_acts *a = &m->layers[l];
+    const real *w = m->w;
+    int B = m->cur_B, L = m->cur_L, R = B * L, D = c->d_model, Di = cfg_d_inner(c), N = c->d_state;
+    int Cd = cfg_conv_dim(c), Pj = cfg_in_proj_dim(c), H = cfg_nheads(c);
+    k->matmul_forward(a->proj, a->xn, D, w + p->in_proj, NULL, R, D, Pj);
+    k->conv1d_forward(a->conv, a->proj + Di, Pj, w + p->conv_w, w + p->conv_b, B, L, Cd, c->d_conv);
+    k->silu_forward(a->act, a->conv, (size_t)R * Cd);
+    k->mamba2_ssd_forward(a->y, a->act, a->act + Di, a->act + Di + N, Cd, a->proj + Di + Cd, Pj, w + p->dt_bias,
+                          w + p->A_log, w + p->D, B, L, H, c->headdim, N, m->work);
+    k->gate_forward(a->gated, a->y, a->proj, Pj, R, Di);
+    k->rmsnorm_forward(a->normed, a->rstd2, a->gated, w + p->gnorm, R, Di, (real)c->norm_eps);
+    k->matmul_forward(out, a->normed, Di, w + p->out_proj, NULL, R, Di, D);
+}
+
+void mamba2_backward(ach_model *m, int l, const real *dout)
+{
+    const ach_kernels *k = m->k;
+    const ach_config *c = &m->cfg;
+    const ach_layer_params *p = &m->lp[l];
+    const ach_layer_acts *a = &m->layers[l];
+    const real *w = m->w;
+    real *g = m->g;
+    int B = m->cur_B, L = m->cur_L, R = B * L, D = c->d_model, Di = cfg_d_inner(c), N = c->d_state;
+    int Cd = cfg_conv_dim(c), Pj = cfg_in_proj_dim(c), H = cfg_nheads(c);
+    k->zero(m->d_normed, (size_t)R * Di);
+    k->zero(m->d_gated, (size_t)R * Di);
+    k->zero(m->d_y, (size_t)R * Di);
+    k->zero(m->d_proj, (size_t)R * Pj);
+    k->zero(m->d_act, (size_t)R * Cd);
+    k->zero(m->d_conv, (size_t)R * Cd);
+    k->matmul_backward(m->d_normed, g + p->out_proj, NULL, dout, a->normed, Di, w + p->out_proj, R, Di, D);
+    k->rmsnorm_backward(m->d_gated, g + p->gnorm, m->d_normed, a->gated, w + p->gnorm, a->rstd2, R, Di);
+    k->gate_backward(m->d_y, m->d_proj, m->d_gated, a->y, a->proj, Pj, R, Di);
+    k->mamba2_ssd_backward(m->d_act, m->d_act + Di, m->d_act + Di + N, m->d_proj + Di + Cd, g + p->dt_bias,
+                           g + p->A_log, g + p->D, m->d_y, a->act, a->act + Di, a->act + Di + N, Cd,
+                           a->proj + Di + Cd, Pj, w + p->dt_bias, w + p->A_log, w + p->D, B, L, H, c->headdim, N,
+                           m->work);
+    k->silu_backward(m->d_conv, m->d_act, a->conv, (size_t)R * Cd);
+    k->conv1d_backward(m->d_proj + Di, g + p->conv_w, g + p->conv_b, m->d_conv, a->proj + Di, Pj, w + p->conv_w, B,
+                       L, Cd, c->d_conv);
+    k->matmul_backward(m->d_xn, g + p->in_proj, NULL, m->d_proj, a->xn, D, w + p->in_proj, R, D, Pj);
+}

@@ -1,0 +1,87 @@
+/* A Mamba language model: the parameter table (mamba_ssm names and shapes),
+ * flat arenas for weights, gradients and activations, and the forward and
+ * backward passes of the whole LM. Layers are written against the kernel
+ * interface only (kernels.h).
+ *
+ * Ownership: ach_model_create allocates everything; ach_model_free frees it.
+ * Nothing is allocated inside forward or backward. */
+#ifndef ACH_MODEL_H
+#define ACH_MODEL_H
+#include <stddef.h>
+
+#include "config.h"
+#include "kernels.h"
+
+#define ACH_NAME_MAX 80
+
+typedef struct {
+    char name[ACH_NAME_MAX]; /* e.g. backbone.layers.0.mixer.in_proj.weight */
+    int ndim;
+    int shape[3];
+    size_t offset, numel;    /* into the weight and gradient arenas */
+    unsigned kind;           /* KIND_* */
+    int layer;               /* -1 outside the layers */
+} ach_param;
+
+/* Per-layer activation pointers into the activation arena (rows R = B*L). */
+typedef struct {
+    real *resid;   /* [R, D] input of this layer's residual block */
+    real *rstd;    /* [R] */
+    real *xn;      /* [R, D] RMSNorm(resid) */
+    real *proj;    /* [R, in_proj_dim] in_proj output */
+    real *conv;    /* [R, conv_dim] conv output before SiLU */
+    real *act;     /* [R, conv_dim] SiLU(conv) */
+    real *xdbl;    /* Mamba-1: [R, dt_rank + 2N] x_proj output */
+    real *dt;      /* Mamba-1: [R, Di] dt_proj output (pre-softplus) */
+    real *y;       /* [R, Di] SSM output */
+    real *gated;   /* [R, Di] y * silu(z) */
+    real *rstd2;   /* Mamba-2: [R] gated RMSNorm */
+    real *normed;  /* Mamba-2: [R, Di] */
+} ach_layer_acts;
+
+/* Offsets of one layer's tensors in the arenas (unused ones stay 0). */
+typedef struct {
+    size_t norm, in_proj, conv_w, conv_b, x_proj, dt_proj_w, dt_proj_b, dt_bias, A_log, D, gnorm, out_proj;
+} ach_layer_params;
+
+typedef struct ach_model {
+    ach_config cfg;
+    const ach_kernels *k;
+    ach_param *params;
+    int nparams;
+    size_t nweights;
+    size_t embedding, norm_f;  /* offsets */
+    ach_layer_params *lp;
+    real *w, *g;          /* weight and gradient arenas (backend memory) */
+    /* activations, sized by ach_model_reserve */
+    int B, L;
+    void *arena;          /* one allocation holding everything below */
+    ach_layer_acts *layers;
+    real *resid_out;      /* [R, D] residual after the last layer */
+    real *last, *rstd_f, *last_n, *logits, *probs, *losses; /* final head, [B, ...] */
+    real *work;           /* scan scratch */
+    real *d_resid, *d_xn, *d_proj, *d_conv, *d_act, *d_xdbl, *d_dt, *d_y, *d_gated, *d_normed;
+    real *d_last, *d_last_n, *d_logits;
+    int *tokens, *labels; /* [B, L], [B] */
+    int cur_B, cur_L;     /* shape of the last forward */
+} ach_model;
+
+int ach_model_create(ach_model *m, const ach_config *cfg, const ach_kernels *k, char *err, size_t errlen);
+void ach_model_free(ach_model *m);
+/* Allocates activations for batches up to B sequences of exactly L tokens. */
+int ach_model_reserve(ach_model *m, int B, int L, char *err, size_t errlen);
+const ach_param *ach_model_param(const ach_model *m, const char *name);
+
+/* Forward on host tokens [B, L] and labels [B] (B <= reserved). Returns the
+ * mean cross-entropy at the last position; logits stay in m->logits. */
+double ach_model_forward(ach_model *m, const int *tokens, const int *labels, int B, int L);
+/* Gradients of that loss into m->g (overwritten). */
+void ach_model_backward(ach_model *m);
+
+/* The mixers (mamba1.c, mamba2.c): out [R, D] = mixer(layer acts xn);
+ * backward accumulates into m->d_xn and the parameter gradients. */
+void mamba1_forward(ach_model *m, int l, real *out);
+void mamba1_backward(ach_model *m, int l, const real *dout);
+void mamba2_forward(ach_model *m, int l, real *out);
+void mamba2_backward(ach_model *m, int l, const real *dout);
+#endif
