@@ -29,7 +29,7 @@ TEST_SRC := $(wildcard t/*.c)
 TEST_BIN := $(TEST_SRC:t/%.c=$(BUILD)/t/%)
 
 .PHONY: all check clean install fixtures
-all: $(TEST_BIN)
+all: $(BIN) $(TEST_BIN)
 
 $(BUILD)/f32/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/f32
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<

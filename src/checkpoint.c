@@ -1,0 +1,152 @@
+/* Checkpoint save/load: the bridge between the model's parameter table and
+ * safetensors files. */
+#include "checkpoint.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ach_param_to_f32(const ach_model *m, const ach_param *p, float *out)
+{
+    real *host = malloc(p->numel * sizeof *host);
+    if (!host) return;
+    m->k->to_host(host, m->w + p->offset, p->numel * sizeof(real));
+    for (size_t i = 0; i < p->numel; i++) out[i] = (float)host[i];
+    free(host);
+}
+
+int ach_ckpt_save(const ach_model *m, const char *path, char *err, size_t errlen)
+{
+    int n = m->nparams + 1, rc = -1;
+    st_entry *e = calloc(n, sizeof *e);
+    float *buf = malloc(m->nweights * sizeof *buf);
+    char *cfg = cfg_to_json(&m->cfg);
+    if (!e || !buf || !cfg) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto out;
+    }
+    for (int i = 0; i < m->nparams; i++) {
+        const ach_param *p = &m->params[i];
+        ach_param_to_f32(m, p, buf + p->offset);
+        e[i].name = p->name;
+        e[i].dtype = ST_F32;
+        e[i].ndim = p->ndim;
+        for (int d = 0; d < p->ndim; d++) e[i].shape[d] = p->shape[d];
+        e[i].data = buf + p->offset;
+    }
+    e[n - 1] = e[0]; /* the tied lm_head, as mamba_ssm's state_dict has it */
+    e[n - 1].name = "lm_head.weight";
+    const char *keys[] = {"format", "config"}, *vals[] = {"pt", cfg};
+    rc = st_save(path, e, n, keys, vals, 2, err, errlen);
+out:
+    free(e);
+    free(buf);
+    free(cfg);
+    return rc;
+}
+
+static void shape_str(char *s, size_t n, int ndim, const int64_t *shape)
+{
+    size_t k = snprintf(s, n, "[");
+    for (int d = 0; d < ndim && k < n; d++) k += snprintf(s + k, n - k, d ? ", %lld" : "%lld", (long long)shape[d]);
+    if (k < n) snprintf(s + k, n - k, "]");
+}
+
+/* Checks one file tensor against the expected parameter. */
+static int check_tensor(const char *path, const st_tensor *t, const ach_param *p, char *err, size_t errlen)
+{
+    int64_t want[3] = {p->shape[0], p->shape[1], p->shape[2]};
+    char got_s[96], want_s[96];
+    if (t->dtype != ST_F32) {
+        snprintf(err, errlen, "%s: tensor '%s': dtype %s, expected F32", path, t->name, t->dtype_name);
+        return -1;
+    }
+    int same = t->ndim == p->ndim;
+    for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == want[d];
+    if (!same) {
+        shape_str(got_s, sizeof got_s, t->ndim, t->shape);
+        shape_str(want_s, sizeof want_s, p->ndim, want);
+        snprintf(err, errlen, "%s: tensor '%s': shape %s, expected %s from the config", path, t->name, got_s, want_s);
+        return -1;
+    }
+    return 0;
+}
+
+int ach_ckpt_load(ach_model *m, const ach_kernels *k, const char *path, char *err, size_t errlen)
+{
+    st_file f;
+    ach_config cfg;
+    if (st_load(path, &f, err, errlen)) return -1;
+    const char *json = st_meta(&f, "config");
+    if (!json) {
+        snprintf(err, errlen, "%s: __metadata__ has no 'config' (the model config as JSON)", path);
+        st_free(&f);
+        return -1;
+    }
+    cfg_default(&cfg, ARCH_MAMBA2);
+    if (cfg_from_json(&cfg, json, path, err, errlen) || ach_model_create(m, &cfg, k, err, errlen)) {
+        st_free(&f);
+        return -1;
+    }
+    /* every file tensor must be a model tensor (or the tied lm_head) */
+    const st_tensor *head = NULL;
+    for (int i = 0; i < f.n; i++) {
+        const st_tensor *t = &f.tensors[i];
+        if (!strcmp(t->name, "lm_head.weight")) head = t;
+        else if (!ach_model_param(m, t->name)) {
+            snprintf(err, errlen, "%s: unknown tensor '%s' (not in a %s model with this config)", path, t->name,
+                     cfg_arch_name(cfg.arch));
+            goto fail;
+        }
+    }
+    real *stage = malloc(m->nweights * sizeof *stage);
+    if (!stage) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto fail;
+    }
+    for (int i = 0; i < m->nparams; i++) {
+        const ach_param *p = &m->params[i];
+        const st_tensor *t = st_find(&f, p->name);
+        if (!t) {
+            snprintf(err, errlen, "%s: missing tensor '%s'", path, p->name);
+            free(stage);
+            goto fail;
+        }
+        if (check_tensor(path, t, p, err, errlen)) {
+            free(stage);
+            goto fail;
+        }
+        const unsigned char *src = st_data(&f, t);
+        for (size_t j = 0; j < p->numel; j++) {
+            float v;
+            memcpy(&v, src + 4 * j, 4);
+            stage[p->offset + j] = v;
+        }
+    }
+    if (head) { /* tied: must be the embedding, value for value */
+        const ach_param *emb = &m->params[0];
+        if (check_tensor(path, head, emb, err, errlen)) {
+            free(stage);
+            goto fail;
+        }
+        const unsigned char *src = st_data(&f, head);
+        for (size_t j = 0; j < emb->numel; j++) {
+            float v;
+            memcpy(&v, src + 4 * j, 4);
+            if (v != (float)stage[emb->offset + j]) {
+                snprintf(err, errlen, "%s: tensor 'lm_head.weight' differs from 'backbone.embedding.weight' at element %zu; "
+                         "this engine ties them", path, j);
+                free(stage);
+                goto fail;
+            }
+        }
+    }
+    k->to_device(m->w, stage, m->nweights * sizeof(real));
+    free(stage);
+    st_free(&f);
+    return 0;
+fail:
+    ach_model_free(m);
+    st_free(&f);
+    return -1;
+}

@@ -1,0 +1,21 @@
+/* Model checkpoints as safetensors with mamba_ssm's parameter names: every
+ * tensor as F32, lm_head.weight written as a copy of the tied embedding, and
+ * the model config as JSON in __metadata__["config"]. */
+#ifndef ACH_CHECKPOINT_H
+#define ACH_CHECKPOINT_H
+#include <stddef.h>
+
+#include "model.h"
+#include "safetensors.h"
+
+/* Writes atomically (temp + rename). 0 or -1 with a message. */
+int ach_ckpt_save(const ach_model *m, const char *path, char *err, size_t errlen);
+
+/* Reads PATH, checks every tensor against the config in its metadata and
+ * creates the model (*m is created on success only). Messages name the
+ * file, the tensor or field, and the problem. */
+int ach_ckpt_load(ach_model *m, const ach_kernels *k, const char *path, char *err, size_t errlen);
+
+/* Host copy of a model tensor as float32 (n values). */
+void ach_param_to_f32(const ach_model *m, const ach_param *p, float *out);
+#endif

@@ -1,0 +1,23 @@
+#!/bin/sh
+# The man page documents every subcommand and every option the CLI's --help
+# lists, and lints clean.
+cd "$(dirname "$0")/.." || exit 1
+n=0
+fail=0
+check() {
+    n=$((n + 1))
+    if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fail=1; fi
+}
+for cmd in init grad; do
+    check "man page has a section for '$cmd'" "grep -q '^\.SS \"$cmd' man/achilles.1"
+    for opt in $(./build/achilles help $cmd | grep -o -- '--[a-z-]*' | sort -u); do
+        esc=$(printf '%s' "$opt" | sed 's/-/\\\\-/g')
+        check "man page documents $cmd $opt" "grep -q -- '$esc' man/achilles.1"
+    done
+done
+check "groff -ww finds no problem" "[ -z \"\$(groff -ww -man -Tutf8 man/achilles.1 2>&1 >/dev/null)\" ]"
+if command -v mandoc >/dev/null; then
+    check "mandoc -T lint is clean" "mandoc -T lint man/achilles.1 >/dev/null 2>&1"
+fi
+echo "1..$n"
+exit $fail
