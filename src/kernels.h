@@ -96,6 +96,16 @@ typedef struct ach_kernels {
     /* dlogits += scale * (probs - onehot(labels)) */
     void (*crossentropy_backward)(real *dlogits, const real *probs, const int *labels, int B, int V,
                                   real scale);
+
+    /* sum of squares of n values, accumulated in double in a fixed order */
+    double (*sumsq)(const real *x, size_t n);
+    /* One AdamW step as torch.optim.AdamW computes it, on n values, the
+     * gradient scaled by gscale first (clipping): w *= 1 - lr wd;
+     * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+     * w -= step_size m / (sqrt(v) / bc2_sqrt + eps), where
+     * step_size = lr / (1 - b1^t) and bc2_sqrt = sqrt(1 - b2^t). */
+    void (*adamw_update)(real *w, real *m, real *v, const real *g, size_t n, real gscale, real lr, real wd,
+                         real b1, real b2, real eps, real step_size, real bc2_sqrt);
 } ach_kernels;
 
 size_t mamba1_scan_work(int L, int N);

@@ -379,6 +379,26 @@ static void crossentropy_backward(real *dlogits, const real *probs, const int *l
     }
 }
 
+static double sumsq(const real *x, size_t n)
+{
+    double acc = 0;
+    for (size_t i = 0; i < n; i++) acc += (double)x[i] * x[i];
+    return acc;
+}
+
+static void adamw_update(real *w, real *m, real *v, const real *g, size_t n, real gscale, real lr, real wd, real b1,
+                         real b2, real eps, real step_size, real bc2_sqrt)
+{
+    real decay = 1 - lr * wd;
+    for (size_t i = 0; i < n; i++) {
+        real gi = g[i] * gscale;
+        w[i] *= decay;
+        m[i] = b1 * m[i] + (1 - b1) * gi;
+        v[i] = b2 * v[i] + (1 - b2) * gi * gi;
+        w[i] -= step_size * m[i] / (r_sqrt(v[i]) / bc2_sqrt + eps);
+    }
+}
+
 const ach_kernels ach_cpu_kernels = {
     .name = "cpu",
     .alloc = cpu_alloc,
@@ -407,4 +427,6 @@ const ach_kernels ach_cpu_kernels = {
     .last_backward = last_backward,
     .crossentropy_forward = crossentropy_forward,
     .crossentropy_backward = crossentropy_backward,
+    .sumsq = sumsq,
+    .adamw_update = adamw_update,
 };
