@@ -1,0 +1,33 @@
+/* The paper's optimizer (SPEC §3): AdamW with linear warmup then cosine
+ * decay of the learning rate, and clipping at a global gradient norm. The
+ * moments live in backend arenas beside the weights. */
+#ifndef ACH_OPTIM_H
+#define ACH_OPTIM_H
+#include "model.h"
+
+typedef struct {
+    double lr_min, lr_max;         /* 1e-5 -> 2.5e-4 -> 1e-5 */
+    double warmup_epochs;          /* 10 */
+    double total_epochs;           /* 200: where the cosine reaches lr_min */
+    double beta1, beta2, eps;      /* 0.9, 0.999, 1e-8 */
+    double weight_decay;           /* 0.01 */
+    unsigned no_decay_kinds;       /* KIND_* mask exempt from weight decay (default none) */
+    double clip;                   /* global norm; <= 0 disables */
+} ach_optim_cfg;
+
+typedef struct {
+    ach_optim_cfg cfg;
+    real *m, *v;                   /* [nweights] each */
+    long step;                     /* AdamW steps taken */
+    unsigned char *frozen;         /* [nparams]: 1 = no update, no decay */
+} ach_optim;
+
+void ach_optim_defaults(ach_optim_cfg *c);
+int ach_optim_create(ach_optim *o, const ach_model *m, const ach_optim_cfg *c);
+void ach_optim_free(ach_optim *o, const ach_model *m);
+/* Learning rate at a (possibly fractional) epoch position. */
+double ach_lr_at(const ach_optim_cfg *c, double epoch);
+/* Clips m->g to the global norm, then one AdamW step at learning rate lr.
+ * Returns the gradient norm before clipping (NaN/Inf pass through). */
+double ach_optim_step(ach_optim *o, ach_model *m, double lr);
+#endif
