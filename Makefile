@@ -54,6 +54,7 @@ check: all
 # Regenerate the PyTorch reference fixtures (needs Debian's python3-torch).
 fixtures: $(BIN)
 	/usr/bin/python3 t/torch_ref.py make t/fixtures
+	/usr/bin/python3 t/torch_optim.py make t/fixtures
 
 install: $(BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
