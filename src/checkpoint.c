@@ -15,13 +15,15 @@ void ach_param_to_f32(const ach_model *m, const ach_param *p, float *out)
     free(host);
 }
 
-int ach_ckpt_save(const ach_model *m, const char *path, char *err, size_t errlen)
+int ach_ckpt_save(const ach_model *m, const char *path, const st_entry *extra, int nextra,
+                  const char *const *meta_keys, const char *const *meta_vals, int nmeta, char *err, size_t errlen)
 {
-    int n = m->nparams + 1, rc = -1;
+    int n = m->nparams + 1 + nextra, nm = 2 + nmeta, rc = -1;
+    const char **keys = calloc(nm, sizeof *keys), **vals = calloc(nm, sizeof *vals);
     st_entry *e = calloc(n, sizeof *e);
     float *buf = malloc(m->nweights * sizeof *buf);
     char *cfg = cfg_to_json(&m->cfg);
-    if (!e || !buf || !cfg) {
+    if (!e || !buf || !cfg || !keys || !vals) {
         snprintf(err, errlen, "%s: out of memory", path);
         goto out;
     }
@@ -34,11 +36,16 @@ int ach_ckpt_save(const ach_model *m, const char *path, char *err, size_t errlen
         for (int d = 0; d < p->ndim; d++) e[i].shape[d] = p->shape[d];
         e[i].data = buf + p->offset;
     }
-    e[n - 1] = e[0]; /* the tied lm_head, as mamba_ssm's state_dict has it */
-    e[n - 1].name = "lm_head.weight";
-    const char *keys[] = {"format", "config"}, *vals[] = {"pt", cfg};
-    rc = st_save(path, e, n, keys, vals, 2, err, errlen);
+    e[m->nparams] = e[0]; /* the tied lm_head, as mamba_ssm's state_dict has it */
+    e[m->nparams].name = "lm_head.weight";
+    for (int i = 0; i < nextra; i++) e[m->nparams + 1 + i] = extra[i];
+    keys[0] = "format", vals[0] = "pt";
+    keys[1] = "config", vals[1] = cfg;
+    for (int i = 0; i < nmeta; i++) keys[2 + i] = meta_keys[i], vals[2 + i] = meta_vals[i];
+    rc = st_save(path, e, n, keys, vals, nm, err, errlen);
 out:
+    free(keys);
+    free(vals);
     free(e);
     free(buf);
     free(cfg);
@@ -75,24 +82,30 @@ static int check_tensor(const char *path, const st_tensor *t, const ach_param *p
 int ach_ckpt_load(ach_model *m, const ach_kernels *k, const char *path, char *err, size_t errlen)
 {
     st_file f;
-    ach_config cfg;
     if (st_load(path, &f, err, errlen)) return -1;
+    int rc = ach_ckpt_load_st(m, k, &f, path, err, errlen);
+    st_free(&f);
+    return rc;
+}
+
+int ach_ckpt_load_st(ach_model *m, const ach_kernels *k, const st_file *fp, const char *path, char *err,
+                     size_t errlen)
+{
+    const st_file f = *fp;
+    ach_config cfg;
     const char *json = st_meta(&f, "config");
     if (!json) {
         snprintf(err, errlen, "%s: __metadata__ has no 'config' (the model config as JSON)", path);
-        st_free(&f);
         return -1;
     }
     cfg_default(&cfg, ARCH_MAMBA2);
-    if (cfg_from_json(&cfg, json, path, err, errlen) || ach_model_create(m, &cfg, k, err, errlen)) {
-        st_free(&f);
-        return -1;
-    }
+    if (cfg_from_json(&cfg, json, path, err, errlen) || ach_model_create(m, &cfg, k, err, errlen)) return -1;
     /* every file tensor must be a model tensor (or the tied lm_head) */
     const st_tensor *head = NULL;
     for (int i = 0; i < f.n; i++) {
         const st_tensor *t = &f.tensors[i];
         if (!strcmp(t->name, "lm_head.weight")) head = t;
+        else if (!strncmp(t->name, ACH_OPTIM_PREFIX, strlen(ACH_OPTIM_PREFIX))) continue;
         else if (!ach_model_param(m, t->name)) {
             snprintf(err, errlen, "%s: unknown tensor '%s' (not in a %s model with this config)", path, t->name,
                      cfg_arch_name(cfg.arch));
@@ -143,10 +156,8 @@ int ach_ckpt_load(ach_model *m, const ach_kernels *k, const char *path, char *er
     }
     k->to_device(m->w, stage, m->nweights * sizeof(real));
     free(stage);
-    st_free(&f);
     return 0;
 fail:
     ach_model_free(m);
-    st_free(&f);
     return -1;
 }

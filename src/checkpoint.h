@@ -8,13 +8,23 @@
 #include "model.h"
 #include "safetensors.h"
 
-/* Writes atomically (temp + rename). 0 or -1 with a message. */
-int ach_ckpt_save(const ach_model *m, const char *path, char *err, size_t errlen);
+/* Tensors whose names start with this belong to a training run's state
+ * (optimizer moments), not to the model: loaders skip them. To load a run
+ * checkpoint in PyTorch, drop these keys. */
+#define ACH_OPTIM_PREFIX "optimizer."
+
+/* Writes the model, then `extra` tensors and metadata, atomically (temp +
+ * rename). 0 or -1 with a message. */
+int ach_ckpt_save(const ach_model *m, const char *path, const st_entry *extra, int nextra,
+                  const char *const *meta_keys, const char *const *meta_vals, int nmeta, char *err, size_t errlen);
 
 /* Reads PATH, checks every tensor against the config in its metadata and
  * creates the model (*m is created on success only). Messages name the
  * file, the tensor or field, and the problem. */
 int ach_ckpt_load(ach_model *m, const ach_kernels *k, const char *path, char *err, size_t errlen);
+/* The same from a file already read (path for messages). */
+int ach_ckpt_load_st(ach_model *m, const ach_kernels *k, const st_file *f, const char *path, char *err,
+                     size_t errlen);
 
 /* Host copy of a model tensor as float32 (n values). */
 void ach_param_to_f32(const ach_model *m, const ach_param *p, float *out);

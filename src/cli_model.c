@@ -102,7 +102,7 @@ int cli_init(int argc, char **argv)
     }
     ach_model m;
     if (ach_model_create(&m, &c, &ach_cpu_kernels, err, sizeof err) || ach_init_params(&m) ||
-        ach_ckpt_save(&m, out, err, sizeof err)) {
+        ach_ckpt_save(&m, out, NULL, 0, NULL, NULL, 0, err, sizeof err)) {
         fprintf(stderr, "achilles: init: %s\n", err);
         ach_model_free(&m);
         return 1;

@@ -1,0 +1,332 @@
+/* The run configuration as a table of typed keys: parsing, validation and
+ * JSON round-trip all walk the same table, so a key exists everywhere or
+ * nowhere. */
+#include "runcfg.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { T_INT, T_DBL, T_U64, T_STR, T_ENUM, T_KINDS } key_type;
+
+typedef struct {
+    const char *name;
+    key_type type;
+    size_t off, size;      /* field offset; string capacity for T_STR */
+    double lo, hi;         /* numeric range */
+    const char *choices;   /* T_ENUM: "a|b|c", value = index */
+    const char *help;
+} key_def;
+
+#define F(field) offsetof(ach_runcfg, field)
+static const key_def keys[] = {
+    {"preset", T_STR, F(preset), sizeof(((ach_runcfg *)0)->preset), 0, 0, NULL, "task preset: a name in data/ or a path to a JSON file"},
+    {"arch", T_ENUM, F(model.arch), 0, 0, 0, "|mamba1|mamba2", "mixer: mamba1 or mamba2"},
+    {"n_layer", T_INT, F(model.n_layer), 0, 1, 64, NULL, "residual blocks"},
+    {"d_model", T_INT, F(model.d_model), 0, 1, 8192, NULL, "model width D"},
+    {"d_state", T_INT, F(model.d_state), 0, 1, 4096, NULL, "SSM state size N"},
+    {"d_conv", T_INT, F(model.d_conv), 0, 1, 64, NULL, "conv1d taps K"},
+    {"expand", T_INT, F(model.expand), 0, 1, 16, NULL, "inner width = expand * d_model"},
+    {"headdim", T_INT, F(model.headdim), 0, 1, 8192, NULL, "Mamba-2 head size P"},
+    {"dt_rank", T_INT, F(model.dt_rank), 0, 0, 8192, NULL, "Mamba-1 dt rank; 0 = ceil(d_model/16)"},
+    {"init", T_ENUM, F(model.init), 0, 0, 0, "gamma|reference", "initialisation: the paper's gamma rule or mamba_ssm's defaults"},
+    {"gamma", T_DBL, F(model.gamma), 0, 0, 10, NULL, "initialisation rate: weights ~ N(0, (fan^-gamma)^2)"},
+    {"gamma_tensors", T_KINDS, F(model.gamma_kinds), 0, 0, 0, NULL, "tensors gamma touches: all, none or embedding,in_proj,conv,x_proj,dt_proj,out_proj"},
+    {"fan", T_ENUM, F(model.fan_rule), 0, 0, 0, "in|out", "fan of the gamma rule (torch's convention)"},
+    {"seed", T_U64, F(seed), 0, 0, 0, NULL, "random seed of the whole run (init, data, shuffling)"},
+    {"epochs", T_INT, F(epochs), 0, 0, 1000000, NULL, "training epochs"},
+    {"batch_size", T_INT, F(batch_size), 0, 1, 1 << 20, NULL, "sequences per step"},
+    {"lr_min", T_DBL, F(optim.lr_min), 0, 0, 1, NULL, "learning rate at the start and the end"},
+    {"lr_max", T_DBL, F(optim.lr_max), 0, 0, 1, NULL, "learning rate after warmup"},
+    {"warmup_epochs", T_DBL, F(optim.warmup_epochs), 0, 0, 1e6, NULL, "linear warmup length in epochs"},
+    {"lr_schedule", T_ENUM, F(lr_schedule), 0, 0, 0, "epoch|step", "learning rate changes once per epoch or every step"},
+    {"beta1", T_DBL, F(optim.beta1), 0, 0, 0.999999, NULL, "AdamW beta1"},
+    {"beta2", T_DBL, F(optim.beta2), 0, 0, 0.999999, NULL, "AdamW beta2"},
+    {"eps", T_DBL, F(optim.eps), 0, 0, 1, NULL, "AdamW epsilon"},
+    {"weight_decay", T_DBL, F(optim.weight_decay), 0, 0, 10, NULL, "AdamW decoupled weight decay"},
+    {"no_decay", T_KINDS, F(optim.no_decay_kinds), 0, 0, 0, NULL, "tensor kinds without weight decay: none (default) or a list as gamma_tensors, plus bias,dt_bias,A_log,D,norm"},
+    {"clip", T_DBL, F(optim.clip), 0, 0, 1e6, NULL, "gradient clipping at this global norm; 0 = off"},
+    {"ckpt_every", T_INT, F(ckpt_every), 0, 0, 1000000, NULL, "epochs between checkpoints (0: epoch 0 and the end only)"},
+    {"patience", T_INT, F(patience), 0, 0, 1000000, NULL, "stop after this many epochs without improvement; 0 = off"},
+    {"patience_metric", T_ENUM, F(patience_metric), 0, 0, 0, "test_loss|acc_seen|acc43_comp|acc43_sym", "what early stopping watches"},
+    {"threads", T_INT, F(threads), 0, 0, 1024, NULL, "CPU threads; 0 = all online CPUs (results do not depend on it)"},
+};
+#define NKEYS (int)(sizeof keys / sizeof keys[0])
+
+int runcfg_nkeys(void) { return NKEYS; }
+const char *runcfg_key_name(int i) { return keys[i].name; }
+const char *runcfg_key_help(int i) { return keys[i].help; }
+
+void runcfg_defaults(ach_runcfg *c)
+{
+    memset(c, 0, sizeof *c);
+    cfg_default(&c->model, ARCH_MAMBA2);
+    c->model.dt_rank = 0; /* auto */
+    ach_optim_defaults(&c->optim);
+    snprintf(c->preset, sizeof c->preset, "composite");
+    c->epochs = 200;
+    c->batch_size = 2048;
+    c->lr_schedule = SCHED_EPOCH;
+    c->ckpt_every = 10;
+    snprintf(c->patience_metric, sizeof c->patience_metric, "test_loss");
+}
+
+/* Index of `v` in "a|b|c", or -1. */
+static int choice_index(const char *choices, const char *v)
+{
+    int idx = 0;
+    for (const char *s = choices;; idx++) {
+        size_t n = strcspn(s, "|");
+        if (n == strlen(v) && !strncmp(s, v, n)) return idx;
+        if (!s[n]) return -1;
+        s += n + 1;
+    }
+}
+
+static void choice_name(const char *choices, int idx, char *buf, size_t n)
+{
+    const char *s = choices;
+    for (int i = 0; i < idx && strchr(s, '|'); i++) s = strchr(s, '|') + 1;
+    size_t len = strcspn(s, "|");
+    snprintf(buf, n, "%.*s", (int)len, s);
+}
+
+static const struct { const char *name; unsigned kind; } extra_kinds[] = {
+    {"bias", KIND_BIAS}, {"dt_bias", KIND_DT_BIAS}, {"A_log", KIND_A_LOG}, {"D", KIND_D}, {"norm", KIND_NORM},
+};
+
+/* The gamma kinds plus the non-matrix kinds (for no_decay). */
+static int parse_kinds(const char *v, unsigned *out)
+{
+    char buf[256], *save = NULL;
+    unsigned mask = 0, part;
+    if (!cfg_parse_kinds(v, out)) return 0;
+    snprintf(buf, sizeof buf, "%s", v);
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        size_t i;
+        for (i = 0; i < sizeof extra_kinds / sizeof extra_kinds[0]; i++)
+            if (!strcmp(tok, extra_kinds[i].name)) break;
+        if (i < sizeof extra_kinds / sizeof extra_kinds[0]) mask |= extra_kinds[i].kind;
+        else if (!cfg_parse_kinds(tok, &part)) mask |= part;
+        else return -1;
+    }
+    *out = mask;
+    return 0;
+}
+
+static void kinds_name(unsigned mask, char *buf, size_t n)
+{
+    static const struct { const char *name; unsigned kind; } all[] = {
+        {"embedding", KIND_EMBEDDING}, {"in_proj", KIND_IN_PROJ}, {"conv", KIND_CONV}, {"x_proj", KIND_X_PROJ},
+        {"dt_proj", KIND_DT_PROJ}, {"out_proj", KIND_OUT_PROJ}, {"bias", KIND_BIAS}, {"dt_bias", KIND_DT_BIAS},
+        {"A_log", KIND_A_LOG}, {"D", KIND_D}, {"norm", KIND_NORM},
+    };
+    buf[0] = 0;
+    if (!mask) snprintf(buf, n, "none");
+    else if (mask == GAMMA_DEFAULT_KINDS) snprintf(buf, n, "all");
+    else
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            if (mask & all[i].kind) {
+                size_t len = strlen(buf);
+                snprintf(buf + len, n - len, "%s%s", len ? "," : "", all[i].name);
+            }
+}
+
+int runcfg_set(ach_runcfg *c, const char *key, const char *v, const char *where, char *err, size_t errlen)
+{
+    const key_def *k = NULL;
+    for (int i = 0; i < NKEYS; i++)
+        if (!strcmp(keys[i].name, key)) k = &keys[i];
+    if (!k) {
+        snprintf(err, errlen, "%s: unknown key '%s' (see 'achilles train --help' for the keys)", where, key);
+        return -1;
+    }
+    char *p = (char *)c + k->off, *end;
+    errno = 0;
+    switch (k->type) {
+    case T_INT: {
+        long x = strtol(v, &end, 10);
+        if (errno || *end || end == v) goto bad_type;
+        if (x < k->lo || x > k->hi) goto bad_range;
+        *(int *)p = (int)x;
+        break;
+    }
+    case T_DBL: {
+        double x = strtod(v, &end);
+        if (errno || *end || end == v || !isfinite(x)) goto bad_type;
+        if (x < k->lo || x > k->hi) goto bad_range;
+        *(double *)p = x;
+        break;
+    }
+    case T_U64: {
+        unsigned long long x = strtoull(v, &end, 10);
+        if (errno || *end || end == v || v[0] == '-') goto bad_type;
+        *(uint64_t *)p = x;
+        break;
+    }
+    case T_STR:
+        if (!*v || strlen(v) >= k->size) {
+            snprintf(err, errlen, "%s: key '%s': value must be 1 to %zu characters", where, key, k->size - 1);
+            return -1;
+        }
+        snprintf(p, k->size, "%s", v);
+        break;
+    case T_ENUM: {
+        int idx = choice_index(k->choices, v);
+        if (idx < 0 || !*v) {
+            snprintf(err, errlen, "%s: key '%s': '%s' is not one of %s", where, key, v,
+                     k->choices[0] == '|' ? k->choices + 1 : k->choices);
+            return -1;
+        }
+        if (!strcmp(key, "patience_metric")) snprintf(p, sizeof c->patience_metric, "%s", v);
+        else *(int *)p = idx; /* enums are int-sized */
+        break;
+    }
+    case T_KINDS:
+        if (parse_kinds(v, (unsigned *)p)) {
+            snprintf(err, errlen, "%s: key '%s': unknown tensor kind in '%s'", where, key, v);
+            return -1;
+        }
+        break;
+    }
+    return 0;
+bad_type:
+    snprintf(err, errlen, "%s: key '%s': '%s' is not %s", where, key, v,
+             k->type == T_INT ? "an integer" : k->type == T_U64 ? "a non-negative integer" : "a number");
+    return -1;
+bad_range:
+    snprintf(err, errlen, "%s: key '%s': %s is out of range [%g, %g]", where, key, v, k->lo, k->hi);
+    return -1;
+}
+
+int runcfg_assign(ach_runcfg *c, const char *kv, char *err, size_t errlen)
+{
+    const char *eq = strchr(kv, '=');
+    char key[64];
+    if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof key) {
+        snprintf(err, errlen, "'%s': expected key=value", kv);
+        return -1;
+    }
+    snprintf(key, sizeof key, "%.*s", (int)(eq - kv), kv);
+    return runcfg_set(c, key, eq + 1, "argument", err, errlen);
+}
+
+int runcfg_validate(const ach_runcfg *c, char *err, size_t errlen)
+{
+    ach_config m = c->model;
+    char why[256];
+    if (!m.dt_rank) m.dt_rank = (m.d_model + 15) / 16;
+    if (cfg_validate(&m, why, sizeof why)) {
+        snprintf(err, errlen, "config: %s", why);
+        return -1;
+    }
+    if (c->optim.lr_min > c->optim.lr_max) {
+        snprintf(err, errlen, "config: lr_min %g is above lr_max %g", c->optim.lr_min, c->optim.lr_max);
+        return -1;
+    }
+    return 0;
+}
+
+void runcfg_get(const ach_runcfg *c, int i, char *buf, size_t n)
+{
+    const key_def *k = &keys[i];
+    const char *p = (const char *)c + k->off;
+    switch (k->type) {
+    case T_INT: snprintf(buf, n, "%d", *(const int *)p); break;
+    case T_DBL: snprintf(buf, n, "%.17g", *(const double *)p); break;
+    case T_U64: snprintf(buf, n, "%" PRIu64, *(const uint64_t *)p); break;
+    case T_STR: snprintf(buf, n, "%s", p); break;
+    case T_ENUM:
+        if (!strcmp(k->name, "patience_metric")) snprintf(buf, n, "%s", p);
+        else choice_name(k->choices, *(const int *)p, buf, n);
+        break;
+    case T_KINDS: kinds_name(*(const unsigned *)p, buf, n); break;
+    }
+    /* shortest text that reads back to the same double */
+    if (k->type == T_DBL)
+        for (int prec = 1; prec <= 17; prec++) {
+            char t[64];
+            snprintf(t, sizeof t, "%.*g", prec, *(const double *)p);
+            if (strtod(t, NULL) == *(const double *)p) {
+                snprintf(buf, n, "%s", t);
+                break;
+            }
+        }
+}
+
+char *runcfg_to_json(const ach_runcfg *c)
+{
+    cJSON *o = cJSON_CreateObject();
+    char buf[300];
+    for (int i = 0; i < NKEYS; i++) {
+        runcfg_get(c, i, buf, sizeof buf);
+        if (keys[i].type == T_INT) cJSON_AddNumberToObject(o, keys[i].name, *(const int *)((const char *)c + keys[i].off));
+        else if (keys[i].type == T_DBL) cJSON_AddItemToObject(o, keys[i].name, cJSON_CreateRaw(buf));
+        else cJSON_AddStringToObject(o, keys[i].name, buf); /* seeds as strings: exact */
+    }
+    char *s = cJSON_Print(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+int runcfg_from_json(ach_runcfg *c, const char *json, const char *where, char *err, size_t errlen)
+{
+    cJSON *o = cJSON_Parse(json);
+    if (!cJSON_IsObject(o)) {
+        snprintf(err, errlen, "%s: not a JSON object", where);
+        cJSON_Delete(o);
+        return -1;
+    }
+    for (const cJSON *it = o->child; it; it = it->next) {
+        char text[300];
+        if (cJSON_IsString(it)) snprintf(text, sizeof text, "%s", it->valuestring);
+        else if (cJSON_IsNumber(it)) snprintf(text, sizeof text, "%.17g", it->valuedouble);
+        else {
+            snprintf(err, errlen, "%s: key '%s': expected a number or a string", where, it->string);
+            cJSON_Delete(o);
+            return -1;
+        }
+        if (runcfg_set(c, it->string, text, where, err, errlen)) {
+            cJSON_Delete(o);
+            return -1;
+        }
+    }
+    cJSON_Delete(o);
+    return 0;
+}
+
+int runcfg_load_file(ach_runcfg *c, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0, n;
+    char chunk[4096];
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (len + n + 1 > cap) {
+            cap = (len + n + 1) * 2;
+            char *nb = realloc(buf, cap);
+            if (!nb) break;
+            buf = nb;
+        }
+        memcpy(buf + len, chunk, n);
+        len += n;
+    }
+    fclose(f);
+    if (!buf || len > 1 << 20) {
+        snprintf(err, errlen, "%s: empty, unreadable or larger than 1 MiB", path);
+        free(buf);
+        return -1;
+    }
+    buf[len] = 0;
+    int rc = runcfg_from_json(c, buf, path, err, errlen);
+    free(buf);
+    return rc;
+}

@@ -1,0 +1,49 @@
+/* A run's configuration: the model, the task preset, the training recipe
+ * (SPEC §3 defaults) and the run's bookkeeping, as one table of named keys.
+ * The same names serve key=value arguments, config.json, the man page and
+ * the workbench's completion. */
+#ifndef ACH_RUNCFG_H
+#define ACH_RUNCFG_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "optim.h"
+
+typedef enum { SCHED_EPOCH = 0, SCHED_STEP = 1 } ach_sched_unit;
+
+typedef struct {
+    ach_config model;
+    ach_optim_cfg optim;
+    char preset[256];        /* preset name in data/ or a path */
+    uint64_t seed;           /* init, shuffling: the whole run */
+    int epochs;              /* 200 */
+    int batch_size;          /* 2048 */
+    ach_sched_unit lr_schedule;
+    int ckpt_every;          /* epochs between checkpoints; 0 = only first/last */
+    int patience;            /* epochs without improvement before stopping; 0 = off */
+    char patience_metric[32];/* test_loss, acc_seen, acc43_comp, acc43_sym */
+    int threads;             /* 0 = all online CPUs */
+} ach_runcfg;
+
+void runcfg_defaults(ach_runcfg *c);
+/* Sets one key from text ("gamma", "1.0"). `where` prefixes messages. */
+int runcfg_set(ach_runcfg *c, const char *key, const char *value, const char *where, char *err, size_t errlen);
+/* Applies "key=value". */
+int runcfg_assign(ach_runcfg *c, const char *kv, char *err, size_t errlen);
+/* Cross-field checks (model sizes, ranges that depend on each other). */
+int runcfg_validate(const ach_runcfg *c, char *err, size_t errlen);
+/* The full resolved config as a JSON object text (malloc'd). */
+char *runcfg_to_json(const ach_runcfg *c);
+/* Reads keys from a JSON object text; unknown keys and bad values are
+ * errors naming `where` and the key. Keys absent keep their values. */
+int runcfg_from_json(ach_runcfg *c, const char *json, const char *where, char *err, size_t errlen);
+int runcfg_load_file(ach_runcfg *c, const char *path, char *err, size_t errlen);
+
+/* The key table, for help and completion: name, kind and a one-line help. */
+int runcfg_nkeys(void);
+const char *runcfg_key_name(int i);
+const char *runcfg_key_help(int i);
+/* The current value of key i as text (buf of n bytes). */
+void runcfg_get(const ach_runcfg *c, int i, char *buf, size_t n);
+#endif
