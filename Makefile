@@ -6,7 +6,9 @@ BUILD   ?= build
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter
-ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Isrc $(CFLAGS)
+# Where bare task preset names are looked up (ACHILLES_DATA overrides at run time).
+DATADIR ?= $(abspath data)
+ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Isrc -DACH_DATADIR='"$(DATADIR)"' $(CFLAGS)
 LDLIBS  := -lcjson -lm -lpthread
 
 ifeq ($(SANITIZE),1)

@@ -112,4 +112,6 @@ size_t mamba1_scan_work(int L, int N);
 size_t mamba2_ssd_work(int L);
 
 extern const ach_kernels ach_cpu_kernels;
+/* SIMD + thread-pool kernels (kernels_fast.c), bit-identical at any thread count. */
+const ach_kernels *ach_fast_kernels(void);
 #endif

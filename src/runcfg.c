@@ -3,6 +3,8 @@
  * nowhere. */
 #include "runcfg.h"
 
+#include "fsutil.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -301,31 +303,8 @@ int runcfg_from_json(ach_runcfg *c, const char *json, const char *where, char *e
 
 int runcfg_load_file(ach_runcfg *c, const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    char *buf = NULL;
-    size_t len = 0, cap = 0, n;
-    char chunk[4096];
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (len + n + 1 > cap) {
-            cap = (len + n + 1) * 2;
-            char *nb = realloc(buf, cap);
-            if (!nb) break;
-            buf = nb;
-        }
-        memcpy(buf + len, chunk, n);
-        len += n;
-    }
-    fclose(f);
-    if (!buf || len > 1 << 20) {
-        snprintf(err, errlen, "%s: empty, unreadable or larger than 1 MiB", path);
-        free(buf);
-        return -1;
-    }
-    buf[len] = 0;
+    char *buf = read_file(path, 1 << 20, NULL, err, errlen);
+    if (!buf) return -1;
     int rc = runcfg_from_json(c, buf, path, err, errlen);
     free(buf);
     return rc;

@@ -1,0 +1,610 @@
+/* The training run: batches in a per-epoch shuffled order, the paper's
+ * optimizer, evaluation every epoch, records and checkpoints in the run
+ * directory, and exact resumption from state.safetensors. */
+#include "run.h"
+
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "checkpoint.h"
+#include "fsutil.h"
+#include "init.h"
+#include "rng.h"
+
+#define SHUFFLE_STREAM 0x5348554646ULL /* "SHUFF": one stream per epoch */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void path_in(const ach_run *r, char *buf, size_t n, const char *name)
+{
+    snprintf(buf, n, "%s/%s", r->dir, name);
+}
+
+/* Fisher-Yates under (seed, epoch): the order is a pure function of both. */
+static void shuffle(ach_run *r)
+{
+    ach_rng g;
+    rng_init(&g, r->cfg.seed, SHUFFLE_STREAM + (uint64_t)r->epoch);
+    for (uint64_t i = 0; i < r->ntrain; i++) r->perm[i] = (uint32_t)i;
+    for (uint64_t i = r->ntrain - 1; i > 0; i--) {
+        uint64_t j = rng_below(&g, i + 1);
+        uint32_t t = r->perm[i];
+        r->perm[i] = r->perm[j];
+        r->perm[j] = t;
+    }
+}
+
+/* The cosine reaches lr_min at the run's last epoch. */
+static void sync_schedule(ach_runcfg *c) { c->optim.total_epochs = c->epochs; }
+
+/* Model config from the run config and the task (vocabulary). */
+static void model_config(const ach_runcfg *c, const ach_task *t, ach_config *m)
+{
+    *m = c->model;
+    if (!m->dt_rank) m->dt_rank = (m->d_model + 15) / 16;
+    m->vocab_size = t->vocab_size;
+    m->seed = c->seed;
+}
+
+/* Allocations and sizes shared by create and resume; model and optimizer
+ * are already made. */
+static int setup(ach_run *r, char *err, size_t errlen)
+{
+    r->L = r->task.seq_len;
+    r->ntrain = task_split_size(&r->task, TASK_TRAIN);
+    r->ntest = task_split_size(&r->task, TASK_TEST);
+    if (r->ntrain == 0 || r->ntrain > UINT32_MAX) {
+        snprintf(err, errlen, "%s: train split has %" PRIu64 " sequences; need 1 to 2^32-1", r->task.path, r->ntrain);
+        return -1;
+    }
+    int B = r->cfg.batch_size;
+    r->nbatches = (int)((r->ntrain + B - 1) / B);
+    r->perm = malloc(r->ntrain * sizeof *r->perm);
+    r->tokens = malloc((size_t)B * r->L * sizeof *r->tokens);
+    r->labels = malloc((size_t)B * sizeof *r->labels);
+    r->logits = malloc((size_t)B * r->model.cfg.vocab_size * sizeof *r->logits);
+    if (!r->perm || !r->tokens || !r->labels || !r->logits) {
+        snprintf(err, errlen, "out of memory for a run of %" PRIu64 " sequences", r->ntrain);
+        return -1;
+    }
+    if (ach_model_reserve(&r->model, B, r->L, err, errlen)) return -1;
+    if (r->epoch < r->cfg.epochs || r->batch) shuffle(r);
+    return 0;
+}
+
+static double metric_value(const ach_metrics *m, const char *name)
+{
+    if (!strcmp(name, "acc_seen")) return m->acc_seen;
+    if (!strcmp(name, "acc43_comp")) return m->acc43_comp;
+    if (!strcmp(name, "acc43_sym")) return m->acc43_sym;
+    return m->test_loss;
+}
+
+/* Forward over n sequences of a split given by index; accumulates loss,
+ * correct counts per pair (against the label, composite and symmetric). */
+typedef struct { double loss; long n; long correct[TASK_MAX_PAIRS], comp[TASK_MAX_PAIRS], sym[TASK_MAX_PAIRS], count[TASK_MAX_PAIRS]; } eval_acc;
+
+static void eval_indices(ach_run *r, int split, uint64_t start, uint64_t stride, uint64_t n, eval_acc *acc)
+{
+    int B = r->cfg.batch_size, V = r->model.cfg.vocab_size;
+    ach_seq_info info[1];
+    int *pair = malloc((size_t)B * sizeof *pair);
+    int32_t *comp = malloc((size_t)B * sizeof *comp), *sym = malloc((size_t)B * sizeof *sym);
+    if (!pair || !comp || !sym) goto out;
+    for (uint64_t b0 = 0; b0 < n; b0 += B) {
+        int nb = (int)(n - b0 < (uint64_t)B ? n - b0 : (uint64_t)B);
+        for (int b = 0; b < nb; b++) {
+            task_sequence(&r->task, r->cfg.seed, split, start + (b0 + b) * stride, r->tokens + (size_t)b * r->L,
+                          &r->labels[b], info);
+            pair[b] = info->pair, comp[b] = info->label_comp, sym[b] = info->label_sym;
+        }
+        acc->loss += ach_model_forward(&r->model, r->tokens, r->labels, nb, r->L) * nb;
+        acc->n += nb;
+        real *host = r->logits;
+        r->model.k->to_host(host, r->model.logits, (size_t)nb * V * sizeof(real));
+        for (int b = 0; b < nb; b++) {
+            const real *z = host + (size_t)b * V;
+            int arg = 0;
+            for (int v = 1; v < V; v++)
+                if (z[v] > z[arg]) arg = v;
+            acc->count[pair[b]]++;
+            acc->correct[pair[b]] += arg == r->labels[b];
+            acc->comp[pair[b]] += arg == comp[b];
+            acc->sym[pair[b]] += arg == sym[b];
+        }
+    }
+out:
+    free(pair);
+    free(comp);
+    free(sym);
+}
+
+void ach_run_evaluate(ach_run *r, ach_metrics *out)
+{
+    const ach_task *t = &r->task;
+    eval_acc *acc = calloc(1, sizeof *acc);
+    if (!acc) return;
+    eval_indices(r, TASK_TEST, 0, 1, r->ntest, acc);
+    out->test_loss = acc->n ? acc->loss / acc->n : NAN;
+    const ach_split *sp = &t->split[TASK_TEST];
+    long seen_ok = 0, seen_n = 0;
+    int held = task_pair_index(t, 4, 3);
+    out->acc43_comp = out->acc43_sym = NAN;
+    out->npairs = sp->npairs;
+    for (int i = 0; i < sp->npairs; i++) {
+        int p = sp->pairs[i];
+        out->acc_pair[i] = acc->count[p] ? (double)acc->correct[p] / acc->count[p] : NAN;
+        task_pair_name(t, p, out->pair_name[i], sizeof out->pair_name[i]);
+        if (!t->pairs[p].held_out) seen_ok += acc->correct[p], seen_n += acc->count[p];
+        if (p == held && acc->count[p]) {
+            out->acc43_comp = (double)acc->comp[p] / acc->count[p];
+            out->acc43_sym = (double)acc->sym[p] / acc->count[p];
+        }
+    }
+    out->acc_seen = seen_n ? (double)seen_ok / seen_n : NAN;
+    free(acc);
+}
+
+/* JSON numbers, with NaN and Inf spelled out as strings (DESIGN: explicit). */
+static cJSON *num_item(double v)
+{
+    if (isnan(v)) return cJSON_CreateString("NaN");
+    if (isinf(v)) return cJSON_CreateString(v > 0 ? "Inf" : "-Inf");
+    return cJSON_CreateNumber(v);
+}
+
+char *ach_metrics_json(const ach_metrics *m)
+{
+    cJSON *o = cJSON_CreateObject(), *pairs = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "epoch", m->epoch);
+    cJSON_AddNumberToObject(o, "step", (double)m->step);
+    cJSON_AddItemToObject(o, "lr", num_item(m->lr));
+    cJSON_AddItemToObject(o, "train_loss", num_item(m->train_loss));
+    cJSON_AddItemToObject(o, "test_loss", num_item(m->test_loss));
+    cJSON_AddItemToObject(o, "acc43_comp", num_item(m->acc43_comp));
+    cJSON_AddItemToObject(o, "acc43_sym", num_item(m->acc43_sym));
+    cJSON_AddItemToObject(o, "acc_seen", num_item(m->acc_seen));
+    cJSON_AddItemToObject(o, "grad_norm", num_item(m->grad_norm));
+    cJSON_AddItemToObject(o, "seq_per_s", num_item(m->seq_per_s));
+    cJSON_AddItemToObject(o, "elapsed_s", num_item(m->elapsed_s));
+    for (int i = 0; i < m->npairs; i++) cJSON_AddItemToObject(pairs, m->pair_name[i], num_item(m->acc_pair[i]));
+    cJSON_AddItemToObject(o, "acc_pair", pairs);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+#define CSV_FIELDS "epoch,step,lr,train_loss,test_loss,acc43_comp,acc43_sym,acc_seen,grad_norm,seq_per_s,elapsed_s"
+
+char *ach_metrics_csv_header(const ach_metrics *m)
+{
+    size_t n = sizeof CSV_FIELDS + (size_t)m->npairs * 20;
+    char *s = malloc(n);
+    if (!s) return NULL;
+    size_t k = snprintf(s, n, "%s", CSV_FIELDS);
+    for (int i = 0; i < m->npairs; i++) k += snprintf(s + k, n - k, ",acc_%s", m->pair_name[i]);
+    return s;
+}
+
+char *ach_metrics_csv_row(const ach_metrics *m)
+{
+    size_t n = 64 * (12 + (size_t)m->npairs);
+    char *s = malloc(n);
+    if (!s) return NULL;
+    size_t k = snprintf(s, n, "%d,%ld,%.9g,%.9g,%.9g,%.6g,%.6g,%.6g,%.6g,%.6g,%.3f", m->epoch, m->step, m->lr,
+                        m->train_loss, m->test_loss, m->acc43_comp, m->acc43_sym, m->acc_seen, m->grad_norm,
+                        m->seq_per_s, m->elapsed_s);
+    for (int i = 0; i < m->npairs; i++) k += snprintf(s + k, n - k, ",%.6g", m->acc_pair[i]);
+    return s;
+}
+
+/* summary.json: best and final values, rewritten atomically each epoch. */
+static int write_summary(ach_run *r, char *err, size_t errlen)
+{
+    cJSON *o = cJSON_CreateObject();
+    char path[1200];
+    cJSON_AddStringToObject(o, "status", r->done ? "done" : "running");
+    if (r->stop_reason[0]) cJSON_AddStringToObject(o, "stop_reason", r->stop_reason);
+    cJSON_AddNumberToObject(o, "epochs_done", r->epoch);
+    cJSON_AddNumberToObject(o, "epochs", r->cfg.epochs);
+    cJSON_AddStringToObject(o, "best_metric", r->cfg.patience_metric);
+    cJSON_AddItemToObject(o, "best_value", num_item(r->best));
+    cJSON_AddNumberToObject(o, "best_epoch", r->best_epoch);
+    cJSON_AddItemToObject(o, "wall_time_s", num_item(r->elapsed));
+    char *last = ach_metrics_json(&r->last);
+    cJSON_AddItemToObject(o, "final", cJSON_Parse(last));
+    free(last);
+    char *s = cJSON_Print(o);
+    cJSON_Delete(o);
+    path_in(r, path, sizeof path, "summary.json");
+    int rc = write_file_atomic(path, s, strlen(s), err, errlen);
+    free(s);
+    return rc;
+}
+
+/* Appends the latest record to metrics.jsonl and training_log.csv. */
+static int write_record(ach_run *r, char *err, size_t errlen)
+{
+    char path[1200];
+    char *js = ach_metrics_json(&r->last), *row = ach_metrics_csv_row(&r->last);
+    int rc = -1;
+    if (!js || !row) goto out;
+    path_in(r, path, sizeof path, "metrics.jsonl");
+    if (append_line(path, js, err, errlen)) goto out;
+    path_in(r, path, sizeof path, "training_log.csv");
+    struct stat st;
+    if (stat(path, &st)) {
+        char *hdr = ach_metrics_csv_header(&r->last);
+        int bad = !hdr || append_line(path, hdr, err, errlen);
+        free(hdr);
+        if (bad) goto out;
+    }
+    rc = append_line(path, row, err, errlen);
+out:
+    free(js);
+    free(row);
+    return rc;
+}
+
+/* The run's position as metadata text; doubles with %.17g round-trip. */
+static char *position_json(const ach_run *r)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf,
+             "{\"epoch\":\"%d\",\"batch\":\"%d\",\"step\":\"%ld\",\"loss_sum\":\"%.17g\",\"loss_n\":\"%ld\","
+             "\"gnorm_sum\":\"%.17g\",\"gnorm_n\":\"%ld\",\"best\":\"%.17g\",\"best_epoch\":\"%d\","
+             "\"bad_epochs\":\"%d\",\"elapsed\":\"%.17g\",\"done\":\"%d\",\"stop_reason\":\"%s\"}",
+             r->epoch, r->batch, r->opt.step, r->loss_sum, r->loss_n, r->gnorm_sum, r->gnorm_n, r->best,
+             r->best_epoch, r->bad_epochs, r->elapsed, r->done, r->stop_reason);
+    return strdup(buf);
+}
+
+/* Model + optimizer moments + position, to one file. */
+static int save_checkpoint(ach_run *r, const char *path, char *err, size_t errlen)
+{
+    ach_model *m = &r->model;
+    int n = 2 * m->nparams, rc = -1;
+    st_entry *e = calloc(n, sizeof *e);
+    char(*names)[ACH_NAME_MAX + 24] = calloc(n, sizeof *names);
+    float *host = malloc(2 * m->nweights * sizeof *host);
+    real *stage = malloc(2 * m->nweights * sizeof *stage);
+    char *pos = position_json(r), *cfg = runcfg_to_json(&r->cfg);
+    if (!e || !names || !host || !stage || !pos || !cfg) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto out;
+    }
+    m->k->to_host(stage, r->opt.m, m->nweights * sizeof(real));
+    m->k->to_host(stage + m->nweights, r->opt.v, m->nweights * sizeof(real));
+    for (size_t i = 0; i < 2 * m->nweights; i++) host[i] = (float)stage[i];
+    for (int i = 0; i < m->nparams; i++) {
+        const ach_param *p = &m->params[i];
+        for (int which = 0; which < 2; which++) {
+            int j = 2 * i + which;
+            snprintf(names[j], sizeof names[j], ACH_OPTIM_PREFIX "%s.%s", which ? "exp_avg_sq" : "exp_avg", p->name);
+            e[j] = (st_entry){.name = names[j], .dtype = ST_F32, .ndim = p->ndim,
+                              .data = host + which * m->nweights + p->offset};
+            for (int d = 0; d < p->ndim; d++) e[j].shape[d] = p->shape[d];
+        }
+    }
+    const char *keys[] = {"run_position", "run_config"}, *vals[] = {pos, cfg};
+    rc = ach_ckpt_save(m, path, e, n, keys, vals, 2, err, errlen);
+out:
+    free(e);
+    free(names);
+    free(host);
+    free(stage);
+    free(pos);
+    free(cfg);
+    return rc;
+}
+
+int ach_run_save_state(ach_run *r, char *err, size_t errlen)
+{
+    char path[1200];
+    path_in(r, path, sizeof path, "state.safetensors");
+    return save_checkpoint(r, path, err, errlen);
+}
+
+static int save_epoch_checkpoint(ach_run *r, char *err, size_t errlen)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/ckpt/epoch_%04d.safetensors", r->dir, r->epoch);
+    return save_checkpoint(r, path, err, errlen);
+}
+
+/* After evaluation: record, summary, patience, checkpoints, state. */
+static int finish_epoch(ach_run *r, char *err, size_t errlen)
+{
+    ach_metrics *m = &r->last;
+    double v = metric_value(m, r->cfg.patience_metric);
+    int lower_better = !strcmp(r->cfg.patience_metric, "test_loss");
+    if (!isnan(v) && (isnan(r->best) || (lower_better ? v < r->best : v > r->best))) {
+        r->best = v, r->best_epoch = r->epoch, r->bad_epochs = 0;
+    } else if (r->epoch > 0) {
+        r->bad_epochs++;
+    }
+    if (r->epoch >= r->cfg.epochs) {
+        r->done = 1;
+        snprintf(r->stop_reason, sizeof r->stop_reason, "finished %d epochs", r->cfg.epochs);
+    } else if (r->cfg.patience > 0 && r->bad_epochs >= r->cfg.patience) {
+        r->done = 1;
+        snprintf(r->stop_reason, sizeof r->stop_reason, "early stop: %s not improved for %d epochs (best %.6g at epoch %d)",
+                 r->cfg.patience_metric, r->bad_epochs, r->best, r->best_epoch);
+    }
+    if (write_record(r, err, errlen) || write_summary(r, err, errlen)) return -1;
+    int periodic = r->cfg.ckpt_every > 0 && r->epoch % r->cfg.ckpt_every == 0;
+    if ((r->epoch == 0 || periodic || r->done) && save_epoch_checkpoint(r, err, errlen)) return -1;
+    return ach_run_save_state(r, err, errlen);
+}
+
+static void fill_train_fields(ach_run *r, double lr)
+{
+    ach_metrics *m = &r->last;
+    m->epoch = r->epoch;
+    m->step = r->opt.step;
+    m->lr = lr;
+    m->train_loss = r->loss_n ? r->loss_sum / r->loss_n : NAN;
+    m->grad_norm = r->gnorm_n ? r->gnorm_sum / r->gnorm_n : NAN;
+    m->seq_per_s = r->epoch_train_s > 0 ? r->epoch_seqs / r->epoch_train_s : NAN;
+    m->elapsed_s = r->elapsed;
+}
+
+static int write_json_file(const char *path, const char *json, char *err, size_t errlen)
+{
+    return write_file_atomic(path, json, strlen(json), err, errlen);
+}
+
+int ach_run_create(ach_run *r, const ach_runcfg *cfg, const char *dir, const ach_kernels *k, char *err, size_t errlen)
+{
+    char path[1200];
+    struct stat st;
+    memset(r, 0, sizeof *r);
+    r->cfg = *cfg;
+    sync_schedule(&r->cfg);
+    r->best = NAN;
+    snprintf(r->dir, sizeof r->dir, "%s", dir);
+    if (runcfg_validate(cfg, err, errlen) || task_load(&r->task, cfg->preset, err, errlen)) return -1;
+    path_in(r, path, sizeof path, "config.json");
+    if (!stat(path, &st)) {
+        snprintf(err, errlen, "%s: already holds a run (config.json); resume it with 'achilles train --resume %s' or "
+                 "choose another out=", dir, dir);
+        task_free(&r->task);
+        return -1;
+    }
+    ach_config mc;
+    model_config(cfg, &r->task, &mc);
+    if (make_dirs(dir, err, errlen) || ach_model_create(&r->model, &mc, k, err, errlen)) {
+        task_free(&r->task);
+        return -1;
+    }
+    if (ach_init_params(&r->model) || ach_optim_create(&r->opt, &r->model, &r->cfg.optim) || setup(r, err, errlen)) {
+        if (!err[0]) snprintf(err, errlen, "out of memory");
+        ach_run_close(r);
+        return -1;
+    }
+    /* config.json, the preset copy, then epoch 0 */
+    char *js = runcfg_to_json(cfg), *preset = read_file(r->task.path, 1 << 20, NULL, err, errlen);
+    snprintf(path, sizeof path, "%s/ckpt", dir);
+    int bad = !js || !preset || make_dirs(path, err, errlen);
+    if (!bad) {
+        path_in(r, path, sizeof path, "preset.json");
+        bad = write_json_file(path, preset, err, errlen);
+    }
+    if (!bad) {
+        path_in(r, path, sizeof path, "config.json");
+        bad = write_json_file(path, js, err, errlen);
+    }
+    free(js);
+    free(preset);
+    if (bad) {
+        ach_run_close(r);
+        return -1;
+    }
+    ach_run_evaluate(r, &r->last);
+    /* epoch 0's train loss: every k-th training sequence, as many as the test split */
+    eval_acc *acc = calloc(1, sizeof *acc);
+    if (acc) {
+        uint64_t stride = r->ntrain > r->ntest ? r->ntrain / r->ntest : 1;
+        eval_indices(r, TASK_TRAIN, 0, stride, r->ntrain / stride, acc);
+        r->loss_sum = acc->loss, r->loss_n = acc->n;
+        free(acc);
+    }
+    fill_train_fields(r, ach_lr_at(&r->cfg.optim, 0));
+    r->loss_sum = 0, r->loss_n = 0;
+    if (finish_epoch(r, err, errlen)) {
+        ach_run_close(r);
+        return -1;
+    }
+    return 0;
+}
+
+ach_run_status ach_run_advance(ach_run *r, char *err, size_t errlen)
+{
+    if (r->done) return RUN_DONE;
+    int B = r->cfg.batch_size;
+    if (r->batch == 0) r->epoch_train_s = 0, r->epoch_seqs = 0;
+    double t0 = now_s();
+    uint64_t first = (uint64_t)r->batch * B;
+    int nb = (int)(r->ntrain - first < (uint64_t)B ? r->ntrain - first : (uint64_t)B);
+    for (int b = 0; b < nb; b++)
+        task_sequence(&r->task, r->cfg.seed, TASK_TRAIN, r->perm[first + b], r->tokens + (size_t)b * r->L,
+                      &r->labels[b], NULL);
+    double pos = r->cfg.lr_schedule == SCHED_STEP ? r->epoch + (double)r->batch / r->nbatches : r->epoch;
+    double lr = ach_lr_at(&r->cfg.optim, pos);
+    double loss = ach_model_forward(&r->model, r->tokens, r->labels, nb, r->L);
+    ach_model_backward(&r->model);
+    double gn = ach_optim_step(&r->opt, &r->model, lr);
+    r->loss_sum += loss * nb, r->loss_n += nb;
+    r->gnorm_sum += gn, r->gnorm_n++;
+    r->batch++;
+    double dt = now_s() - t0;
+    r->epoch_train_s += dt;
+    r->epoch_seqs += nb;
+    r->elapsed += dt;
+    if (!isfinite(loss) || !isfinite(gn)) {
+        r->done = 1;
+        snprintf(r->stop_reason, sizeof r->stop_reason, "diverged at epoch %d step %ld: loss %g, gradient norm %g",
+                 r->epoch, r->opt.step, loss, gn);
+        char ignore[256];
+        write_summary(r, ignore, sizeof ignore);
+        snprintf(err, errlen, "%s", r->stop_reason);
+        return RUN_ERROR; /* the last good state.safetensors is kept */
+    }
+    if (r->batch < r->nbatches) return RUN_STEP;
+    /* end of epoch */
+    r->epoch++;
+    r->batch = 0;
+    ach_run_evaluate(r, &r->last);
+    fill_train_fields(r, lr);
+    r->loss_sum = r->gnorm_sum = 0, r->loss_n = r->gnorm_n = 0;
+    if (finish_epoch(r, err, errlen)) return RUN_ERROR;
+    if (!r->done) shuffle(r);
+    return r->done ? RUN_DONE : RUN_EPOCH;
+}
+
+/* Reads a string-valued number field of the position JSON. */
+static int pos_field(const cJSON *o, const char *key, double *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsString(v)) return -1;
+    char *end;
+    *out = strtod(v->valuestring, &end);
+    return *end ? -1 : 0;
+}
+
+/* Keeps only the records of epochs <= last in metrics.jsonl and the CSV:
+ * a crash between appending a record and saving the state leaves one more. */
+static int trim_records(ach_run *r, char *err, size_t errlen)
+{
+    const char *files[] = {"metrics.jsonl", "training_log.csv"};
+    for (int f = 0; f < 2; f++) {
+        char path[1200];
+        path_in(r, path, sizeof path, files[f]);
+        size_t len;
+        char *text = read_file(path, 1 << 30, &len, err, errlen);
+        if (!text) return -1;
+        /* records are one per line, epochs 0..; the CSV has a header line */
+        long keep = r->epoch + 1 + f, line = 0;
+        size_t cut = 0;
+        for (size_t i = 0; i < len && line < keep; i++)
+            if (text[i] == '\n') line++, cut = i + 1;
+        if (line < keep) {
+            snprintf(err, errlen, "%s: %ld records, but state.safetensors is at epoch %d", path, line - f, r->epoch);
+            free(text);
+            return -1;
+        }
+        int rc = cut == len ? 0 : write_file_atomic(path, text, cut, err, errlen);
+        free(text);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+int ach_run_resume(ach_run *r, const char *dir, const ach_kernels *k, char *err, size_t errlen)
+{
+    char path[1200], preset[1200];
+    st_file f;
+    memset(r, 0, sizeof *r);
+    snprintf(r->dir, sizeof r->dir, "%s", dir);
+    runcfg_defaults(&r->cfg);
+    path_in(r, path, sizeof path, "config.json");
+    if (runcfg_load_file(&r->cfg, path, err, errlen) || runcfg_validate(&r->cfg, err, errlen)) return -1;
+    sync_schedule(&r->cfg);
+    path_in(r, preset, sizeof preset, "preset.json");
+    if (task_load(&r->task, preset, err, errlen)) return -1;
+    path_in(r, path, sizeof path, "state.safetensors");
+    if (st_load(path, &f, err, errlen)) {
+        task_free(&r->task);
+        return -1;
+    }
+    int rc = -1;
+    cJSON *pos = NULL;
+    if (ach_ckpt_load_st(&r->model, k, &f, path, err, errlen)) goto out;
+    ach_config want;
+    model_config(&r->cfg, &r->task, &want);
+    char *a = cfg_to_json(&want), *b = cfg_to_json(&r->model.cfg);
+    int same = a && b && !strcmp(a, b);
+    free(a);
+    free(b);
+    if (!same) {
+        snprintf(err, errlen, "%s: the model in it does not match %s/config.json (a foreign or edited run?)", path, dir);
+        goto out;
+    }
+    if (ach_optim_create(&r->opt, &r->model, &r->cfg.optim)) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    /* optimizer moments */
+    real *stage = malloc(r->model.nweights * sizeof *stage);
+    for (int which = 0; stage && which < 2; which++) {
+        for (int i = 0; i < r->model.nparams; i++) {
+            const ach_param *p = &r->model.params[i];
+            char name[ACH_NAME_MAX + 24];
+            snprintf(name, sizeof name, ACH_OPTIM_PREFIX "%s.%s", which ? "exp_avg_sq" : "exp_avg", p->name);
+            const st_tensor *t = st_find(&f, name);
+            if (!t || t->dtype != ST_F32 || st_numel(t) != p->numel) {
+                snprintf(err, errlen, "%s: tensor '%s' %s", path, name, t ? "has the wrong dtype or size" : "missing");
+                free(stage);
+                goto out;
+            }
+            const unsigned char *src = st_data(&f, t);
+            for (size_t j = 0; j < p->numel; j++) {
+                float v;
+                memcpy(&v, src + 4 * j, 4);
+                stage[p->offset + j] = v;
+            }
+        }
+        k->to_device(which ? r->opt.v : r->opt.m, stage, r->model.nweights * sizeof(real));
+    }
+    free(stage);
+    /* position */
+    const char *ptext = st_meta(&f, "run_position");
+    pos = ptext ? cJSON_Parse(ptext) : NULL;
+    double v[12];
+    const char *fields[] = {"epoch", "batch", "step", "loss_sum", "loss_n", "gnorm_sum", "gnorm_n", "best",
+                            "best_epoch", "bad_epochs", "elapsed", "done"};
+    for (int i = 0; i < 12; i++)
+        if (!pos || pos_field(pos, fields[i], &v[i])) {
+            snprintf(err, errlen, "%s: run_position metadata %s '%s'", path, pos ? "lacks a valid" : "missing; no", fields[i]);
+            goto out;
+        }
+    r->epoch = (int)v[0], r->batch = (int)v[1], r->opt.step = (long)v[2];
+    r->loss_sum = v[3], r->loss_n = (long)v[4], r->gnorm_sum = v[5], r->gnorm_n = (long)v[6];
+    r->best = v[7], r->best_epoch = (int)v[8], r->bad_epochs = (int)v[9], r->elapsed = v[10], r->done = (int)v[11];
+    const cJSON *why = cJSON_GetObjectItemCaseSensitive(pos, "stop_reason");
+    if (cJSON_IsString(why)) snprintf(r->stop_reason, sizeof r->stop_reason, "%s", why->valuestring);
+    if (setup(r, err, errlen) || r->batch >= r->nbatches || trim_records(r, err, errlen)) {
+        if (r->batch >= r->nbatches) snprintf(err, errlen, "%s: batch %d beyond the epoch's %d", path, r->batch, r->nbatches);
+        goto out;
+    }
+    r->last.epoch = r->epoch;
+    rc = 0;
+out:
+    cJSON_Delete(pos);
+    st_free(&f);
+    if (rc) ach_run_close(r);
+    return rc;
+}
+
+void ach_run_close(ach_run *r)
+{
+    if (r->model.k) ach_optim_free(&r->opt, &r->model);
+    ach_model_free(&r->model);
+    task_free(&r->task);
+    free(r->perm);
+    free(r->tokens);
+    free(r->labels);
+    free(r->logits);
+    memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,90 @@
+/* A training run: the paper's recipe over a task preset, one batch at a
+ * time, with its run directory:
+ *   config.json      the full resolved configuration
+ *   preset.json      a copy of the task preset (the run reads this one)
+ *   metrics.jsonl    one record per epoch (epoch 0 = before training)
+ *   training_log.csv the same, as a table
+ *   summary.json     best and final values, wall time (rewritten each epoch)
+ *   state.safetensors the latest model + optimizer + position: --resume
+ *   ckpt/epoch_NNNN.safetensors  epoch 0, every ckpt_every, and the end
+ * The workbench drives the same object from its worker thread.
+ *
+ * Ownership: ach_run_create / ach_run_resume fill a caller-owned ach_run;
+ * ach_run_close frees it. Nothing is allocated per step. */
+#ifndef ACH_RUN_H
+#define ACH_RUN_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+#include "optim.h"
+#include "runcfg.h"
+#include "task.h"
+
+typedef struct {
+    int epoch;               /* epochs completed (0 = before training) */
+    long step;               /* optimizer steps taken */
+    double lr;               /* learning rate of the epoch's last step */
+    double train_loss;       /* mean loss of the epoch's batches (epoch 0: a fixed sample) */
+    double test_loss;        /* mean over the test split */
+    double acc43_comp, acc43_sym; /* held-out pair 43 against both answers (NaN if absent) */
+    double acc_seen;         /* test-split pairs seen in training */
+    double grad_norm;        /* mean pre-clipping gradient norm of the epoch */
+    double seq_per_s;        /* training throughput of the epoch */
+    double elapsed_s;        /* training wall time so far */
+    int npairs;
+    double acc_pair[TASK_MAX_PAIRS]; /* test split, layout order */
+    char pair_name[TASK_MAX_PAIRS][12];
+} ach_metrics;
+
+typedef enum { RUN_STEP = 0, RUN_EPOCH = 1, RUN_DONE = 2, RUN_ERROR = -1 } ach_run_status;
+
+typedef struct ach_run {
+    ach_runcfg cfg;
+    ach_task task;
+    ach_model model;
+    ach_optim opt;
+    char dir[1024];
+    int L, nbatches;
+    uint64_t ntrain, ntest;
+    /* position: everything the next step depends on besides the weights */
+    int epoch, batch;
+    double loss_sum, gnorm_sum;
+    long loss_n, gnorm_n;
+    double best;             /* best value of patience_metric so far */
+    int best_epoch, bad_epochs;
+    double elapsed;          /* training seconds, across resumes */
+    int done;
+    char stop_reason[128];
+    ach_metrics last;        /* the latest epoch record */
+    /* buffers */
+    uint32_t *perm;          /* this epoch's order of the train split */
+    int32_t *tokens, *labels;
+    real *logits;            /* host copy for evaluation */
+    double epoch_t0;         /* wall clock at the epoch's first step */
+    double epoch_train_s;    /* training time spent in this epoch (this process) */
+    long epoch_seqs;         /* sequences trained in that time */
+} ach_run;
+
+/* A new run in DIR (created; must not already hold a run). Evaluates and
+ * records epoch 0 and writes its checkpoint. */
+int ach_run_create(ach_run *r, const ach_runcfg *cfg, const char *dir, const ach_kernels *k, char *err,
+                   size_t errlen);
+/* Continues the run in DIR exactly where its state.safetensors stopped. */
+int ach_run_resume(ach_run *r, const char *dir, const ach_kernels *k, char *err, size_t errlen);
+/* One training step; at the end of an epoch also evaluates, records and
+ * checkpoints (RUN_EPOCH, metrics in r->last). RUN_DONE when the run has
+ * finished (epochs reached or early stopping: r->stop_reason). */
+ach_run_status ach_run_advance(ach_run *r, char *err, size_t errlen);
+/* Writes state.safetensors (the run can resume from here, even mid-epoch). */
+int ach_run_save_state(ach_run *r, char *err, size_t errlen);
+void ach_run_close(ach_run *r);
+
+/* Evaluation of the current weights on the test split (and the epoch-0
+ * train sample); fills everything in *out but the training fields. */
+void ach_run_evaluate(ach_run *r, ach_metrics *out);
+/* The record as one JSON line / CSV header and row (malloc'd). */
+char *ach_metrics_json(const ach_metrics *m);
+char *ach_metrics_csv_header(const ach_metrics *m);
+char *ach_metrics_csv_row(const ach_metrics *m);
+#endif

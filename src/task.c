@@ -1,0 +1,583 @@
+/* Task presets: loading and checking the JSON (schema: data/README.md),
+ * and the deterministic sequence generator. */
+#include "task.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rng.h"
+
+#ifndef ACH_DATADIR
+#define ACH_DATADIR "data"
+#endif
+
+#define MAX_SHIFT (1 << 20)
+#define MAX_PER_PAIR 1000000000000LL /* 1e12: exact in a double, far below the 2^56 stream bits */
+
+/* Where messages go: every error is "<file>: field '<path>': <problem>". */
+typedef struct {
+    const char *where;
+    char *err;
+    size_t errlen;
+} ctx;
+
+static int fail(ctx *c, const char *field, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(ctx *c, const char *field, const char *fmt, ...)
+{
+    char why[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    snprintf(c->err, c->errlen, "%s: field '%s': %s", c->where, field, why);
+    return -1;
+}
+
+/* Rejects unknown and repeated keys, so a typo never silently means "default". */
+static int check_keys(ctx *c, const cJSON *o, const char *path, const char *const *allowed)
+{
+    for (const cJSON *it = o->child; it; it = it->next) {
+        char f[200];
+        snprintf(f, sizeof f, "%s%s%s", path, *path ? "." : "", it->string);
+        int known = 0;
+        for (const char *const *a = allowed; *a; a++) known |= !strcmp(*a, it->string);
+        if (!known) {
+            snprintf(c->err, c->errlen, "%s: unknown field '%s'", c->where, f);
+            return -1;
+        }
+        for (const cJSON *p = o->child; p != it; p = p->next)
+            if (!strcmp(p->string, it->string)) {
+                snprintf(c->err, c->errlen, "%s: field '%s' appears twice", c->where, f);
+                return -1;
+            }
+    }
+    return 0;
+}
+
+static const cJSON *member(const cJSON *o, const char *key) { return cJSON_GetObjectItemCaseSensitive(o, key); }
+
+static int want_object(ctx *c, const cJSON *v, const char *field)
+{
+    if (!v) return fail(c, field, "missing");
+    if (!cJSON_IsObject(v)) return fail(c, field, "expected an object");
+    return 0;
+}
+
+/* An integral JSON number in [lo, hi]. */
+static int get_ll(ctx *c, const cJSON *v, const char *field, long long lo, long long hi, long long *out)
+{
+    if (!v) return fail(c, field, "missing");
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || fabs(v->valuedouble) > 9e15)
+        return fail(c, field, "expected an integer");
+    long long x = (long long)v->valuedouble;
+    if (x < lo || x > hi) return fail(c, field, "%lld is out of range [%lld, %lld]", x, lo, hi);
+    *out = x;
+    return 0;
+}
+
+static int get_int(ctx *c, const cJSON *v, const char *field, int lo, int hi, int *out)
+{
+    long long x;
+    if (get_ll(c, v, field, lo, hi, &x)) return -1;
+    *out = (int)x;
+    return 0;
+}
+
+static int get_string(ctx *c, const cJSON *v, const char *field, const char **out)
+{
+    if (!v) return fail(c, field, "missing");
+    if (!cJSON_IsString(v)) return fail(c, field, "expected a string");
+    *out = v->valuestring;
+    return 0;
+}
+
+/* One of the given words; the index is returned in *out. */
+static int get_enum(ctx *c, const cJSON *v, const char *field, const char *const *words, int *out)
+{
+    const char *s = NULL;
+    if (get_string(c, v, field, &s)) return -1;
+    char list[200] = "";
+    for (int i = 0; words[i]; i++) {
+        if (!strcmp(s, words[i])) {
+            *out = i;
+            return 0;
+        }
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s'%s'", i ? ", " : "", words[i]);
+    }
+    return fail(c, field, "'%s' is not one of %s", s, list);
+}
+
+static int get_bool(ctx *c, const cJSON *v, const char *field, int *out)
+{
+    if (!v) return 0; /* optional, default false */
+    if (!cJSON_IsBool(v)) return fail(c, field, "expected true or false");
+    *out = cJSON_IsTrue(v);
+    return 0;
+}
+
+/* {"from": a, "below": b}: the half-open range [a, b), non-empty, inside [0, max]. */
+static int get_range(ctx *c, const cJSON *o, const char *field, int max, const char *maxname, int *lo, int *hi)
+{
+    static const char *const keys[] = {"from", "below", NULL};
+    char f[200];
+    if (want_object(c, o, field) || check_keys(c, o, field, keys)) return -1;
+    snprintf(f, sizeof f, "%s.from", field);
+    if (get_int(c, member(o, "from"), f, 0, max, lo)) return -1;
+    snprintf(f, sizeof f, "%s.below", field);
+    if (get_int(c, member(o, "below"), f, 0, 1 << 30, hi)) return -1;
+    if (*hi > max) return fail(c, f, "%d is beyond %s (%d)", *hi, maxname, max);
+    if (*hi <= *lo) return fail(c, f, "the range [%d, %d) is empty", *lo, *hi);
+    return 0;
+}
+
+static int anchor_index(const ach_task *t, int token)
+{
+    for (int i = 0; i < t->nanchors; i++)
+        if (t->anchor[i] == token) return i;
+    return -1;
+}
+
+int task_pair_index(const ach_task *t, int a1, int a2)
+{
+    int i = anchor_index(t, a1), j = anchor_index(t, a2);
+    return i < 0 || j < 0 ? -1 : i * t->nanchors + j;
+}
+
+/* [a1, a2] of declared anchors: the pair's index, or -1 with a message. */
+static int get_pair(ctx *c, const ach_task *t, const cJSON *v, const char *field, int *k)
+{
+    if (!v) return fail(c, field, "missing");
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2) return fail(c, field, "expected [a1, a2], two anchor tokens");
+    int a[2];
+    for (int i = 0; i < 2; i++) {
+        char f[200];
+        snprintf(f, sizeof f, "%s[%d]", field, i);
+        if (get_int(c, cJSON_GetArrayItem(v, i), f, -MAX_SHIFT, MAX_SHIFT, &a[i])) return -1;
+        if (anchor_index(t, a[i]) < 0) return fail(c, f, "%d is not one of the declared anchors", a[i]);
+    }
+    *k = task_pair_index(t, a[0], a[1]);
+    return 0;
+}
+
+static int parse_anchors(ctx *c, ach_task *t, const cJSON *arr)
+{
+    static const char *const keys[] = {"token", "shift", NULL};
+    if (!arr) return fail(c, "anchors", "missing");
+    if (!cJSON_IsArray(arr)) return fail(c, "anchors", "expected an array of {\"token\", \"shift\"}");
+    int n = cJSON_GetArraySize(arr);
+    if (n < 1 || n > TASK_MAX_ANCHORS) return fail(c, "anchors", "%d anchors; expected 1 to %d", n, TASK_MAX_ANCHORS);
+    t->nanchors = 0;
+    for (int i = 0; i < n; i++) {
+        const cJSON *a = cJSON_GetArrayItem(arr, i);
+        char f[64], g[96];
+        snprintf(f, sizeof f, "anchors[%d]", i);
+        if (want_object(c, a, f) || check_keys(c, a, f, keys)) return -1;
+        snprintf(g, sizeof g, "%s.token", f);
+        int tok, sh;
+        if (get_int(c, member(a, "token"), g, 0, t->vocab_size - 1, &tok)) return -1;
+        if (anchor_index(t, tok) >= 0) return fail(c, g, "anchor %d is declared twice", tok);
+        /* An anchor that could also be drawn as key or noise would make sequences ambiguous. */
+        if ((tok >= t->key_lo && tok < t->key_hi) || (tok >= t->noise_lo && tok < t->noise_hi))
+            return fail(c, g, "anchor %d lies inside the key or noise token range", tok);
+        snprintf(g, sizeof g, "%s.shift", f);
+        if (get_int(c, member(a, "shift"), g, -MAX_SHIFT, MAX_SHIFT, &sh)) return -1;
+        t->anchor[i] = tok;
+        t->anchor_shift[i] = sh;
+        t->nanchors = i + 1;
+    }
+    t->npairs = n * n;
+    for (int k = 0; k < t->npairs; k++) {
+        ach_pair *p = &t->pairs[k];
+        memset(p, 0, sizeof *p);
+        p->a1 = t->anchor[k / n];
+        p->a2 = t->anchor[k % n];
+        p->comp_shift = t->anchor_shift[k / n] + t->anchor_shift[k % n];
+        p->shift = p->comp_shift;
+    }
+    return 0;
+}
+
+/* special_pairs overrides the trained shift; `direct` remembers which
+ * overrides named the pair itself (not via a mirror's both_orders). */
+static int parse_special(ctx *c, ach_task *t, const cJSON *arr, int *direct)
+{
+    static const char *const keys[] = {"pair", "shift", "both_orders", "note", NULL};
+    int set[TASK_MAX_PAIRS] = {0};
+    if (!arr || cJSON_IsNull(arr)) return 0;
+    if (!cJSON_IsArray(arr)) return fail(c, "special_pairs", "expected an array");
+    int n = cJSON_GetArraySize(arr);
+    for (int i = 0; i < n; i++) {
+        const cJSON *s = cJSON_GetArrayItem(arr, i);
+        char f[64], g[96];
+        const char *note = NULL;
+        int k, sh, both = 0;
+        snprintf(f, sizeof f, "special_pairs[%d]", i);
+        if (want_object(c, s, f) || check_keys(c, s, f, keys)) return -1;
+        snprintf(g, sizeof g, "%s.pair", f);
+        if (get_pair(c, t, member(s, "pair"), g, &k)) return -1;
+        snprintf(g, sizeof g, "%s.shift", f);
+        if (get_int(c, member(s, "shift"), g, -MAX_SHIFT, MAX_SHIFT, &sh)) return -1;
+        snprintf(g, sizeof g, "%s.both_orders", f);
+        if (get_bool(c, member(s, "both_orders"), g, &both)) return -1;
+        snprintf(g, sizeof g, "%s.note", f);
+        if (member(s, "note") && get_string(c, member(s, "note"), g, &note)) return -1;
+        int mirror = task_pair_index(t, t->pairs[k].a2, t->pairs[k].a1);
+        for (int side = 0; side < (both && mirror != k ? 2 : 1); side++) {
+            int q = side ? mirror : k;
+            if (set[q]) {
+                char name[32];
+                task_pair_name(t, q, name, sizeof name);
+                snprintf(g, sizeof g, "%s.pair", f);
+                return fail(c, g, "pair %s already has a special shift", name);
+            }
+            set[q] = 1;
+            t->pairs[q].shift = sh;
+            t->pairs[q].special = 1;
+            if (!side) direct[q] = 1;
+        }
+    }
+    return 0;
+}
+
+static int parse_held_out(ctx *c, ach_task *t, const cJSON *arr, const int *direct)
+{
+    static const char *const keys[] = {"pair", "test_label", "composite_shift", "symmetric_shift", "note", NULL};
+    static const char *const labels[] = {"composite", "symmetric", NULL};
+    int trained[TASK_MAX_PAIRS];
+    /* The symmetric answer of (a, b) is what (b, a) is trained with. */
+    for (int k = 0; k < t->npairs; k++) trained[k] = t->pairs[k].shift;
+    for (int k = 0; k < t->npairs; k++)
+        t->pairs[k].sym_shift = trained[task_pair_index(t, t->pairs[k].a2, t->pairs[k].a1)];
+    if (!arr || cJSON_IsNull(arr)) return 0;
+    if (!cJSON_IsArray(arr)) return fail(c, "held_out", "expected an array");
+    int n = cJSON_GetArraySize(arr);
+    for (int i = 0; i < n; i++) {
+        const cJSON *h = cJSON_GetArrayItem(arr, i);
+        char f[64], g[96], name[32];
+        const char *note = NULL;
+        int k, which, v;
+        snprintf(f, sizeof f, "held_out[%d]", i);
+        if (want_object(c, h, f) || check_keys(c, h, f, keys)) return -1;
+        snprintf(g, sizeof g, "%s.pair", f);
+        if (get_pair(c, t, member(h, "pair"), g, &k)) return -1;
+        ach_pair *p = &t->pairs[k];
+        task_pair_name(t, k, name, sizeof name);
+        if (p->held_out) return fail(c, g, "pair %s is held out twice", name);
+        if (direct[k])
+            return fail(c, g, "pair %s is held out, so it cannot have a special shift of its own (give its mirror both_orders)",
+                        name);
+        snprintf(g, sizeof g, "%s.test_label", f);
+        if (get_enum(c, member(h, "test_label"), g, labels, &which)) return -1;
+        /* The stated answers are optional; when present they must agree with the anchors. */
+        snprintf(g, sizeof g, "%s.composite_shift", f);
+        if (member(h, "composite_shift")) {
+            if (get_int(c, member(h, "composite_shift"), g, -MAX_SHIFT, MAX_SHIFT, &v)) return -1;
+            if (v != p->comp_shift)
+                return fail(c, g, "%d, but the anchors' shifts add up to %d for pair %s", v, p->comp_shift, name);
+        }
+        snprintf(g, sizeof g, "%s.symmetric_shift", f);
+        if (member(h, "symmetric_shift")) {
+            if (get_int(c, member(h, "symmetric_shift"), g, -MAX_SHIFT, MAX_SHIFT, &v)) return -1;
+            if (v != p->sym_shift)
+                return fail(c, g, "%d, but the mirror of pair %s is trained with shift %d", v, name, p->sym_shift);
+        }
+        snprintf(g, sizeof g, "%s.note", f);
+        if (member(h, "note") && get_string(c, member(h, "note"), g, &note)) return -1;
+        p->held_out = 1;
+        p->special = 0;
+        p->shift = which ? p->sym_shift : p->comp_shift;
+    }
+    return 0;
+}
+
+/* How many keys in [key_lo, key_hi) have key mod M == r. */
+static int keys_with_residue(const ach_task *t, int r, int *first)
+{
+    int m = t->key_mod;
+    *first = t->key_lo + ((r - t->key_lo % m) % m + m) % m;
+    return *first < t->key_hi ? (t->key_hi - 1 - *first) / m + 1 : 0;
+}
+
+static int residue(const ach_task *t, int p)
+{
+    long long r = ((long long)p + t->key_offset) % t->key_mod;
+    return (int)(r < 0 ? r + t->key_mod : r);
+}
+
+static int parse_split(ctx *c, ach_task *t, const cJSON *o, int s)
+{
+    static const char *const keys[] = {"pairs", "per_pair", "key_vs_position", NULL};
+    static const char *const rules[] = {"any", "differs", "equals", NULL};
+    static const char *const names[] = {"train", "test"};
+    ach_split *sp = &t->split[s];
+    char f[64], g[80], name[32];
+    long long per;
+    int rule;
+    snprintf(f, sizeof f, "splits.%s", names[s]);
+    if (want_object(c, o, f) || check_keys(c, o, f, keys)) return -1;
+    snprintf(g, sizeof g, "%s.per_pair", f);
+    if (get_ll(c, member(o, "per_pair"), g, 0, MAX_PER_PAIR, &per)) return -1;
+    sp->per_pair = (uint64_t)per;
+    snprintf(g, sizeof g, "%s.key_vs_position", f);
+    if (get_enum(c, member(o, "key_vs_position"), g, rules, &rule)) return -1;
+    sp->key_rule = (ach_key_rule)rule;
+    for (int p = t->pos_lo; p < t->pos_hi; p++) {
+        int first, eq = keys_with_residue(t, residue(t, p), &first), n = t->key_hi - t->key_lo;
+        if ((rule == KEY_EQUALS && !eq) || (rule == KEY_DIFFERS && eq == n))
+            return fail(c, g, "no key in [%d, %d) has key mod %d %s (p + %d) mod %d at p = %d", t->key_lo, t->key_hi,
+                        t->key_mod, rule == KEY_EQUALS ? "==" : "!=", t->key_offset, t->key_mod, p);
+    }
+    snprintf(g, sizeof g, "%s.pairs", f);
+    const cJSON *pv = member(o, "pairs");
+    sp->npairs = 0;
+    if (cJSON_IsString(pv) && (!strcmp(pv->valuestring, "all") || !strcmp(pv->valuestring, "seen"))) {
+        int seen = !strcmp(pv->valuestring, "seen");
+        for (int k = 0; k < t->npairs; k++)
+            if (!(seen && t->pairs[k].held_out)) sp->pairs[sp->npairs++] = k;
+    } else if (cJSON_IsArray(pv)) {
+        int n = cJSON_GetArraySize(pv);
+        if (n > t->npairs) return fail(c, g, "%d pairs, but the anchors make only %d", n, t->npairs);
+        for (int i = 0; i < n; i++) {
+            char h[96];
+            int k;
+            snprintf(h, sizeof h, "%s[%d]", g, i);
+            if (get_pair(c, t, cJSON_GetArrayItem(pv, i), h, &k)) return -1;
+            task_pair_name(t, k, name, sizeof name);
+            for (int j = 0; j < sp->npairs; j++)
+                if (sp->pairs[j] == k) return fail(c, h, "pair %s is listed twice", name);
+            sp->pairs[sp->npairs++] = k;
+        }
+    } else if (!pv) {
+        return fail(c, g, "missing");
+    } else {
+        return fail(c, g, "expected \"all\", \"seen\" or an array of [a1, a2] pairs");
+    }
+    for (int j = 0; j < sp->npairs; j++) {
+        ach_pair *p = &t->pairs[sp->pairs[j]];
+        if (s == TASK_TRAIN && p->held_out) {
+            task_pair_name(t, sp->pairs[j], name, sizeof name);
+            return fail(c, g, "pair %s is held out, so it cannot be in the train split", name);
+        }
+        p->in_split[s] = 1;
+    }
+    return 0;
+}
+
+/* Every label any split can produce (and both answers of a held-out pair) must be a token. */
+static int check_labels(ctx *c, const ach_task *t)
+{
+    if (t->label_modulus) return 0; /* labels are in [0, m) and m <= vocab_size was checked */
+    for (int k = 0; k < t->npairs; k++) {
+        const ach_pair *p = &t->pairs[k];
+        if (!p->in_split[TASK_TRAIN] && !p->in_split[TASK_TEST]) continue;
+        int shifts[3] = {p->shift, p->held_out ? p->comp_shift : p->shift, p->held_out ? p->sym_shift : p->shift};
+        for (int i = 0; i < 3; i++) {
+            long long lo = (long long)t->key_lo + shifts[i], hi = (long long)t->key_hi - 1 + shifts[i];
+            char name[32];
+            task_pair_name(t, k, name, sizeof name);
+            if (lo < 0)
+                return fail(c, "vocab_size", "label %lld (pair %s: key %d %+d) is negative; set label_modulus or move the keys",
+                            lo, name, t->key_lo, shifts[i]);
+            if (hi >= t->vocab_size)
+                return fail(c, "vocab_size", "label %lld (pair %s: key %d %+d) does not fit in the vocabulary of %d", hi,
+                            name, t->key_hi - 1, shifts[i], t->vocab_size);
+        }
+    }
+    return 0;
+}
+
+int task_from_json(ach_task *t, const char *json, const char *where, char *err, size_t errlen)
+{
+    static const char *const keys[] = {"name", "description", "seq_len", "vocab_size", "key_tokens", "noise_tokens",
+                                       "key_positions", "anchors", "label_modulus", "special_pairs", "held_out",
+                                       "key_rule", "splits", NULL};
+    static const char *const rule_keys[] = {"modulus", "position_offset", NULL};
+    static const char *const split_keys[] = {"train", "test", NULL};
+    ctx c = {where, err, errlen};
+    const char *end = NULL, *s = NULL;
+    int rc = -1, direct[TASK_MAX_PAIRS] = {0};
+    memset(t, 0, sizeof *t);
+    snprintf(t->path, sizeof t->path, "%s", where);
+    cJSON *o = cJSON_ParseWithOpts(json, &end, 1);
+    if (!o) {
+        int line = 1, col = 1;
+        for (const char *q = json; end && q < end && *q; q++) {
+            if (*q == '\n') line++, col = 1;
+            else col++;
+        }
+        snprintf(err, errlen, "%s: malformed JSON at line %d, column %d", where, line, col);
+        return -1;
+    }
+    if (!cJSON_IsObject(o)) {
+        snprintf(err, errlen, "%s: expected a JSON object", where);
+        goto out;
+    }
+    if (check_keys(&c, o, "", keys)) goto out;
+    if (get_string(&c, member(o, "name"), "name", &s)) goto out;
+    if (!*s || strlen(s) >= sizeof t->name) {
+        fail(&c, "name", "expected 1 to %zu characters", sizeof t->name - 1);
+        goto out;
+    }
+    snprintf(t->name, sizeof t->name, "%s", s);
+    if (get_string(&c, member(o, "description"), "description", &s)) goto out;
+    if (!(t->description = strdup(s))) {
+        fail(&c, "description", "out of memory");
+        goto out;
+    }
+    if (get_int(&c, member(o, "seq_len"), "seq_len", 3, 4096, &t->seq_len) ||
+        get_int(&c, member(o, "vocab_size"), "vocab_size", 2, 1 << 20, &t->vocab_size) ||
+        get_range(&c, member(o, "key_tokens"), "key_tokens", t->vocab_size, "vocab_size", &t->key_lo, &t->key_hi) ||
+        get_range(&c, member(o, "noise_tokens"), "noise_tokens", t->vocab_size, "vocab_size", &t->noise_lo, &t->noise_hi) ||
+        get_range(&c, member(o, "key_positions"), "key_positions", t->seq_len - 2, "seq_len - 2, so both anchors fit",
+                  &t->pos_lo, &t->pos_hi))
+        goto out;
+    const cJSON *m = member(o, "label_modulus");
+    if (m && !cJSON_IsNull(m) && get_int(&c, m, "label_modulus", 1, t->vocab_size, &t->label_modulus)) goto out;
+    if (parse_anchors(&c, t, member(o, "anchors")) || parse_special(&c, t, member(o, "special_pairs"), direct) ||
+        parse_held_out(&c, t, member(o, "held_out"), direct))
+        goto out;
+    const cJSON *kr = member(o, "key_rule");
+    if (want_object(&c, kr, "key_rule") || check_keys(&c, kr, "key_rule", rule_keys) ||
+        get_int(&c, member(kr, "modulus"), "key_rule.modulus", 1, 1 << 20, &t->key_mod))
+        goto out;
+    if (member(kr, "position_offset") &&
+        get_int(&c, member(kr, "position_offset"), "key_rule.position_offset", -(1 << 20), 1 << 20, &t->key_offset))
+        goto out;
+    const cJSON *sp = member(o, "splits");
+    if (want_object(&c, sp, "splits") || check_keys(&c, sp, "splits", split_keys) ||
+        parse_split(&c, t, member(sp, "train"), TASK_TRAIN) || parse_split(&c, t, member(sp, "test"), TASK_TEST) ||
+        check_labels(&c, t))
+        goto out;
+    rc = 0;
+out:
+    cJSON_Delete(o);
+    if (rc) task_free(t);
+    return rc;
+}
+
+const char *task_data_dir(void)
+{
+    const char *d = getenv("ACHILLES_DATA");
+    return d && *d ? d : ACH_DATADIR;
+}
+
+int task_load(ach_task *t, const char *name, char *err, size_t errlen)
+{
+    char path[1024];
+    size_t n = strlen(name);
+    int bare = !strchr(name, '/') && !(n >= 5 && !strcmp(name + n - 5, ".json"));
+    memset(t, 0, sizeof *t);
+    if (bare) snprintf(path, sizeof path, "%s/%s.json", task_data_dir(), name);
+    else snprintf(path, sizeof path, "%s", name);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (bare && errno == ENOENT)
+            snprintf(err, errlen, "%s: no preset '%s' in %s (set ACHILLES_DATA, or give a path)", path, name,
+                     task_data_dir());
+        else snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    /* Presets are small; anything over 1 MiB is not one. */
+    char *buf = malloc((1 << 20) + 1);
+    size_t len = buf ? fread(buf, 1, 1 << 20, f) : 0;
+    int toobig = buf && len == 1 << 20 && fgetc(f) != EOF, bad = ferror(f);
+    fclose(f);
+    if (!buf || toobig || bad) {
+        snprintf(err, errlen, "%s: %s", path, !buf ? "out of memory" : toobig ? "larger than 1 MiB" : "read error");
+        free(buf);
+        return -1;
+    }
+    buf[len] = 0;
+    if (strlen(buf) != len) {
+        snprintf(err, errlen, "%s: not a text file (contains a NUL byte)", path);
+        free(buf);
+        return -1;
+    }
+    int rc = task_from_json(t, buf, path, err, errlen);
+    free(buf);
+    return rc;
+}
+
+void task_free(ach_task *t)
+{
+    free(t->description);
+    t->description = NULL;
+}
+
+uint64_t task_split_size(const ach_task *t, int split)
+{
+    return (uint64_t)t->split[split].npairs * t->split[split].per_pair;
+}
+
+int task_npairs(const ach_task *t, int split) { return t->split[split].npairs; }
+
+int task_split_has_pair(const ach_task *t, int split, int a1, int a2)
+{
+    int k = task_pair_index(t, a1, a2);
+    return k >= 0 && t->pairs[k].in_split[split];
+}
+
+int task_has_pair(const ach_task *t, int a1, int a2) { return task_split_has_pair(t, TASK_TEST, a1, a2); }
+
+void task_pair_name(const ach_task *t, int pair, char *buf, size_t n)
+{
+    const ach_pair *p = &t->pairs[pair];
+    if (p->a1 >= 0 && p->a1 <= 9 && p->a2 >= 0 && p->a2 <= 9) snprintf(buf, n, "%d%d", p->a1, p->a2);
+    else snprintf(buf, n, "(%d,%d)", p->a1, p->a2);
+}
+
+int32_t task_label(const ach_task *t, int key, int shift)
+{
+    int32_t v = key + shift, m = t->label_modulus;
+    return m ? (v % m + m) % m : v;
+}
+
+/* A key for position p under the split's rule. "equals" pins the residue,
+ * so the key is drawn directly among those keys; otherwise by rejection,
+ * which accepts at least 1/3 of draws once the loader has checked that some
+ * key qualifies. */
+static int draw_key(const ach_task *t, ach_rng *r, ach_key_rule rule, int p)
+{
+    int res = residue(t, p), first;
+    if (rule == KEY_EQUALS) {
+        int n = keys_with_residue(t, res, &first);
+        return first + t->key_mod * (int)rng_below(r, (uint64_t)n);
+    }
+    for (;;) {
+        int k = t->key_lo + (int)rng_below(r, (uint64_t)(t->key_hi - t->key_lo));
+        if (rule == KEY_ANY || k % t->key_mod != res) return k;
+    }
+}
+
+void task_sequence(const ach_task *t, uint64_t seed, int split, uint64_t i, int32_t *tokens, int32_t *label,
+                   ach_seq_info *info)
+{
+    const ach_split *s = &t->split[split];
+    int k = s->pairs[i / s->per_pair];
+    const ach_pair *pr = &t->pairs[k];
+    ach_rng r;
+    rng_init(&r, seed, TASK_STREAM(split, i));
+    int p = t->pos_lo + (int)rng_below(&r, (uint64_t)(t->pos_hi - t->pos_lo));
+    int key = draw_key(t, &r, s->key_rule, p);
+    /* Noise for every position, so the draws do not depend on p. */
+    for (int j = 0; j < t->seq_len; j++) tokens[j] = t->noise_lo + (int32_t)rng_below(&r, (uint64_t)(t->noise_hi - t->noise_lo));
+    tokens[p] = key;
+    tokens[p + 1] = pr->a1;
+    tokens[p + 2] = pr->a2;
+    *label = task_label(t, key, pr->shift);
+    if (info) {
+        info->pair = k;
+        info->key = key;
+        info->pos = p;
+        info->a1 = pr->a1;
+        info->a2 = pr->a2;
+        info->label = *label;
+        info->label_comp = task_label(t, key, pr->comp_shift);
+        info->label_sym = task_label(t, key, pr->sym_shift);
+    }
+}
