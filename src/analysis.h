@@ -36,6 +36,14 @@ int ach_block_parse(ach_block_spec *b, const char *positions, const char *layers
 void ach_block_format(const ach_block_spec *b, char *positions, size_t np, char *layers, size_t nl);
 int ach_block_active(const ach_block_spec *b);
 
+/* mask[b*L + t] = 1 where the spec blocks position t of sequence b (roles
+ * resolved through info[b]: key at pos, anchors at pos+1, pos+2). */
+void ach_block_mask(const ach_block_spec *b, const ach_seq_info *info, int B, int L, unsigned char *mask);
+/* Forward of B sequences, blocked by `blk` if it is active (info needed
+ * then), the argmax of each into pred; returns the mean loss. */
+double ach_predict(ach_model *m, const int32_t *tokens, const int32_t *labels, int B, int L, const ach_block_spec *blk,
+                   const ach_seq_info *info, int32_t *pred);
+
 /* Per-pair results over the test split (layout order of split TASK_TEST). */
 typedef struct {
     int npairs;

@@ -68,6 +68,8 @@ int cfg_validate(const ach_config *c, char *err, size_t errlen)
     if (c->arch != ARCH_MAMBA1 && c->arch != ARCH_MAMBA2) FAIL("arch: must be mamba1 or mamba2");
     if (c->arch == ARCH_MAMBA2 && cfg_d_inner(c) % c->headdim)
         FAIL("headdim: %d does not divide d_inner = expand * d_model = %d", c->headdim, cfg_d_inner(c));
+    if (c->pos_max_len < 0 || c->pos_max_len > 65536) FAIL("pos_max_len: %d is out of range [0, 65536]", c->pos_max_len);
+    if (c->pos_enc == POS_LEARNED && !c->pos_max_len) FAIL("pos_enc: learned needs pos_max_len > 0");
     if (!(c->norm_eps > 0 && c->norm_eps < 1)) FAIL("norm_epsilon: %g is not in (0, 1)", c->norm_eps);
     if (!(c->gamma >= 0 && c->gamma <= 10)) FAIL("gamma: %g is not in [0, 10]", c->gamma);
     if (!(c->dt_min > 0 && c->dt_min <= c->dt_max && c->dt_max < 10))
@@ -138,6 +140,11 @@ char *cfg_to_json(const ach_config *c)
     cJSON_AddTrueToObject(o, "tie_embeddings");
     cJSON_AddNumberToObject(o, "pad_vocab_size_multiple", 1);
     cJSON_AddNumberToObject(o, "norm_epsilon", c->norm_eps);
+    if (c->pos_enc != POS_NONE || c->pos_max_len) {
+        static const char *pe[] = {"none", "sinusoidal", "learned"};
+        cJSON_AddStringToObject(o, "achilles_pos_enc", pe[c->pos_enc]);
+        cJSON_AddNumberToObject(o, "achilles_pos_max_len", c->pos_max_len);
+    }
     /* Our initialisation settings: provenance, not needed to load. */
     cJSON_AddStringToObject(init, "mode", c->init == INIT_GAMMA ? "gamma" : "reference");
     cJSON_AddNumberToObject(init, "gamma", c->gamma);
@@ -209,6 +216,16 @@ int cfg_from_json(ach_config *c, const char *json, const char *where, char *err,
     else if (get_int(ssm, "dt_rank", &c->dt_rank, where, err, errlen)) goto out;
     if (d_int != 0) { snprintf(err, errlen, "%s: config field 'd_intermediate' is %d; only 0 (no MLP) is supported", where, d_int); goto out; }
     if (pad < 1 || c->vocab_size % pad) { snprintf(err, errlen, "%s: config field 'pad_vocab_size_multiple' %d does not divide vocab_size", where, pad); goto out; }
+    const cJSON *pe = cJSON_GetObjectItemCaseSensitive(o, "achilles_pos_enc");
+    if (pe) {
+        if (!cJSON_IsString(pe) || (strcmp(pe->valuestring, "none") && strcmp(pe->valuestring, "sinusoidal") &&
+                                    strcmp(pe->valuestring, "learned"))) {
+            snprintf(err, errlen, "%s: config field 'achilles_pos_enc' must be none, sinusoidal or learned", where);
+            goto out;
+        }
+        c->pos_enc = !strcmp(pe->valuestring, "none") ? POS_NONE : !strcmp(pe->valuestring, "sinusoidal") ? POS_SINUSOIDAL : POS_LEARNED;
+    }
+    if (get_int(o, "achilles_pos_max_len", &c->pos_max_len, where, err, errlen)) goto out;
     const cJSON *init = cJSON_GetObjectItemCaseSensitive(o, "achilles_init");
     if (cJSON_IsObject(init)) {
         const cJSON *v;

@@ -22,7 +22,12 @@ enum {
     KIND_A_LOG     = 1 << 8,
     KIND_D         = 1 << 9,
     KIND_NORM      = 1 << 10, /* every RMSNorm weight */
+    KIND_POS       = 1 << 11, /* the learned positional table (starts at zero) */
 };
+
+/* Positional encoding added to the embeddings (an Achilles extension; the
+ * mamba_ssm models have none). */
+typedef enum { POS_NONE = 0, POS_SINUSOIDAL = 1, POS_LEARNED = 2 } ach_pos_enc;
 #define GAMMA_DEFAULT_KINDS \
     (KIND_EMBEDDING | KIND_IN_PROJ | KIND_CONV | KIND_X_PROJ | KIND_DT_PROJ | KIND_OUT_PROJ)
 
@@ -33,6 +38,8 @@ typedef struct {
     int dt_rank;          /* Mamba-1 */
     int vocab_size;
     double norm_eps;
+    ach_pos_enc pos_enc;
+    int pos_max_len;      /* rows of backbone.pos_embedding.weight; 0 = no table */
     /* initialisation */
     ach_init_mode init;
     double gamma;

@@ -56,6 +56,9 @@ static void init_tensor(const ach_config *c, const ach_param *p, double *v, ach_
         for (size_t i = 0; i < n; i++)
             v[i] = c->arch == ARCH_MAMBA1 ? log((double)(i % c->d_state + 1)) : log(1 + 15 * rng_uniform(r));
         break;
+    case KIND_POS: /* zero, so switching it on changes nothing until it trains */
+        for (size_t i = 0; i < n; i++) v[i] = 0;
+        break;
     case KIND_D:
     case KIND_NORM:
         for (size_t i = 0; i < n; i++) v[i] = 1;

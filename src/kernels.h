@@ -86,6 +86,10 @@ typedef struct ach_kernels {
                                 const real *A_log, const real *D, int B, int L, int H, int P, int N,
                                 real *work);
 
+    /* Positional encoding: x[b,t,:] += pe[t,:]; backward dpe[t,:] += sum_b dx[b,t,:]. */
+    void (*posenc_forward)(real *x, const real *pe, int B, int L, int D);
+    void (*posenc_backward)(real *dpe, const real *dx, int B, int L, int D);
+
     /* Rows t = L-1 of each sequence: out[b] = inp[b*L + L-1]; backward adds. */
     void (*last_forward)(real *out, const real *inp, int B, int L, int C);
     void (*last_backward)(real *dinp, const real *dout, int B, int L, int C);

@@ -348,6 +348,16 @@ static void mamba2_ssd_backward(real *dx, real *dBm, real *dCm, real *ddt, real 
     }
 }
 
+static void posenc_forward(real *x, const real *pe, int B, int L, int D)
+{
+    for (int b = 0; b < B; b++) add_inplace(x + (size_t)b * L * D, pe, (size_t)L * D);
+}
+
+static void posenc_backward(real *dpe, const real *dx, int B, int L, int D)
+{
+    for (int b = 0; b < B; b++) add_inplace(dpe, dx + (size_t)b * L * D, (size_t)L * D);
+}
+
 static void last_forward(real *out, const real *inp, int B, int L, int C)
 {
     for (int b = 0; b < B; b++) memcpy(out + (size_t)b * C, inp + ((size_t)b * L + L - 1) * C, C * sizeof *out);
@@ -423,6 +433,8 @@ const ach_kernels ach_cpu_kernels = {
     .mamba1_scan_backward = mamba1_scan_backward,
     .mamba2_ssd_forward = mamba2_ssd_forward,
     .mamba2_ssd_backward = mamba2_ssd_backward,
+    .posenc_forward = posenc_forward,
+    .posenc_backward = posenc_backward,
     .last_forward = last_forward,
     .last_backward = last_backward,
     .crossentropy_forward = crossentropy_forward,

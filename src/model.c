@@ -3,6 +3,7 @@
  * cross-entropy on the last position). */
 #include "model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,8 @@ static void build_params(ach_model *m, int cap)
         add_param(m, cap, l, "norm.weight", KIND_NORM, 1, D, 0, 0, &lp->norm);
     }
     add_param(m, cap, -1, "backbone.norm_f.weight", KIND_NORM, 1, D, 0, 0, &m->norm_f);
+    if (c->pos_max_len)
+        add_param(m, cap, -1, "backbone.pos_embedding.weight", KIND_POS, 2, c->pos_max_len, D, 0, &m->pos);
 }
 
 int ach_model_create(ach_model *m, const ach_config *cfg, const ach_kernels *k, char *err, size_t errlen)
@@ -61,7 +64,7 @@ int ach_model_create(ach_model *m, const ach_config *cfg, const ach_kernels *k, 
     if (cfg_validate(cfg, err, errlen)) return -1;
     m->cfg = *cfg;
     m->k = k;
-    int cap = 2 + 10 * cfg->n_layer;
+    int cap = 3 + 10 * cfg->n_layer;
     m->params = calloc(cap, sizeof *m->params);
     m->lp = calloc(cfg->n_layer, sizeof *m->lp);
     if (!m->params || !m->lp) goto oom;
@@ -128,6 +131,7 @@ static size_t carve(ach_model *m, char *base, int B, int L)
     TAKE(m->losses, B, real);
     size_t w1 = mamba1_scan_work(L, c->d_state), w2 = mamba2_ssd_work(L);
     TAKE(m->work, w1 > w2 ? w1 : w2, real);
+    TAKE(m->pe_sin, (size_t)L * D, real);
     /* gradient scratch for one layer at a time */
     TAKE(m->d_resid, R * D, real);
     TAKE(m->d_xn, R * D, real);
@@ -144,6 +148,7 @@ static size_t carve(ach_model *m, char *base, int B, int L)
     TAKE(m->d_logits, B * V, real);
     TAKE(m->tokens, R, int);
     TAKE(m->labels, (size_t)B, int);
+    TAKE(m->block_mask, R, unsigned char);
 #undef TAKE
     return off;
 }
@@ -152,6 +157,10 @@ int ach_model_reserve(ach_model *m, int B, int L, char *err, size_t errlen)
 {
     if (B < 1 || L < 1) {
         snprintf(err, errlen, "batch %d x length %d: both must be at least 1", B, L);
+        return -1;
+    }
+    if (m->cfg.pos_max_len && L > m->cfg.pos_max_len) {
+        snprintf(err, errlen, "sequence length %d exceeds the learned positional table's %d rows", L, m->cfg.pos_max_len);
         return -1;
     }
     m->k->release(m->arena);
@@ -166,7 +175,32 @@ int ach_model_reserve(ach_model *m, int B, int L, char *err, size_t errlen)
     }
     carve(m, m->arena, B, L);
     m->B = B, m->L = L;
+    /* PE[t, 2i] = sin(t w_i), PE[t, 2i+1] = cos(t w_i), w_i = 10000^(-2i/D) */
+    int D = m->cfg.d_model;
+    real *pe = malloc((size_t)L * D * sizeof *pe);
+    if (!pe) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int t = 0; t < L; t++)
+        for (int i = 0; i < D; i++) {
+            double w = pow(10000.0, -(double)(i - i % 2) / D);
+            pe[(size_t)t * D + i] = (real)(i % 2 ? cos(t * w) : sin(t * w));
+        }
+    m->k->to_device(m->pe_sin, pe, (size_t)L * D * sizeof *pe);
+    free(pe);
     return 0;
+}
+
+void ach_model_set_block(ach_model *m, const unsigned char *mask, int B, int L, uint64_t layers)
+{
+    m->block_layers = mask ? layers : 0;
+    if (mask && layers) m->k->to_device(m->block_mask, mask, (size_t)B * L);
+}
+
+const unsigned char *ach_model_block_for(const ach_model *m, int l)
+{
+    return m->block_layers >> l & 1 ? m->block_mask : NULL;
 }
 
 double ach_model_forward(ach_model *m, const int *tokens, const int *labels, int B, int L)
@@ -178,6 +212,8 @@ double ach_model_forward(ach_model *m, const int *tokens, const int *labels, int
     k->to_device(m->tokens, tokens, (size_t)R * sizeof(int));
     k->to_device(m->labels, labels, (size_t)B * sizeof(int));
     k->embedding_forward(m->layers[0].resid, m->tokens, m->w + m->embedding, R, D);
+    if (c->pos_enc == POS_SINUSOIDAL) k->posenc_forward(m->layers[0].resid, m->pe_sin, B, L, D);
+    if (c->pos_enc == POS_LEARNED) k->posenc_forward(m->layers[0].resid, m->w + m->pos, B, L, D);
     for (int l = 0; l < c->n_layer; l++) {
         ach_layer_acts *a = &m->layers[l];
         real *next = l + 1 < c->n_layer ? m->layers[l + 1].resid : m->resid_out;
@@ -223,4 +259,5 @@ void ach_model_backward(ach_model *m)
         k->rmsnorm_backward(m->d_resid, m->g + m->lp[l].norm, m->d_xn, a->resid, m->w + m->lp[l].norm, a->rstd, R, D);
     }
     k->embedding_backward(m->g + m->embedding, m->d_resid, m->tokens, R, D);
+    if (c->pos_enc == POS_LEARNED) k->posenc_backward(m->g + m->pos, m->d_resid, B, L, D);
 }

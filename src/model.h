@@ -8,6 +8,7 @@
 #ifndef ACH_MODEL_H
 #define ACH_MODEL_H
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "kernels.h"
@@ -50,7 +51,7 @@ typedef struct ach_model {
     ach_param *params;
     int nparams;
     size_t nweights;
-    size_t embedding, norm_f;  /* offsets */
+    size_t embedding, norm_f, pos;  /* offsets (pos: learned table, if any) */
     ach_layer_params *lp;
     real *w, *g;          /* weight and gradient arenas (backend memory) */
     /* activations, sized by ach_model_reserve */
@@ -60,9 +61,12 @@ typedef struct ach_model {
     real *resid_out;      /* [R, D] residual after the last layer */
     real *last, *rstd_f, *last_n, *logits, *probs, *losses; /* final head, [B, ...] */
     real *work;           /* scan scratch */
+    real *pe_sin;         /* [L, D] sinusoidal table */
     real *d_resid, *d_xn, *d_proj, *d_conv, *d_act, *d_xdbl, *d_dt, *d_y, *d_gated, *d_normed;
     real *d_last, *d_last_n, *d_logits;
     int *tokens, *labels; /* [B, L], [B] */
+    unsigned char *block_mask; /* [B, L]: 1 = source position blocked in the SSM */
+    uint64_t block_layers;     /* bit l: blocking applies to layer l; 0 = off */
     int cur_B, cur_L;     /* shape of the last forward */
 } ach_model;
 
@@ -75,6 +79,13 @@ const ach_param *ach_model_param(const ach_model *m, const char *name);
 /* Forward on host tokens [B, L] and labels [B] (B <= reserved). Returns the
  * mean cross-entropy at the last position; logits stay in m->logits. */
 double ach_model_forward(ach_model *m, const int *tokens, const int *labels, int B, int L);
+/* Blocking (SPEC §4) for the following passes: mask [B*L] on the host, 1
+ * where a source position's contribution to later positions is removed, in
+ * the layers of the bit set. mask NULL or layers 0 turns it off. */
+void ach_model_set_block(ach_model *m, const unsigned char *mask, int B, int L, uint64_t layers);
+/* The mask to hand layer l's SSM kernel: NULL when l is not blocked. */
+const unsigned char *ach_model_block_for(const ach_model *m, int l);
+
 /* Gradients of that loss into m->g (overwritten). */
 void ach_model_backward(ach_model *m);
 

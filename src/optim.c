@@ -27,7 +27,8 @@ int ach_optim_create(ach_optim *o, const ach_model *m, const ach_optim_cfg *c)
     o->m = m->k->alloc(m->nweights * sizeof(real));
     o->v = m->k->alloc(m->nweights * sizeof(real));
     o->frozen = calloc(m->nparams, 1);
-    if (!o->m || !o->v || !o->frozen) {
+    o->steps = calloc(m->nparams, sizeof *o->steps);
+    if (!o->m || !o->v || !o->frozen || !o->steps) {
         ach_optim_free(o, m);
         return -1;
     }
@@ -41,6 +42,7 @@ void ach_optim_free(ach_optim *o, const ach_model *m)
         m->k->release(o->v);
     }
     free(o->frozen);
+    free(o->steps);
     memset(o, 0, sizeof *o);
 }
 
@@ -68,11 +70,12 @@ double ach_optim_step(ach_optim *o, ach_model *m, double lr)
         if (scale > 1) scale = 1;
     }
     o->step++;
-    double step_size = lr / (1 - pow(c->beta1, (double)o->step));
-    double bc2_sqrt = sqrt(1 - pow(c->beta2, (double)o->step));
     for (int i = 0; i < m->nparams; i++) {
         const ach_param *p = &m->params[i];
         if (o->frozen[i]) continue;
+        long t = ++o->steps[i];
+        double step_size = lr / (1 - pow(c->beta1, (double)t));
+        double bc2_sqrt = sqrt(1 - pow(c->beta2, (double)t));
         double wd = (p->kind & c->no_decay_kinds) ? 0 : c->weight_decay;
         k->adamw_update(m->w + p->offset, o->m + p->offset, o->v + p->offset, m->g + p->offset, p->numel, (real)scale,
                         (real)lr, (real)wd, (real)c->beta1, (real)c->beta2, (real)c->eps, (real)step_size,

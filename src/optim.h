@@ -18,8 +18,11 @@ typedef struct {
 typedef struct {
     ach_optim_cfg cfg;
     real *m, *v;                   /* [nweights] each */
-    long step;                     /* AdamW steps taken */
-    unsigned char *frozen;         /* [nparams]: 1 = no update, no decay */
+    long step;                     /* optimizer steps taken */
+    long *steps;                   /* [nparams]: steps each tensor took (torch
+                                      keeps one per parameter: a frozen tensor
+                                      does not advance its bias correction) */
+    unsigned char *frozen;         /* [nparams]: 1 = no update, no decay, not in the norm */
 } ach_optim;
 
 void ach_optim_defaults(ach_optim_cfg *c);

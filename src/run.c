@@ -55,6 +55,108 @@ static void model_config(const ach_runcfg *c, const ach_task *t, ach_config *m)
     if (!m->dt_rank) m->dt_rank = (m->d_model + 15) / 16;
     m->vocab_size = t->vocab_size;
     m->seed = c->seed;
+    m->pos_max_len = m->pos_enc == POS_LEARNED ? t->seq_len : 0;
+}
+
+static const char *live_keys[] = {"all_one_conv", "pos_enc", "block", "block_layers", "block_train"};
+#define NLIVE (int)(sizeof live_keys / sizeof live_keys[0])
+
+int ach_run_is_live_key(const char *key)
+{
+    for (int i = 0; i < NLIVE; i++)
+        if (!strcmp(key, live_keys[i])) return 1;
+    return 0;
+}
+
+/* The current values of the live keys, as a JSON object text (malloc'd). */
+static char *live_json(const ach_runcfg *c)
+{
+    cJSON *o = cJSON_CreateObject();
+    for (int k = 0; k < runcfg_nkeys(); k++)
+        if (ach_run_is_live_key(runcfg_key_name(k))) {
+            char v[300];
+            runcfg_get(c, k, v, sizeof v);
+            cJSON_AddStringToObject(o, runcfg_key_name(k), v);
+        }
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+/* Host copy of tensor p of model `from` into the same-named tensor of `to`. */
+static void copy_tensor(const ach_model *from, const real *src_arena, const ach_model *to, real *dst_arena,
+                        const ach_param *p, real *stage)
+{
+    const ach_param *q = ach_model_param(to, p->name);
+    if (!q || q->numel != p->numel) return;
+    from->k->to_host(stage, src_arena + p->offset, p->numel * sizeof(real));
+    to->k->to_device(dst_arena + q->offset, stage, p->numel * sizeof(real));
+}
+
+/* Rebuilds the model with a learned positional table (zero, so the function
+ * is unchanged), carrying weights and optimizer state over by name. */
+static int add_pos_table(ach_run *r, char *err, size_t errlen)
+{
+    ach_model nm;
+    ach_optim no;
+    ach_config nc = r->model.cfg;
+    nc.pos_enc = POS_LEARNED;
+    nc.pos_max_len = r->L;
+    if (ach_model_create(&nm, &nc, r->model.k, err, errlen)) return -1;
+    if (ach_model_reserve(&nm, r->cfg.batch_size, r->L, err, errlen) || ach_optim_create(&no, &nm, &r->opt.cfg)) {
+        if (!err[0]) snprintf(err, errlen, "out of memory");
+        ach_model_free(&nm);
+        return -1;
+    }
+    real *stage = malloc(r->model.nweights * sizeof *stage);
+    if (!stage) {
+        snprintf(err, errlen, "out of memory");
+        ach_optim_free(&no, &nm);
+        ach_model_free(&nm);
+        return -1;
+    }
+    for (int i = 0; i < r->model.nparams; i++) {
+        const ach_param *p = &r->model.params[i];
+        copy_tensor(&r->model, r->model.w, &nm, nm.w, p, stage);
+        copy_tensor(&r->model, r->opt.m, &nm, no.m, p, stage);
+        copy_tensor(&r->model, r->opt.v, &nm, no.v, p, stage);
+        const ach_param *q = ach_model_param(&nm, p->name);
+        no.steps[q - nm.params] = r->opt.steps[i];
+        no.frozen[q - nm.params] = r->opt.frozen[i];
+    }
+    no.step = r->opt.step;
+    free(stage);
+    ach_optim_free(&r->opt, &r->model);
+    ach_model_free(&r->model);
+    r->model = nm;
+    r->opt = no;
+    return 0;
+}
+
+/* Brings model and optimizer in line with the run's intervention settings. */
+static int apply_interventions(ach_run *r, char *err, size_t errlen)
+{
+    ach_model *m = &r->model;
+    if (ach_block_parse(&r->block, r->cfg.block, r->cfg.block_layers, r->L, m->cfg.n_layer, err, errlen)) return -1;
+    if (r->cfg.model.pos_enc == POS_LEARNED && !m->cfg.pos_max_len && add_pos_table(r, err, errlen)) return -1;
+    m->cfg.pos_enc = r->cfg.model.pos_enc;
+    for (int i = 0; i < m->nparams; i++) {
+        const ach_param *p = &m->params[i];
+        int conv = p->kind == KIND_CONV || p->kind == KIND_BIAS; /* conv1d weight and bias */
+        if (conv) r->opt.frozen[i] = (unsigned char)r->cfg.all_one_conv;
+        if (p->kind == KIND_POS) r->opt.frozen[i] = m->cfg.pos_enc != POS_LEARNED;
+        if (conv && r->cfg.all_one_conv) {
+            real *v = malloc(p->numel * sizeof *v);
+            if (!v) {
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+            for (size_t j = 0; j < p->numel; j++) v[j] = p->kind == KIND_CONV ? 1 : 0;
+            m->k->to_device(m->w + p->offset, v, p->numel * sizeof(real));
+            free(v);
+        }
+    }
+    return 0;
 }
 
 /* Allocations and sizes shared by create and resume; model and optimizer
@@ -73,8 +175,11 @@ static int setup(ach_run *r, char *err, size_t errlen)
     r->perm = malloc(r->ntrain * sizeof *r->perm);
     r->tokens = malloc((size_t)B * r->L * sizeof *r->tokens);
     r->labels = malloc((size_t)B * sizeof *r->labels);
-    r->logits = malloc((size_t)B * r->model.cfg.vocab_size * sizeof *r->logits);
-    if (!r->perm || !r->tokens || !r->labels || !r->logits) {
+    r->pred = malloc((size_t)B * sizeof *r->pred);
+    r->pred_blocked = malloc((size_t)B * sizeof *r->pred_blocked);
+    r->info = malloc((size_t)B * sizeof *r->info);
+    r->mask = malloc((size_t)B * r->L);
+    if (!r->perm || !r->tokens || !r->labels || !r->pred || !r->pred_blocked || !r->info || !r->mask) {
         snprintf(err, errlen, "out of memory for a run of %" PRIu64 " sequences", r->ntrain);
         return -1;
     }
@@ -92,42 +197,38 @@ static double metric_value(const ach_metrics *m, const char *name)
 }
 
 /* Forward over n sequences of a split given by index; accumulates loss,
- * correct counts per pair (against the label, composite and symmetric). */
-typedef struct { double loss; long n; long correct[TASK_MAX_PAIRS], comp[TASK_MAX_PAIRS], sym[TASK_MAX_PAIRS], count[TASK_MAX_PAIRS]; } eval_acc;
+ * correct counts per pair (against the label, composite and symmetric) and,
+ * when blocking is set, how many predictions blocking leaves unchanged. */
+typedef struct {
+    double loss;
+    long n;
+    long correct[TASK_MAX_PAIRS], comp[TASK_MAX_PAIRS], sym[TASK_MAX_PAIRS], count[TASK_MAX_PAIRS], agree[TASK_MAX_PAIRS];
+} eval_acc;
 
 static void eval_indices(ach_run *r, int split, uint64_t start, uint64_t stride, uint64_t n, eval_acc *acc)
 {
-    int B = r->cfg.batch_size, V = r->model.cfg.vocab_size;
-    ach_seq_info info[1];
-    int *pair = malloc((size_t)B * sizeof *pair);
-    int32_t *comp = malloc((size_t)B * sizeof *comp), *sym = malloc((size_t)B * sizeof *sym);
-    if (!pair || !comp || !sym) goto out;
+    int B = r->cfg.batch_size, blocking = ach_block_active(&r->block);
+    /* the ordinary metrics see blocking only if the run trains under it */
+    const ach_block_spec *train_blk = blocking && r->cfg.block_train ? &r->block : NULL;
     for (uint64_t b0 = 0; b0 < n; b0 += B) {
         int nb = (int)(n - b0 < (uint64_t)B ? n - b0 : (uint64_t)B);
-        for (int b = 0; b < nb; b++) {
+        for (int b = 0; b < nb; b++)
             task_sequence(&r->task, r->cfg.seed, split, start + (b0 + b) * stride, r->tokens + (size_t)b * r->L,
-                          &r->labels[b], info);
-            pair[b] = info->pair, comp[b] = info->label_comp, sym[b] = info->label_sym;
-        }
-        acc->loss += ach_model_forward(&r->model, r->tokens, r->labels, nb, r->L) * nb;
+                          &r->labels[b], &r->info[b]);
+        acc->loss += ach_predict(&r->model, r->tokens, r->labels, nb, r->L, train_blk, r->info, r->pred) * nb;
         acc->n += nb;
-        real *host = r->logits;
-        r->model.k->to_host(host, r->model.logits, (size_t)nb * V * sizeof(real));
+        if (blocking)
+            ach_predict(&r->model, r->tokens, r->labels, nb, r->L, train_blk ? NULL : &r->block, r->info,
+                        r->pred_blocked);
         for (int b = 0; b < nb; b++) {
-            const real *z = host + (size_t)b * V;
-            int arg = 0;
-            for (int v = 1; v < V; v++)
-                if (z[v] > z[arg]) arg = v;
-            acc->count[pair[b]]++;
-            acc->correct[pair[b]] += arg == r->labels[b];
-            acc->comp[pair[b]] += arg == comp[b];
-            acc->sym[pair[b]] += arg == sym[b];
+            int p = r->info[b].pair;
+            acc->count[p]++;
+            acc->correct[p] += r->pred[b] == r->labels[b];
+            acc->comp[p] += r->pred[b] == r->info[b].label_comp;
+            acc->sym[p] += r->pred[b] == r->info[b].label_sym;
+            acc->agree[p] += blocking && r->pred[b] == r->pred_blocked[b];
         }
     }
-out:
-    free(pair);
-    free(comp);
-    free(sym);
 }
 
 void ach_run_evaluate(ach_run *r, ach_metrics *out)
@@ -138,13 +239,15 @@ void ach_run_evaluate(ach_run *r, ach_metrics *out)
     eval_indices(r, TASK_TEST, 0, 1, r->ntest, acc);
     out->test_loss = acc->n ? acc->loss / acc->n : NAN;
     const ach_split *sp = &t->split[TASK_TEST];
-    long seen_ok = 0, seen_n = 0;
-    int held = task_pair_index(t, 4, 3);
+    long seen_ok = 0, seen_n = 0, agree = 0;
+    int held = task_pair_index(t, 4, 3), blocking = ach_block_active(&r->block);
     out->acc43_comp = out->acc43_sym = NAN;
     out->npairs = sp->npairs;
     for (int i = 0; i < sp->npairs; i++) {
         int p = sp->pairs[i];
         out->acc_pair[i] = acc->count[p] ? (double)acc->correct[p] / acc->count[p] : NAN;
+        out->block_agree_pair[i] = blocking && acc->count[p] ? (double)acc->agree[p] / acc->count[p] : NAN;
+        agree += acc->agree[p];
         task_pair_name(t, p, out->pair_name[i], sizeof out->pair_name[i]);
         if (!t->pairs[p].held_out) seen_ok += acc->correct[p], seen_n += acc->count[p];
         if (p == held && acc->count[p]) {
@@ -153,6 +256,12 @@ void ach_run_evaluate(ach_run *r, ach_metrics *out)
         }
     }
     out->acc_seen = seen_n ? (double)seen_ok / seen_n : NAN;
+    out->block_agree = blocking && acc->n ? (double)agree / acc->n : NAN;
+    out->all_one_conv = r->cfg.all_one_conv;
+    out->block_train = r->cfg.block_train;
+    static const char *pe[] = {"none", "sinusoidal", "learned"};
+    snprintf(out->pos_enc, sizeof out->pos_enc, "%s", pe[r->model.cfg.pos_enc]);
+    ach_block_format(&r->block, out->block, sizeof out->block, out->block_layers, sizeof out->block_layers);
     free(acc);
 }
 
@@ -180,12 +289,25 @@ char *ach_metrics_json(const ach_metrics *m)
     cJSON_AddItemToObject(o, "elapsed_s", num_item(m->elapsed_s));
     for (int i = 0; i < m->npairs; i++) cJSON_AddItemToObject(pairs, m->pair_name[i], num_item(m->acc_pair[i]));
     cJSON_AddItemToObject(o, "acc_pair", pairs);
+    cJSON_AddBoolToObject(o, "all_one_conv", m->all_one_conv);
+    cJSON_AddStringToObject(o, "pos_enc", m->pos_enc);
+    cJSON_AddStringToObject(o, "block", m->block);
+    cJSON_AddStringToObject(o, "block_layers", m->block_layers);
+    cJSON_AddBoolToObject(o, "block_train", m->block_train);
+    cJSON_AddItemToObject(o, "block_agree", num_item(m->block_agree));
+    if (!isnan(m->block_agree)) {
+        cJSON *ag = cJSON_CreateObject();
+        for (int i = 0; i < m->npairs; i++) cJSON_AddItemToObject(ag, m->pair_name[i], num_item(m->block_agree_pair[i]));
+        cJSON_AddItemToObject(o, "block_agree_pair", ag);
+    }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
 }
 
-#define CSV_FIELDS "epoch,step,lr,train_loss,test_loss,acc43_comp,acc43_sym,acc_seen,grad_norm,seq_per_s,elapsed_s"
+#define CSV_FIELDS \
+    "epoch,step,lr,train_loss,test_loss,acc43_comp,acc43_sym,acc_seen,grad_norm,seq_per_s,elapsed_s,all_one_conv," \
+    "pos_enc,block,block_layers,block_train,block_agree"
 
 char *ach_metrics_csv_header(const ach_metrics *m)
 {
@@ -199,12 +321,14 @@ char *ach_metrics_csv_header(const ach_metrics *m)
 
 char *ach_metrics_csv_row(const ach_metrics *m)
 {
-    size_t n = 64 * (12 + (size_t)m->npairs);
+    size_t n = 512 + 64 * (12 + (size_t)m->npairs);
     char *s = malloc(n);
     if (!s) return NULL;
-    size_t k = snprintf(s, n, "%d,%ld,%.9g,%.9g,%.9g,%.6g,%.6g,%.6g,%.6g,%.6g,%.3f", m->epoch, m->step, m->lr,
-                        m->train_loss, m->test_loss, m->acc43_comp, m->acc43_sym, m->acc_seen, m->grad_norm,
-                        m->seq_per_s, m->elapsed_s);
+    /* block lists hold commas: quoted */
+    size_t k = snprintf(s, n, "%d,%ld,%.9g,%.9g,%.9g,%.6g,%.6g,%.6g,%.6g,%.6g,%.3f,%d,%s,\"%s\",\"%s\",%d,%.6g", m->epoch,
+                        m->step, m->lr, m->train_loss, m->test_loss, m->acc43_comp, m->acc43_sym, m->acc_seen,
+                        m->grad_norm, m->seq_per_s, m->elapsed_s, m->all_one_conv, m->pos_enc, m->block,
+                        m->block_layers, m->block_train, m->block_agree);
     for (int i = 0; i < m->npairs; i++) k += snprintf(s + k, n - k, ",%.6g", m->acc_pair[i]);
     return s;
 }
@@ -274,7 +398,7 @@ static char *position_json(const ach_run *r)
 static int save_checkpoint(ach_run *r, const char *path, char *err, size_t errlen)
 {
     ach_model *m = &r->model;
-    int n = 2 * m->nparams, rc = -1;
+    int n = 2 * m->nparams + 1, rc = -1;
     st_entry *e = calloc(n, sizeof *e);
     char(*names)[ACH_NAME_MAX + 24] = calloc(n, sizeof *names);
     float *host = malloc(2 * m->nweights * sizeof *host);
@@ -297,8 +421,20 @@ static int save_checkpoint(ach_run *r, const char *path, char *err, size_t errle
             for (int d = 0; d < p->ndim; d++) e[j].shape[d] = p->shape[d];
         }
     }
-    const char *keys[] = {"run_position", "run_config"}, *vals[] = {pos, cfg};
-    rc = ach_ckpt_save(m, path, e, n, keys, vals, 2, err, errlen);
+    int64_t *steps = malloc(m->nparams * sizeof *steps);
+    char *live = live_json(&r->cfg);
+    if (!steps || !live) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        free(steps);
+        free(live);
+        goto out;
+    }
+    for (int i = 0; i < m->nparams; i++) steps[i] = r->opt.steps[i];
+    e[n - 1] = (st_entry){.name = ACH_OPTIM_PREFIX "steps", .dtype = ST_I64, .ndim = 1, .shape = {m->nparams}, .data = steps};
+    const char *keys[] = {"run_position", "run_config", "run_live"}, *vals[] = {pos, cfg, live};
+    rc = ach_ckpt_save(m, path, e, n, keys, vals, 3, err, errlen);
+    free(steps);
+    free(live);
 out:
     free(e);
     free(names);
@@ -388,7 +524,8 @@ int ach_run_create(ach_run *r, const ach_runcfg *cfg, const char *dir, const ach
         task_free(&r->task);
         return -1;
     }
-    if (ach_init_params(&r->model) || ach_optim_create(&r->opt, &r->model, &r->cfg.optim) || setup(r, err, errlen)) {
+    if (ach_init_params(&r->model) || ach_optim_create(&r->opt, &r->model, &r->cfg.optim) || setup(r, err, errlen) ||
+        apply_interventions(r, err, errlen)) {
         if (!err[0]) snprintf(err, errlen, "out of memory");
         ach_run_close(r);
         return -1;
@@ -439,11 +576,17 @@ ach_run_status ach_run_advance(ach_run *r, char *err, size_t errlen)
     int nb = (int)(r->ntrain - first < (uint64_t)B ? r->ntrain - first : (uint64_t)B);
     for (int b = 0; b < nb; b++)
         task_sequence(&r->task, r->cfg.seed, TASK_TRAIN, r->perm[first + b], r->tokens + (size_t)b * r->L,
-                      &r->labels[b], NULL);
+                      &r->labels[b], &r->info[b]);
     double pos = r->cfg.lr_schedule == SCHED_STEP ? r->epoch + (double)r->batch / r->nbatches : r->epoch;
     double lr = ach_lr_at(&r->cfg.optim, pos);
+    int blocked = r->cfg.block_train && ach_block_active(&r->block);
+    if (blocked) {
+        ach_block_mask(&r->block, r->info, nb, r->L, r->mask);
+        ach_model_set_block(&r->model, r->mask, nb, r->L, r->block.layers);
+    }
     double loss = ach_model_forward(&r->model, r->tokens, r->labels, nb, r->L);
     ach_model_backward(&r->model);
+    if (blocked) ach_model_set_block(&r->model, NULL, nb, r->L, 0);
     double gn = ach_optim_step(&r->opt, &r->model, lr);
     r->loss_sum += loss * nb, r->loss_n += nb;
     r->gnorm_sum += gn, r->gnorm_n++;
@@ -529,10 +672,26 @@ int ach_run_resume(ach_run *r, const char *dir, const ach_kernels *k, char *err,
         return -1;
     }
     int rc = -1;
-    cJSON *pos = NULL;
+    cJSON *pos = NULL, *live = NULL;
+    /* the live settings in force when the state was saved */
+    const char *ltext = st_meta(&f, "run_live");
+    live = ltext ? cJSON_Parse(ltext) : NULL;
+    if (!cJSON_IsObject(live)) {
+        snprintf(err, errlen, "%s: run_live metadata missing or not a JSON object", path);
+        goto out;
+    }
+    for (const cJSON *it = live->child; it; it = it->next)
+        if (!ach_run_is_live_key(it->string) || !cJSON_IsString(it) ||
+            runcfg_set(&r->cfg, it->string, it->valuestring, path, err, errlen)) {
+            if (!ach_run_is_live_key(it->string) || !cJSON_IsString(it))
+                snprintf(err, errlen, "%s: run_live: '%s' is not a live setting", path, it->string);
+            goto out;
+        }
     if (ach_ckpt_load_st(&r->model, k, &f, path, err, errlen)) goto out;
     ach_config want;
     model_config(&r->cfg, &r->task, &want);
+    /* a learned table, once added, stays even if pos_enc moved on */
+    want.pos_max_len = r->model.cfg.pos_max_len;
     char *a = cfg_to_json(&want), *b = cfg_to_json(&r->model.cfg);
     int same = a && b && !strcmp(a, b);
     free(a);
@@ -568,6 +727,16 @@ int ach_run_resume(ach_run *r, const char *dir, const ach_kernels *k, char *err,
         k->to_device(which ? r->opt.v : r->opt.m, stage, r->model.nweights * sizeof(real));
     }
     free(stage);
+    const st_tensor *st = st_find(&f, ACH_OPTIM_PREFIX "steps");
+    if (!st || st->dtype != ST_I64 || st_numel(st) != (size_t)r->model.nparams) {
+        snprintf(err, errlen, "%s: tensor '" ACH_OPTIM_PREFIX "steps' %s", path, st ? "has the wrong dtype or size" : "missing");
+        goto out;
+    }
+    for (int i = 0; i < r->model.nparams; i++) {
+        int64_t v;
+        memcpy(&v, (const char *)st_data(&f, st) + 8 * i, 8);
+        r->opt.steps[i] = (long)v;
+    }
     /* position */
     const char *ptext = st_meta(&f, "run_position");
     pos = ptext ? cJSON_Parse(ptext) : NULL;
@@ -584,7 +753,8 @@ int ach_run_resume(ach_run *r, const char *dir, const ach_kernels *k, char *err,
     r->best = v[7], r->best_epoch = (int)v[8], r->bad_epochs = (int)v[9], r->elapsed = v[10], r->done = (int)v[11];
     const cJSON *why = cJSON_GetObjectItemCaseSensitive(pos, "stop_reason");
     if (cJSON_IsString(why)) snprintf(r->stop_reason, sizeof r->stop_reason, "%s", why->valuestring);
-    if (setup(r, err, errlen) || r->batch >= r->nbatches || trim_records(r, err, errlen)) {
+    if (setup(r, err, errlen) || r->batch >= r->nbatches || trim_records(r, err, errlen) ||
+        apply_interventions(r, err, errlen)) {
         if (r->batch >= r->nbatches) snprintf(err, errlen, "%s: batch %d beyond the epoch's %d", path, r->batch, r->nbatches);
         goto out;
     }
@@ -592,9 +762,49 @@ int ach_run_resume(ach_run *r, const char *dir, const ach_kernels *k, char *err,
     rc = 0;
 out:
     cJSON_Delete(pos);
+    cJSON_Delete(live);
     st_free(&f);
     if (rc) ach_run_close(r);
     return rc;
+}
+
+int ach_run_set(ach_run *r, const char *key, const char *value, char *err, size_t errlen)
+{
+    if (!ach_run_is_live_key(key)) {
+        snprintf(err, errlen, "'%s' cannot change on a live run; live settings: all_one_conv, pos_enc, block, "
+                 "block_layers, block_train", key);
+        return -1;
+    }
+    ach_runcfg old = r->cfg;
+    ach_block_spec probe;
+    if (runcfg_set(&r->cfg, key, value, "set", err, errlen) ||
+        ach_block_parse(&probe, r->cfg.block, r->cfg.block_layers, r->L, r->model.cfg.n_layer, err, errlen) ||
+        apply_interventions(r, err, errlen)) {
+        r->cfg = old;
+        return -1;
+    }
+    /* the timeline: when, what, to what */
+    char path[1200], line[512], ignore[256];
+    int k;
+    for (k = 0; strcmp(runcfg_key_name(k), key); k++) continue;
+    char v[300];
+    runcfg_get(&r->cfg, k, v, sizeof v);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "epoch", r->epoch);
+    cJSON_AddNumberToObject(o, "batch", r->batch);
+    cJSON_AddNumberToObject(o, "step", (double)r->opt.step);
+    cJSON_AddStringToObject(o, "key", key);
+    cJSON_AddStringToObject(o, "value", v);
+    char *js = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    snprintf(line, sizeof line, "%s", js ? js : "");
+    free(js);
+    path_in(r, path, sizeof path, "interventions.jsonl");
+    if (append_line(path, line, ignore, sizeof ignore)) {
+        snprintf(err, errlen, "%s (the setting took effect)", ignore);
+        return -1;
+    }
+    return 0;
 }
 
 void ach_run_close(ach_run *r)
@@ -605,6 +815,9 @@ void ach_run_close(ach_run *r)
     free(r->perm);
     free(r->tokens);
     free(r->labels);
-    free(r->logits);
+    free(r->pred);
+    free(r->pred_blocked);
+    free(r->info);
+    free(r->mask);
     memset(r, 0, sizeof *r);
 }

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "analysis.h"
 #include "model.h"
 #include "optim.h"
 #include "runcfg.h"
@@ -35,6 +36,11 @@ typedef struct {
     int npairs;
     double acc_pair[TASK_MAX_PAIRS]; /* test split, layout order */
     char pair_name[TASK_MAX_PAIRS][12];
+    /* interventions in force at the epoch's end */
+    int all_one_conv, block_train;
+    char pos_enc[16], block[128], block_layers[128];
+    double block_agree;              /* predictions unchanged by blocking (NaN: no blocking) */
+    double block_agree_pair[TASK_MAX_PAIRS];
 } ach_metrics;
 
 typedef enum { RUN_STEP = 0, RUN_EPOCH = 1, RUN_DONE = 2, RUN_ERROR = -1 } ach_run_status;
@@ -57,10 +63,12 @@ typedef struct ach_run {
     int done;
     char stop_reason[128];
     ach_metrics last;        /* the latest epoch record */
+    ach_block_spec block;    /* parsed from cfg.block / cfg.block_layers */
     /* buffers */
     uint32_t *perm;          /* this epoch's order of the train split */
-    int32_t *tokens, *labels;
-    real *logits;            /* host copy for evaluation */
+    int32_t *tokens, *labels, *pred, *pred_blocked;
+    ach_seq_info *info;
+    unsigned char *mask;
     double epoch_t0;         /* wall clock at the epoch's first step */
     double epoch_train_s;    /* training time spent in this epoch (this process) */
     long epoch_seqs;         /* sequences trained in that time */

@@ -56,6 +56,11 @@ static const key_def keys[] = {
     {"patience", T_INT, F(patience), 0, 0, 1000000, NULL, "stop after this many epochs without improvement; 0 = off"},
     {"patience_metric", T_ENUM, F(patience_metric), 0, 0, 0, "test_loss|acc_seen|acc43_comp|acc43_sym", "what early stopping watches"},
     {"threads", T_INT, F(threads), 0, 0, 1024, NULL, "CPU threads; 0 = all online CPUs (results do not depend on it)"},
+    {"all_one_conv", T_ENUM, F(all_one_conv), 0, 0, 0, "off|on", "every conv1d weight 1, bias 0, frozen (live)"},
+    {"pos_enc", T_ENUM, F(model.pos_enc), 0, 0, 0, "none|sinusoidal|learned", "positional encoding added to the embeddings (live)"},
+    {"block", T_STR, F(block), sizeof(((ach_runcfg *)0)->block), 0, 0, NULL, "source positions blocked in the SSM: none, key, anchor1, anchor2, anchors or indices (live)"},
+    {"block_layers", T_STR, F(block_layers), sizeof(((ach_runcfg *)0)->block_layers), 0, 0, NULL, "layers blocking applies to: all or a list (live)"},
+    {"block_train", T_ENUM, F(block_train), 0, 0, 0, "off|on", "block while training too, not only in evaluation (live)"},
 };
 #define NKEYS (int)(sizeof keys / sizeof keys[0])
 
@@ -75,6 +80,8 @@ void runcfg_defaults(ach_runcfg *c)
     c->lr_schedule = SCHED_EPOCH;
     c->ckpt_every = 10;
     snprintf(c->patience_metric, sizeof c->patience_metric, "test_loss");
+    snprintf(c->block, sizeof c->block, "none");
+    snprintf(c->block_layers, sizeof c->block_layers, "all");
 }
 
 /* Index of `v` in "a|b|c", or -1. */

@@ -24,6 +24,11 @@ typedef struct {
     int patience;            /* epochs without improvement before stopping; 0 = off */
     char patience_metric[32];/* test_loss, acc_seen, acc43_comp, acc43_sym */
     int threads;             /* 0 = all online CPUs */
+    /* interventions (SPEC §4); these may also change on a live run */
+    int all_one_conv;        /* conv1d weights 1, bias 0, frozen */
+    char block[128];         /* source positions blocked: none, key, anchors, ... */
+    char block_layers[128];  /* all or a layer list */
+    int block_train;         /* also block while training (default: evaluation only) */
 } ach_runcfg;
 
 void runcfg_defaults(ach_runcfg *c);

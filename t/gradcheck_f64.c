@@ -13,6 +13,8 @@ typedef struct {
     const char *what;
     ach_arch arch;
     int layers, D, N, K, expand, headdim, V, B, L;
+    ach_pos_enc pos;
+    int all_one; /* conv weights 1, bias 0: the all-one conv intervention's point */
 } gc_case;
 
 static double loss_at(ach_model *m, const int *tok, const int *lab, int B, int L)
@@ -30,6 +32,8 @@ static void run_case(const gc_case *c)
     cfg.expand = c->expand, cfg.headdim = c->headdim, cfg.vocab_size = c->V;
     cfg.dt_rank = (c->D + 15) / 16;
     cfg.gamma = 0.3;
+    cfg.pos_enc = c->pos;
+    cfg.pos_max_len = c->pos == POS_LEARNED ? c->L + 2 : 0;
     cfg.seed = 11;
     if (!ok(ach_model_create(&m, &cfg, &ach_cpu_kernels, err, sizeof err) == 0, "%s: create", c->what) ||
         !ok(ach_model_reserve(&m, c->B, c->L, err, sizeof err) == 0, "%s: reserve", c->what)) {
@@ -42,6 +46,11 @@ static void run_case(const gc_case *c)
     ach_rng r;
     rng_init(&r, 5, 0);
     for (size_t i = 0; i < m.nweights; i++) m.w[i] += 0.2 * rng_normal(&r);
+    for (int l = 0; c->all_one && l < c->layers; l++)
+        for (int i = 0; i < cfg_conv_dim(&cfg); i++) {
+            m.w[m.lp[l].conv_b + i] = 0;
+            for (int j = 0; j < c->K; j++) m.w[m.lp[l].conv_w + (size_t)i * c->K + j] = 1;
+        }
     int tok[64], lab[8];
     for (int i = 0; i < c->B * c->L; i++) tok[i] = (int)rng_below(&r, c->V);
     for (int b = 0; b < c->B; b++) lab[b] = (int)rng_below(&r, c->V);
@@ -85,12 +94,15 @@ static void run_case(const gc_case *c)
 int main(void)
 {
     const gc_case cases[] = {
-        {"mamba1 L>K", ARCH_MAMBA1, 1, 4, 3, 3, 2, 64, 7, 2, 5},
-        {"mamba1 L=1 N=1 3 layers", ARCH_MAMBA1, 3, 4, 1, 4, 2, 64, 7, 2, 1},
-        {"mamba1 dt_rank 2", ARCH_MAMBA1, 2, 20, 2, 2, 1, 64, 5, 1, 4},
-        {"mamba2 4 heads L>K", ARCH_MAMBA2, 1, 4, 3, 3, 2, 2, 7, 2, 5},
-        {"mamba2 L=1 N=1 3 layers", ARCH_MAMBA2, 3, 4, 1, 4, 2, 4, 7, 2, 1},
-        {"mamba2 1 head K=2 L=6", ARCH_MAMBA2, 2, 4, 2, 2, 2, 8, 6, 2, 6},
+        {"mamba1 L>K", ARCH_MAMBA1, 1, 4, 3, 3, 2, 64, 7, 2, 5, POS_NONE, 0},
+        {"mamba1 L=1 N=1 3 layers", ARCH_MAMBA1, 3, 4, 1, 4, 2, 64, 7, 2, 1, POS_NONE, 0},
+        {"mamba1 dt_rank 2", ARCH_MAMBA1, 2, 20, 2, 2, 1, 64, 5, 1, 4, POS_NONE, 0},
+        {"mamba2 4 heads L>K", ARCH_MAMBA2, 1, 4, 3, 3, 2, 2, 7, 2, 5, POS_NONE, 0},
+        {"mamba2 L=1 N=1 3 layers", ARCH_MAMBA2, 3, 4, 1, 4, 2, 4, 7, 2, 1, POS_NONE, 0},
+        {"mamba2 1 head K=2 L=6", ARCH_MAMBA2, 2, 4, 2, 2, 2, 8, 6, 2, 6, POS_NONE, 0},
+        {"mamba1 sinusoidal PE, all-one conv", ARCH_MAMBA1, 2, 4, 3, 3, 2, 64, 7, 2, 5, POS_SINUSOIDAL, 1},
+        {"mamba2 learned PE, all-one conv", ARCH_MAMBA2, 2, 4, 3, 3, 2, 2, 7, 2, 5, POS_LEARNED, 1},
+        {"mamba2 learned PE", ARCH_MAMBA2, 1, 4, 2, 3, 2, 4, 7, 2, 4, POS_LEARNED, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
     return done_testing();

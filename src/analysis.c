@@ -1,0 +1,225 @@
+/* Analyses of a trained model: conv cosine similarity, the SSM matrix
+ * (hidden attention), blocking specs. They read weights and activations
+ * through the backend's copy functions, so they work on any backend. */
+#include "analysis.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mathfn.h"
+
+static real *host_copy(const ach_model *m, const real *src, size_t n)
+{
+    real *h = malloc((n ? n : 1) * sizeof *h);
+    if (h) m->k->to_host(h, src, n * sizeof(real));
+    return h;
+}
+
+int ach_conv_cosine(const ach_model *m, int layer, double *out, char *err, size_t errlen)
+{
+    const ach_config *c = &m->cfg;
+    if (layer < 0 || layer >= c->n_layer) {
+        snprintf(err, errlen, "layer %d does not exist (the model has layers 0..%d)", layer, c->n_layer - 1);
+        return -1;
+    }
+    int K = c->d_conv, C = cfg_conv_dim(c);
+    real *w = host_copy(m, m->w + m->lp[layer].conv_w, (size_t)C * K); /* [C, 1, K] */
+    if (!w) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < K; i++)
+        for (int j = 0; j < K; j++) {
+            double dot = 0, ni = 0, nj = 0;
+            for (int ch = 0; ch < C; ch++) {
+                double a = w[(size_t)ch * K + i], b = w[(size_t)ch * K + j];
+                dot += a * b, ni += a * a, nj += b * b;
+            }
+            out[i * K + j] = ni > 0 && nj > 0 ? dot / sqrt(ni * nj) : NAN;
+        }
+    free(w);
+    return 0;
+}
+
+/* S(t, s) of sequence 0 of the last forward, layer l, head/channel h (-1:
+ * the summary). Uses the activations the forward pass kept. */
+static int ssm_matrix(const ach_model *m, int l, int h, double *S, char *err, size_t errlen)
+{
+    const ach_config *c = &m->cfg;
+    const ach_layer_acts *a = &m->layers[l];
+    const ach_layer_params *p = &m->lp[l];
+    int L = m->cur_L, N = c->d_state, Di = cfg_d_inner(c);
+    int nh = c->arch == ARCH_MAMBA2 ? cfg_nheads(c) : Di;
+    if (h < -1 || h >= nh) {
+        snprintf(err, errlen, "%s %d does not exist (0..%d, or -1 for the summary)",
+                 c->arch == ARCH_MAMBA2 ? "head" : "channel", h, nh - 1);
+        return -1;
+    }
+    memset(S, 0, (size_t)L * L * sizeof *S);
+    if (c->arch == ARCH_MAMBA2) {
+        int Cd = cfg_conv_dim(c), Pj = cfg_in_proj_dim(c);
+        real *act = host_copy(m, a->act, (size_t)L * Cd), *proj = host_copy(m, a->proj, (size_t)L * Pj);
+        real *bias = host_copy(m, m->w + p->dt_bias, nh), *alog = host_copy(m, m->w + p->A_log, nh);
+        for (int hh = h < 0 ? 0 : h; act && proj && bias && alog && hh < (h < 0 ? nh : h + 1); hh++) {
+            double A = -exp((double)alog[hh]);
+            for (int t = 0; t < L; t++) {
+                double seg = 0;
+                for (int s = t; s >= 0; s--) {
+                    double delta_s = softplus_r(proj[(size_t)s * Pj + Di + Cd + hh] + bias[hh]);
+                    double g = 0;
+                    for (int n = 0; n < N; n++) g += (double)act[(size_t)t * Cd + Di + N + n] * act[(size_t)s * Cd + Di + n];
+                    S[t * L + s] += g * exp(seg) * delta_s / (h < 0 ? nh : 1);
+                    seg += delta_s * A;
+                }
+            }
+        }
+        free(act), free(proj), free(bias), free(alog);
+    } else {
+        int R = c->dt_rank, X = R + 2 * N;
+        real *xdbl = host_copy(m, a->xdbl, (size_t)L * X), *dt = host_copy(m, a->dt, (size_t)L * Di);
+        real *alog = host_copy(m, m->w + p->A_log, (size_t)Di * N);
+        for (int d = h < 0 ? 0 : h; xdbl && dt && alog && d < (h < 0 ? nh : h + 1); d++)
+            for (int t = 0; t < L; t++)
+                for (int s = 0; s <= t; s++) {
+                    double acc = 0;
+                    for (int n = 0; n < N; n++) {
+                        double A = -exp((double)alog[(size_t)d * N + n]), seg = 0;
+                        for (int k = s + 1; k <= t; k++) seg += softplus_r(dt[(size_t)k * Di + d]) * A;
+                        acc += xdbl[(size_t)t * X + R + N + n] * exp(seg) * softplus_r(dt[(size_t)s * Di + d]) *
+                               xdbl[(size_t)s * X + R + n];
+                    }
+                    S[t * L + s] += h < 0 ? fabs(acc) / nh : acc;
+                }
+        free(xdbl), free(dt), free(alog);
+    }
+    return 0;
+}
+
+int ach_hidden_attention(ach_model *m, const int32_t *tokens, int L, int layer, int head, double *S, char *err,
+                         size_t errlen)
+{
+    const ach_config *c = &m->cfg;
+    if (layer < 0 || layer >= c->n_layer) {
+        snprintf(err, errlen, "layer %d does not exist (the model has layers 0..%d)", layer, c->n_layer - 1);
+        return -1;
+    }
+    for (int t = 0; t < L; t++)
+        if (tokens[t] < 0 || tokens[t] >= c->vocab_size) {
+            snprintf(err, errlen, "token %d at position %d is outside the vocabulary [0, %d)", tokens[t], t,
+                     c->vocab_size);
+            return -1;
+        }
+    if ((m->B < 1 || m->L != L) && ach_model_reserve(m, 1, L, err, errlen)) return -1;
+    int label = 0;
+    ach_model_forward(m, tokens, &label, 1, L);
+    return ssm_matrix(m, layer, head, S, err, errlen);
+}
+
+static int parse_list(const char *s, int limit, uint64_t *bits, unsigned *roles, const char *what, char *err,
+                      size_t errlen)
+{
+    char buf[256], *save = NULL;
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *end;
+        if (roles && !strcmp(tok, "key")) *roles |= BLOCK_KEY;
+        else if (roles && !strcmp(tok, "anchor1")) *roles |= BLOCK_ANCHOR1;
+        else if (roles && !strcmp(tok, "anchor2")) *roles |= BLOCK_ANCHOR2;
+        else if (roles && !strcmp(tok, "anchors")) *roles |= BLOCK_ANCHOR1 | BLOCK_ANCHOR2;
+        else {
+            long v = strtol(tok, &end, 10);
+            if (*end || end == tok) {
+                snprintf(err, errlen, "%s: '%s' is not %s", what, tok,
+                         roles ? "key, anchor1, anchor2, anchors or a position" : "a layer number or 'all'");
+                return -1;
+            }
+            if (v < 0 || v >= limit || v >= 64) {
+                snprintf(err, errlen, "%s: %ld is beyond the %s (0..%d)", what, v, roles ? "sequence" : "model's layers",
+                         limit - 1);
+                return -1;
+            }
+            *bits |= 1ULL << v;
+        }
+    }
+    return 0;
+}
+
+int ach_block_parse(ach_block_spec *b, const char *positions, const char *layers, int seq_len, int n_layer, char *err,
+                    size_t errlen)
+{
+    ach_block_spec nb = {0, 0, 0};
+    if (strcmp(positions, "none") && strcmp(positions, "") &&
+        parse_list(positions, seq_len, &nb.positions, &nb.roles, "block", err, errlen))
+        return -1;
+    if (!layers || !strcmp(layers, "all")) nb.layers = ~0ULL;
+    else if (parse_list(layers, n_layer, &nb.layers, NULL, "block_layers", err, errlen)) return -1;
+    *b = nb;
+    return 0;
+}
+
+void ach_block_format(const ach_block_spec *b, char *positions, size_t np, char *layers, size_t nl)
+{
+    static const char *names[] = {"key", "anchor1", "anchor2"};
+    size_t k = 0;
+    positions[0] = 0;
+    if ((b->roles & (BLOCK_ANCHOR1 | BLOCK_ANCHOR2)) == (BLOCK_ANCHOR1 | BLOCK_ANCHOR2)) {
+        if (b->roles & BLOCK_KEY) k += snprintf(positions + k, np - k, "key,");
+        k += snprintf(positions + k, np - k, "anchors,");
+    } else
+        for (int i = 0; i < 3; i++)
+            if (b->roles & (1u << i)) k += snprintf(positions + k, np - k, "%s,", names[i]);
+    for (int t = 0; t < 64 && k < np; t++)
+        if (b->positions >> t & 1) k += snprintf(positions + k, np - k, "%d,", t);
+    if (k && k < np) positions[k - 1] = 0;
+    else if (!k) snprintf(positions, np, "none");
+    if (b->layers == ~0ULL) snprintf(layers, nl, "all");
+    else {
+        k = 0;
+        layers[0] = 0;
+        for (int l = 0; l < 64 && k < nl; l++)
+            if (b->layers >> l & 1) k += snprintf(layers + k, nl - k, "%s%d", k ? "," : "", l);
+        if (!k) snprintf(layers, nl, "none");
+    }
+}
+
+int ach_block_active(const ach_block_spec *b) { return b && (b->roles || b->positions) && b->layers; }
+
+void ach_block_mask(const ach_block_spec *b, const ach_seq_info *info, int B, int L, unsigned char *mask)
+{
+    for (int s = 0; s < B; s++) {
+        unsigned char *row = mask + (size_t)s * L;
+        for (int t = 0; t < L; t++) row[t] = t < 64 && (b->positions >> t & 1);
+        int p = info ? info[s].pos : -10;
+        if ((b->roles & BLOCK_KEY) && p >= 0 && p < L) row[p] = 1;
+        if ((b->roles & BLOCK_ANCHOR1) && p + 1 >= 0 && p + 1 < L) row[p + 1] = 1;
+        if ((b->roles & BLOCK_ANCHOR2) && p + 2 >= 0 && p + 2 < L) row[p + 2] = 1;
+    }
+}
+
+double ach_predict(ach_model *m, const int32_t *tokens, const int32_t *labels, int B, int L, const ach_block_spec *blk,
+                   const ach_seq_info *info, int32_t *pred)
+{
+    int V = m->cfg.vocab_size;
+    real *z = malloc((size_t)B * V * sizeof *z);
+    unsigned char *mask = NULL;
+    if (ach_block_active(blk) && (mask = malloc((size_t)B * L))) {
+        ach_block_mask(blk, info, B, L, mask);
+        ach_model_set_block(m, mask, B, L, blk->layers);
+    }
+    double loss = ach_model_forward(m, tokens, labels, B, L);
+    ach_model_set_block(m, NULL, B, L, 0);
+    free(mask);
+    if (!z) return NAN;
+    m->k->to_host(z, m->logits, (size_t)B * V * sizeof(real));
+    for (int b = 0; b < B; b++) {
+        const real *row = z + (size_t)b * V;
+        int arg = 0;
+        for (int v = 1; v < V; v++)
+            if (row[v] > row[arg]) arg = v;
+        pred[b] = arg;
+    }
+    free(z);
+    return loss;
+}
