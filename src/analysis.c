@@ -223,3 +223,175 @@ double ach_predict(ach_model *m, const int32_t *tokens, const int32_t *labels, i
     free(z);
     return loss;
 }
+
+/* Reserves the model for batches of the task's length if it is not. */
+static int ensure_reserved(ach_model *m, int L, char *err, size_t errlen)
+{
+    if (m->B >= 1 && m->L == L) return 0;
+    return ach_model_reserve(m, 512, L, err, errlen);
+}
+
+static void report_init(ach_pair_report *out, const ach_task *t)
+{
+    memset(out, 0, sizeof *out);
+    out->npairs = t->split[TASK_TEST].npairs;
+    for (int i = 0; i < out->npairs; i++) {
+        task_pair_name(t, t->split[TASK_TEST].pairs[i], out->pair_name[i], sizeof out->pair_name[i]);
+        out->value[i] = NAN;
+    }
+}
+
+int ach_blocking_eval(ach_model *m, const ach_task *t, uint64_t seed, const ach_block_spec *b, int per_pair,
+                      ach_pair_report *out, char *err, size_t errlen)
+{
+    int L = t->seq_len;
+    if (!ach_block_active(b)) {
+        snprintf(err, errlen, "blocking: no positions or no layers chosen");
+        return -1;
+    }
+    if (b->layers != ~0ULL && b->layers >> m->cfg.n_layer) {
+        snprintf(err, errlen, "blocking: the model has layers 0..%d only", m->cfg.n_layer - 1);
+        return -1;
+    }
+    if (ensure_reserved(m, L, err, errlen)) return -1;
+    const ach_split *sp = &t->split[TASK_TEST];
+    uint64_t n = per_pair > 0 && (uint64_t)per_pair < sp->per_pair ? (uint64_t)per_pair : sp->per_pair;
+    int B = m->B;
+    int32_t *tok = malloc((size_t)B * L * sizeof *tok), *lab = malloc((size_t)B * sizeof *lab);
+    int32_t *p0 = malloc((size_t)B * sizeof *p0), *p1 = malloc((size_t)B * sizeof *p1);
+    ach_seq_info *info = malloc((size_t)B * sizeof *info);
+    if (!tok || !lab || !p0 || !p1 || !info) {
+        snprintf(err, errlen, "out of memory");
+        free(tok), free(lab), free(p0), free(p1), free(info);
+        return -1;
+    }
+    report_init(out, t);
+    long agree_all = 0, n_all = 0;
+    for (int i = 0; i < sp->npairs; i++) {
+        long agree = 0;
+        for (uint64_t j0 = 0; j0 < n; j0 += B) {
+            int nb = (int)(n - j0 < (uint64_t)B ? n - j0 : (uint64_t)B);
+            for (int s = 0; s < nb; s++)
+                task_sequence(t, seed, TASK_TEST, i * sp->per_pair + j0 + s, tok + (size_t)s * L, &lab[s], &info[s]);
+            ach_predict(m, tok, lab, nb, L, NULL, info, p0);
+            ach_predict(m, tok, lab, nb, L, b, info, p1);
+            for (int s = 0; s < nb; s++) agree += p0[s] == p1[s];
+        }
+        out->n[i] = (long)n;
+        out->value[i] = n ? (double)agree / n : NAN;
+        agree_all += agree, n_all += (long)n;
+    }
+    out->overall = n_all ? (double)agree_all / n_all : NAN;
+    free(tok), free(lab), free(p0), free(p1), free(info);
+    return 0;
+}
+
+/* Positions substituted for one sequence: "after" the anchors, from the
+ * "anchors" on, or a fixed index list. */
+static int subst_positions(const char *from, int L, uint64_t *fixed, int *mode, char *err, size_t errlen)
+{
+    *fixed = 0;
+    if (!from || !strcmp(from, "after")) *mode = 3;
+    else if (!strcmp(from, "anchors")) *mode = 1;
+    else {
+        *mode = -1;
+        if (parse_list(from, L, fixed, NULL, "substitution positions", err, errlen)) return -1;
+    }
+    return 0;
+}
+
+int ach_substitute(ach_model *m, const int32_t *tokens, const int32_t *twins, const unsigned char *mask, int nb,
+                   int L, int layer, int32_t *pred_twin, int32_t *pred_sub)
+{
+    int Cd = cfg_conv_dim(&m->cfg);
+    size_t n = (size_t)nb * L * Cd;
+    real *host = malloc(n * sizeof *host), *src = m->k->alloc(n * sizeof(real));
+    int32_t *lab = calloc(nb, sizeof *lab);
+    unsigned char *dmask = m->k->alloc((size_t)nb * L);
+    int rc = -1;
+    if (host && src && lab && dmask) {
+        ach_predict(m, twins, lab, nb, L, NULL, NULL, pred_twin);
+        m->k->to_host(host, m->layers[layer].act, n * sizeof(real));
+        m->k->to_device(src, host, n * sizeof(real));
+        m->k->to_device(dmask, mask, (size_t)nb * L);
+        m->subst_layer = layer, m->subst_src = src, m->subst_mask = dmask;
+        ach_predict(m, tokens, lab, nb, L, NULL, NULL, pred_sub);
+        m->subst_layer = -1, m->subst_src = NULL, m->subst_mask = NULL;
+        rc = 0;
+    }
+    free(host);
+    free(lab);
+    m->k->release(src);
+    m->k->release(dmask);
+    return rc;
+}
+
+int ach_substitution_eval(ach_model *m, const ach_task *t, uint64_t seed, int layer, const char *from, int per_pair,
+                          ach_pair_report *out, char *err, size_t errlen)
+{
+    int L = t->seq_len, held = task_pair_index(t, 4, 3), mode;
+    uint64_t fixed;
+    if (held < 0) {
+        snprintf(err, errlen, "substitution: the twin has anchors (4,3), but preset '%s' has no anchors 4 and 3",
+                 t->name);
+        return -1;
+    }
+    if (layer < 0 || layer >= m->cfg.n_layer) {
+        snprintf(err, errlen, "substitution: layer %d does not exist (the model has layers 0..%d)", layer,
+                 m->cfg.n_layer - 1);
+        return -1;
+    }
+    if (subst_positions(from, L, &fixed, &mode, err, errlen) || ensure_reserved(m, L, err, errlen)) return -1;
+    const ach_split *sp = &t->split[TASK_TEST];
+    uint64_t n = per_pair > 0 && (uint64_t)per_pair < sp->per_pair ? (uint64_t)per_pair : sp->per_pair;
+    int B = m->B;
+    size_t rows = (size_t)B * L;
+    int32_t *tok = malloc(rows * sizeof *tok), *twin = malloc(rows * sizeof *twin), *lab = malloc(B * sizeof *lab);
+    int32_t *pt = malloc(B * sizeof *pt), *ps = malloc(B * sizeof *ps);
+    unsigned char *mask = malloc(rows);
+    ach_seq_info *info = malloc(B * sizeof *info);
+    int rc = -1;
+    if (!tok || !twin || !lab || !pt || !ps || !mask || !info) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    report_init(out, t);
+    long coll_all = 0, n_all = 0;
+    for (int i = 0; i < sp->npairs; i++) {
+        if (sp->pairs[i] == held) continue;
+        long coll = 0, counted = 0;
+        for (uint64_t j0 = 0; j0 < n; j0 += B) {
+            int nb = (int)(n - j0 < (uint64_t)B ? n - j0 : (uint64_t)B);
+            for (int s = 0; s < nb; s++) {
+                int32_t *row = tok + (size_t)s * L, *trow = twin + (size_t)s * L;
+                task_sequence(t, seed, TASK_TEST, i * sp->per_pair + j0 + s, row, &lab[s], &info[s]);
+                memcpy(trow, row, L * sizeof *row);
+                trow[info[s].pos + 1] = t->pairs[held].a1, trow[info[s].pos + 2] = t->pairs[held].a2;
+                for (int u = 0; u < L; u++)
+                    mask[(size_t)s * L + u] = mode < 0 ? (u < 64 && (fixed >> u & 1)) : u >= info[s].pos + mode;
+            }
+            if (ach_substitute(m, tok, twin, mask, nb, L, layer, pt, ps)) {
+                snprintf(err, errlen, "out of memory");
+                goto out;
+            }
+            for (int s = 0; s < nb; s++) {
+                int any = 0;
+                for (int u = 0; u < L; u++) any |= mask[(size_t)s * L + u];
+                if (!any) {
+                    out->skipped++;
+                    continue;
+                }
+                counted++;
+                coll += ps[s] == pt[s];
+            }
+        }
+        out->n[i] = counted;
+        out->value[i] = counted ? (double)coll / counted : NAN;
+        coll_all += coll, n_all += counted;
+    }
+    out->overall = n_all ? (double)coll_all / n_all : NAN;
+    rc = 0;
+out:
+    free(tok), free(twin), free(lab), free(pt), free(ps), free(mask), free(info);
+    return rc;
+}

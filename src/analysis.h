@@ -66,6 +66,12 @@ int ach_blocking_eval(ach_model *m, const ach_task *t, uint64_t seed, const ach_
  * Collapse: the prediction equals the twin's prediction. `from`: "after"
  * (positions after the anchors, the default), "anchors" (the anchors and
  * after) or indices. */
+/* One batch: predictions of the twins (pred_twin) and of the sequences with
+ * layer `layer`'s post-convolution rows under mask [nb*L] replaced by the
+ * twins' (pred_sub). The model must be reserved for nb x L. */
+int ach_substitute(ach_model *m, const int32_t *tokens, const int32_t *twins, const unsigned char *mask, int nb,
+                   int L, int layer, int32_t *pred_twin, int32_t *pred_sub);
+
 int ach_substitution_eval(ach_model *m, const ach_task *t, uint64_t seed, int layer, const char *from, int per_pair,
                           ach_pair_report *out, char *err, size_t errlen);
 #endif

@@ -90,6 +90,9 @@ typedef struct ach_kernels {
     void (*posenc_forward)(real *x, const real *pe, int B, int L, int D);
     void (*posenc_backward)(real *dpe, const real *dx, int B, int L, int D);
 
+    /* dst[r, :] = src[r, :] for every row r with mask[r] set (C columns). */
+    void (*rows_replace)(real *dst, const real *src, const unsigned char *mask, int rows, int C);
+
     /* Rows t = L-1 of each sequence: out[b] = inp[b*L + L-1]; backward adds. */
     void (*last_forward)(real *out, const real *inp, int B, int L, int C);
     void (*last_backward)(real *dinp, const real *dout, int B, int L, int C);

@@ -358,6 +358,12 @@ static void posenc_backward(real *dpe, const real *dx, int B, int L, int D)
     for (int b = 0; b < B; b++) add_inplace(dpe, dx + (size_t)b * L * D, (size_t)L * D);
 }
 
+static void rows_replace(real *dst, const real *src, const unsigned char *mask, int rows, int C)
+{
+    for (int r = 0; r < rows; r++)
+        if (mask[r]) memcpy(dst + (size_t)r * C, src + (size_t)r * C, C * sizeof *dst);
+}
+
 static void last_forward(real *out, const real *inp, int B, int L, int C)
 {
     for (int b = 0; b < B; b++) memcpy(out + (size_t)b * C, inp + ((size_t)b * L + L - 1) * C, C * sizeof *out);
@@ -435,6 +441,7 @@ const ach_kernels ach_cpu_kernels = {
     .mamba2_ssd_backward = mamba2_ssd_backward,
     .posenc_forward = posenc_forward,
     .posenc_backward = posenc_backward,
+    .rows_replace = rows_replace,
     .last_forward = last_forward,
     .last_backward = last_backward,
     .crossentropy_forward = crossentropy_forward,

@@ -16,6 +16,7 @@ void mamba1_forward(ach_model *m, int l, real *out)
     k->matmul_forward(a->proj, a->xn, D, w + p->in_proj, NULL, R, D, 2 * Di);
     k->conv1d_forward(a->conv, a->proj, 2 * Di, w + p->conv_w, w + p->conv_b, B, L, Di, c->d_conv);
     k->silu_forward(a->act, a->conv, (size_t)R * Di);
+    if (m->subst_layer == l) k->rows_replace(a->act, m->subst_src, m->subst_mask, R, Di);
     k->matmul_forward(a->xdbl, a->act, Di, w + p->x_proj, NULL, R, Di, X);
     k->matmul_forward(a->dt, a->xdbl, X, w + p->dt_proj_w, w + p->dt_proj_b, R, Rk, Di);
     k->mamba1_scan_forward(a->y, a->act, a->dt, w + p->A_log, a->xdbl + Rk, a->xdbl + Rk + N, X, w + p->D, B, L,

@@ -16,6 +16,7 @@ void mamba2_forward(ach_model *m, int l, real *out)
     k->matmul_forward(a->proj, a->xn, D, w + p->in_proj, NULL, R, D, Pj);
     k->conv1d_forward(a->conv, a->proj + Di, Pj, w + p->conv_w, w + p->conv_b, B, L, Cd, c->d_conv);
     k->silu_forward(a->act, a->conv, (size_t)R * Cd);
+    if (m->subst_layer == l) k->rows_replace(a->act, m->subst_src, m->subst_mask, R, Cd);
     k->mamba2_ssd_forward(a->y, a->act, a->act + Di, a->act + Di + N, Cd, a->proj + Di + Cd, Pj, w + p->dt_bias,
                           w + p->A_log, w + p->D, B, L, H, c->headdim, N, m->work);
     k->gate_forward(a->gated, a->y, a->proj, Pj, R, Di);

@@ -64,6 +64,7 @@ int ach_model_create(ach_model *m, const ach_config *cfg, const ach_kernels *k, 
     if (cfg_validate(cfg, err, errlen)) return -1;
     m->cfg = *cfg;
     m->k = k;
+    m->subst_layer = -1;
     int cap = 3 + 10 * cfg->n_layer;
     m->params = calloc(cap, sizeof *m->params);
     m->lp = calloc(cfg->n_layer, sizeof *m->lp);

@@ -67,6 +67,11 @@ typedef struct ach_model {
     int *tokens, *labels; /* [B, L], [B] */
     unsigned char *block_mask; /* [B, L]: 1 = source position blocked in the SSM */
     uint64_t block_layers;     /* bit l: blocking applies to layer l; 0 = off */
+    /* substitution: in layer subst_layer, the post-convolution (after SiLU)
+     * rows with subst_mask set are replaced by subst_src [B*L, conv_dim] */
+    int subst_layer;           /* -1 = off */
+    const real *subst_src;
+    const unsigned char *subst_mask;
     int cur_B, cur_L;     /* shape of the last forward */
 } ach_model;
 
