@@ -14,6 +14,8 @@ static const struct {
     {"grad", "CKPT BATCH OUT", "loss, logits and every parameter gradient of a batch", cli_grad, &cli_grad_help},
     {"train", "[options] [key=value ...]", "train one run with the paper's recipe", cli_train, &cli_train_help},
     {"data", "[options]", "show a task preset's sequences, labels and per-pair counts", cli_data, &cli_data_help},
+    {"analyze", "SOURCE ANALYSIS [options]", "conv cosine, hidden attention, blocking or substitution of a model",
+     cli_analyze, &cli_analyze_help},
 };
 #define NCOMMANDS (int)(sizeof commands / sizeof commands[0])
 

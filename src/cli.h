@@ -12,6 +12,8 @@ int cli_train(int argc, char **argv);
 extern const char *cli_init_help, *cli_grad_help, *cli_train_help;
 int cli_data(int argc, char **argv);
 extern const char *cli_data_help;
+int cli_analyze(int argc, char **argv);
+extern const char *cli_analyze_help;
 
 /* Prints "achilles: " fmt(arg), then help, to stderr; returns 2. */
 int cli_usage_error(const char *help, const char *fmt, const char *arg);
