@@ -8,7 +8,9 @@ CFLAGS  ?= $(OPT) -g
 WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter
 # Where bare task preset names are looked up (ACHILLES_DATA overrides at run time).
 DATADIR ?= $(abspath data)
-ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Isrc -DACH_DATADIR='"$(DATADIR)"' $(CFLAGS)
+SHAREDIR = $(PREFIX)/share/achilles
+ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Isrc -DACH_DATADIR='"$(DATADIR)"' \
+              -DACH_SHAREDIR='"$(SHAREDIR)/data"' $(CFLAGS)
 LDLIBS  := -lcjson -lm -lpthread
 
 ifeq ($(SANITIZE),1)
@@ -62,6 +64,8 @@ install: $(BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/achilles
 	install -m 644 man/achilles.1 $(DESTDIR)$(PREFIX)/share/man/man1/achilles.1
+	install -d $(DESTDIR)$(SHAREDIR)/data
+	install -m 644 data/*.json data/README.md $(DESTDIR)$(SHAREDIR)/data/
 
 clean:
 	rm -rf $(BUILD)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "rng.h"
 
@@ -460,10 +461,14 @@ out:
     return rc;
 }
 
+/* $ACHILLES_DATA, else the build tree's data/ while it exists, else the
+ * installed copy (make install). */
 const char *task_data_dir(void)
 {
     const char *d = getenv("ACHILLES_DATA");
-    return d && *d ? d : ACH_DATADIR;
+    struct stat st;
+    if (d && *d) return d;
+    return stat(ACH_DATADIR, &st) == 0 && S_ISDIR(st.st_mode) ? ACH_DATADIR : ACH_SHAREDIR;
 }
 
 int task_load(ach_task *t, const char *name, char *err, size_t errlen)
