@@ -6,6 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+void ach_tensor_to_real(const st_file *f, const st_tensor *t, real *out)
+{
+    const unsigned char *src = st_data(f, t);
+    for (size_t j = 0; j < st_numel(t); j++) {
+        float v;
+        memcpy(&v, src + 4 * j, 4);
+        out[j] = v;
+    }
+}
+
 void ach_param_to_f32(const ach_model *m, const ach_param *p, float *out)
 {
     real *host = malloc(p->numel * sizeof *host);
@@ -129,12 +139,7 @@ int ach_ckpt_load_st(ach_model *m, const ach_kernels *k, const st_file *fp, cons
             free(stage);
             goto fail;
         }
-        const unsigned char *src = st_data(&f, t);
-        for (size_t j = 0; j < p->numel; j++) {
-            float v;
-            memcpy(&v, src + 4 * j, 4);
-            stage[p->offset + j] = v;
-        }
+        ach_tensor_to_real(&f, t, stage + p->offset);
     }
     if (head) { /* tied: must be the embedding, value for value */
         const ach_param *emb = &m->params[0];

@@ -26,6 +26,9 @@ int ach_ckpt_load(ach_model *m, const ach_kernels *k, const char *path, char *er
 int ach_ckpt_load_st(ach_model *m, const ach_kernels *k, const st_file *f, const char *path, char *err,
                      size_t errlen);
 
+/* An F32 file tensor into n = st_numel(t) reals (unaligned-safe). */
+void ach_tensor_to_real(const st_file *f, const st_tensor *t, real *out);
+
 /* Host copy of a model tensor as float32 (n values). */
 void ach_param_to_f32(const ach_model *m, const ach_param *p, float *out);
 #endif

@@ -717,12 +717,7 @@ int ach_run_resume(ach_run *r, const char *dir, const ach_kernels *k, char *err,
                 free(stage);
                 goto out;
             }
-            const unsigned char *src = st_data(&f, t);
-            for (size_t j = 0; j < p->numel; j++) {
-                float v;
-                memcpy(&v, src + 4 * j, 4);
-                stage[p->offset + j] = v;
-            }
+            ach_tensor_to_real(&f, t, stage + p->offset);
         }
         k->to_device(which ? r->opt.v : r->opt.m, stage, r->model.nweights * sizeof(real));
     }
