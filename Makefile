@@ -32,7 +32,7 @@ BIN     := $(BUILD)/achilles
 TEST_SRC := $(wildcard t/*.c)
 TEST_BIN := $(TEST_SRC:t/%.c=$(BUILD)/t/%)
 
-.PHONY: all check clean install fixtures
+.PHONY: all check clean install fixtures bench
 all: $(BIN) $(TEST_BIN)
 
 $(BUILD)/f32/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/f32
@@ -59,6 +59,10 @@ check: all
 fixtures: $(BIN)
 	/usr/bin/python3 t/torch_ref.py make t/fixtures
 	/usr/bin/python3 t/torch_optim.py make t/fixtures
+
+# Training-step throughput against PyTorch (bench/RESULTS.md has a run).
+bench: $(BIN)
+	sh bench/run.sh
 
 install: $(BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1

@@ -16,6 +16,7 @@ static const struct {
     {"data", "[options]", "show a task preset's sequences, labels and per-pair counts", cli_data, &cli_data_help},
     {"analyze", "SOURCE ANALYSIS [options]", "conv cosine, hidden attention, blocking or substitution of a model",
      cli_analyze, &cli_analyze_help},
+    {"bench", "[options]", "time training steps: sequences/s, GFLOP/s, peak memory", cli_bench, &cli_bench_help},
 };
 #define NCOMMANDS (int)(sizeof commands / sizeof commands[0])
 

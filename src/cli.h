@@ -14,6 +14,8 @@ int cli_data(int argc, char **argv);
 extern const char *cli_data_help;
 int cli_analyze(int argc, char **argv);
 extern const char *cli_analyze_help;
+int cli_bench(int argc, char **argv);
+extern const char *cli_bench_help;
 
 /* Prints "achilles: " fmt(arg), then help, to stderr; returns 2. */
 int cli_usage_error(const char *help, const char *fmt, const char *arg);

@@ -240,7 +240,7 @@ static int load_model(ach_model *m, const char *path, int *epoch, char *err, siz
     if (cJSON_IsNumber(e)) *epoch = (int)e->valuedouble;
     else if (cJSON_IsString(e)) *epoch = atoi(e->valuestring); /* run.c writes numbers as exact strings */
     cJSON_Delete(j);
-    int rc = ach_ckpt_load_st(m, &ach_cpu_kernels, &f, path, err, errlen);
+    int rc = ach_ckpt_load_st(m, ach_fast_kernels(), &f, path, err, errlen);
     st_free(&f);
     return rc;
 }

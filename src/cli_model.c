@@ -138,7 +138,7 @@ int cli_grad(int argc, char **argv)
     ach_model m;
     st_file bf;
     int rc = 1;
-    if (ach_ckpt_load(&m, &ach_cpu_kernels, ckpt, err, sizeof err)) {
+    if (ach_ckpt_load(&m, ach_fast_kernels(), ckpt, err, sizeof err)) {
         fprintf(stderr, "achilles: grad: %s\n", err);
         return 1;
     }

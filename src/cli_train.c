@@ -123,8 +123,8 @@ int cli_train(int argc, char **argv)
     }
     ach_run r;
     double t0 = wall();
-    int rc = resume ? ach_run_resume(&r, resume, &ach_cpu_kernels, err, sizeof err)
-                    : ach_run_create(&r, &cfg, out, &ach_cpu_kernels, err, sizeof err);
+    int rc = resume ? ach_run_resume(&r, resume, ach_fast_kernels(), err, sizeof err)
+                    : ach_run_create(&r, &cfg, out, ach_fast_kernels(), err, sizeof err);
     if (rc) {
         fprintf(stderr, "achilles: train: %s\n", err);
         return 1;

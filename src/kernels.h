@@ -63,28 +63,32 @@ typedef struct ach_kernels {
      *   delta = softplus(dt[b,t,d]), A = -exp(A_log[d, :]),
      *   h_t = exp(delta A) h_{t-1} + delta B_t u_t,  y_t = C_t . h_t + D[d] u_t.
      * u, dt, y are [B*L, Di]; Bm, Cm are [B*L, N] slices with row stride ldbc.
+     * block (NULL = none): [B*L], 1 where a source position's input term
+     * reaches y at its own step but not later steps (SPEC §4 blocking).
      * work: mamba1_scan_work(L, N) reals of scratch. */
     void (*mamba1_scan_forward)(real *y, const real *u, const real *dt, const real *A_log,
                                 const real *Bm, const real *Cm, int ldbc, const real *D,
-                                int B, int L, int Di, int N, real *work);
+                                const unsigned char *block, int B, int L, int Di, int N, real *work);
     void (*mamba1_scan_backward)(real *du, real *ddt, real *dA_log, real *dBm, real *dCm, real *dD,
                                  const real *dy, const real *u, const real *dt, const real *A_log,
                                  const real *Bm, const real *Cm, int ldbc, const real *D,
-                                 int B, int L, int Di, int N, real *work);
+                                 const unsigned char *block, int B, int L, int Di, int N, real *work);
 
     /* Mamba-2 SSD (one group), per batch b and head h, in its quadratic form
      *   y_t = sum_{s<=t} (C_t . B_s) exp(sum_{k=s+1..t} delta_k A) delta_s x_s + D x_t,
      * delta = softplus(dt[b,t,h] + dt_bias[h]), A = -exp(A_log[h]); x (head
      * h is channels h*P..h*P+P-1), Bm, Cm share row stride ldx; dt has row
-     * stride ldt; y is [B*L, H*P]. work: mamba2_ssd_work(L) reals. */
+     * stride ldt; y is [B*L, H*P]. block (NULL = none): [B*L], 1 where the
+     * entries (t, s), t > s, of source s are zero. work: mamba2_ssd_work(L). */
     void (*mamba2_ssd_forward)(real *y, const real *x, const real *Bm, const real *Cm, int ldx,
                                const real *dt, int ldt, const real *dt_bias, const real *A_log,
-                               const real *D, int B, int L, int H, int P, int N, real *work);
+                               const real *D, const unsigned char *block, int B, int L, int H, int P,
+                               int N, real *work);
     void (*mamba2_ssd_backward)(real *dx, real *dBm, real *dCm, real *ddt, real *ddt_bias,
                                 real *dA_log, real *dD, const real *dy, const real *x, const real *Bm,
                                 const real *Cm, int ldx, const real *dt, int ldt, const real *dt_bias,
-                                const real *A_log, const real *D, int B, int L, int H, int P, int N,
-                                real *work);
+                                const real *A_log, const real *D, const unsigned char *block, int B,
+                                int L, int H, int P, int N, real *work);
 
     /* Positional encoding: x[b,t,:] += pe[t,:]; backward dpe[t,:] += sum_b dx[b,t,:]. */
     void (*posenc_forward)(real *x, const real *pe, int B, int L, int D);

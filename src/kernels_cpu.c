@@ -163,8 +163,8 @@ static void add_inplace(real *x, const real *y, size_t n)
 }
 
 static void mamba1_scan_forward(real *y, const real *u, const real *dt, const real *A_log, const real *Bm,
-                                const real *Cm, int ldbc, const real *D, int B, int L, int Di, int N,
-                                real *work)
+                                const real *Cm, int ldbc, const real *D, const unsigned char *block, int B,
+                                int L, int Di, int N, real *work)
 {
     real *h = work;
     for (int b = 0; b < B; b++)
@@ -175,9 +175,12 @@ static void mamba1_scan_forward(real *y, const real *u, const real *dt, const re
                 size_t row = (size_t)b * L + t, i = row * Di + d;
                 real delta = softplus_r(dt[i]), ut = u[i], acc = 0;
                 const real *Bt = Bm + row * ldbc, *Ct = Cm + row * ldbc;
+                int blocked = block && block[row];
                 for (int n = 0; n < N; n++) {
-                    h[n] = r_exp(-delta * r_exp(al[n])) * h[n] + delta * Bt[n] * ut;
-                    acc += Ct[n] * h[n];
+                    real carried = r_exp(-delta * r_exp(al[n])) * h[n];
+                    real full = carried + delta * Bt[n] * ut;
+                    acc += Ct[n] * full;
+                    h[n] = blocked ? carried : full; /* blocked: the input term stops here */
                 }
                 y[i] = acc + D[d] * ut;
             }
@@ -188,8 +191,8 @@ static void mamba1_scan_forward(real *y, const real *u, const real *dt, const re
  * gh = dL/dh_t. Memory stays O(L N) instead of storing every state. */
 static void mamba1_scan_backward(real *du, real *ddt, real *dA_log, real *dBm, real *dCm, real *dD,
                                  const real *dy, const real *u, const real *dt, const real *A_log,
-                                 const real *Bm, const real *Cm, int ldbc, const real *D, int B, int L,
-                                 int Di, int N, real *work)
+                                 const real *Bm, const real *Cm, int ldbc, const real *D,
+                                 const unsigned char *block, int B, int L, int Di, int N, real *work)
 {
     real *hs = work, *gh = work + (size_t)L * N, *delta = gh + N;
     for (int b = 0; b < B; b++)
@@ -201,9 +204,10 @@ static void mamba1_scan_backward(real *du, real *ddt, real *dA_log, real *dBm, r
                 const real *Bt = Bm + row * ldbc;
                 real *h = hs + (size_t)t * N;
                 delta[t] = softplus_r(dt[i]);
-                for (int n = 0; n < N; n++) {
+                int blocked = block && block[row];
+                for (int n = 0; n < N; n++) { /* the carried state */
                     real prev = t ? h[n - N] : 0;
-                    h[n] = r_exp(-delta[t] * r_exp(al[n])) * prev + delta[t] * Bt[n] * u[i];
+                    h[n] = r_exp(-delta[t] * r_exp(al[n])) * prev + (blocked ? 0 : delta[t] * Bt[n] * u[i]);
                 }
             }
             for (int n = 0; n < N; n++) gh[n] = 0;
@@ -213,15 +217,18 @@ static void mamba1_scan_backward(real *du, real *ddt, real *dA_log, real *dBm, r
                 real *dBt = dBm + row * ldbc, *dCt = dCm + row * ldbc;
                 real g = dy[i], ut = u[i], dl = delta[t];
                 real gu = g * D[d], gdelta = 0;
+                int blocked = block && block[row];
                 dD[d] += g * ut;
                 for (int n = 0; n < N; n++) {
                     real A = -r_exp(al[n]), dA = r_exp(dl * A), prev = t ? h[n - N] : 0;
-                    dCt[n] += g * h[n];
-                    real ghn = gh[n] + g * Ct[n];
-                    gdelta += ghn * (prev * dA * A + Bt[n] * ut);
+                    real full = dA * prev + dl * Bt[n] * ut; /* the state y_t reads */
+                    dCt[n] += g * full;
+                    real ghn = gh[n] + g * Ct[n];        /* dL/d full */
+                    real gin = blocked ? g * Ct[n] : ghn; /* dL/d input term: blocked, only y_t */
+                    gdelta += ghn * prev * dA * A + gin * Bt[n] * ut;
                     gal[n] += ghn * prev * dA * dl * A; /* dA/dA_log = A */
-                    dBt[n] += ghn * dl * ut;
-                    gu += ghn * dl * Bt[n];
+                    dBt[n] += gin * dl * ut;
+                    gu += gin * dl * Bt[n];
                     gh[n] = ghn * dA;
                 }
                 du[i] += gu;
@@ -234,7 +241,7 @@ static void mamba1_scan_backward(real *du, real *ddt, real *dA_log, real *dBm, r
  * matrix Lm[t,s] = exp(sum_{k=s+1..t} delta_k A) (s <= t), and
  * M[t,s] = G[t,s] Lm[t,s] delta_s. */
 static void ssd_head_setup(real *delta, real *Lm, real *M, const real *G, const real *dt, int ldt,
-                           real dt_bias, real A, int L)
+                           real dt_bias, real A, const unsigned char *block, int L)
 {
     for (int t = 0; t < L; t++) delta[t] = softplus_r(dt[(size_t)t * ldt] + dt_bias);
     for (int t = 0; t < L; t++) {
@@ -243,7 +250,8 @@ static void ssd_head_setup(real *delta, real *Lm, real *M, const real *G, const 
             Lm[t * L + s] = r_exp(seg);
             seg += delta[s] * A;
         }
-        for (int s = 0; s <= t; s++) M[t * L + s] = G[t * L + s] * Lm[t * L + s] * delta[s];
+        for (int s = 0; s <= t; s++)
+            M[t * L + s] = s < t && block && block[s] ? 0 : G[t * L + s] * Lm[t * L + s] * delta[s];
     }
 }
 
@@ -259,8 +267,8 @@ static void ssd_gram(real *G, const real *Bm, const real *Cm, int ldx, int L, in
 }
 
 static void mamba2_ssd_forward(real *y, const real *x, const real *Bm, const real *Cm, int ldx, const real *dt,
-                               int ldt, const real *dt_bias, const real *A_log, const real *D, int B, int L,
-                               int H, int P, int N, real *work)
+                               int ldt, const real *dt_bias, const real *A_log, const real *D,
+                               const unsigned char *block, int B, int L, int H, int P, int N, real *work)
 {
     real *G = work, *Lm = G + L * L, *M = Lm + L * L, *delta = M + L * L;
     int Di = H * P;
@@ -268,7 +276,8 @@ static void mamba2_ssd_forward(real *y, const real *x, const real *Bm, const rea
         size_t r0 = (size_t)b * L;
         ssd_gram(G, Bm + r0 * ldx, Cm + r0 * ldx, ldx, L, N);
         for (int h = 0; h < H; h++) {
-            ssd_head_setup(delta, Lm, M, G, dt + r0 * ldt + h, ldt, dt_bias[h], -r_exp(A_log[h]), L);
+            ssd_head_setup(delta, Lm, M, G, dt + r0 * ldt + h, ldt, dt_bias[h], -r_exp(A_log[h]),
+                           block ? block + r0 : NULL, L);
             for (int t = 0; t < L; t++) {
                 real *yt = y + (r0 + t) * Di + h * P;
                 const real *xt = x + (r0 + t) * ldx + h * P;
@@ -286,7 +295,7 @@ static void mamba2_ssd_forward(real *y, const real *x, const real *Bm, const rea
 static void mamba2_ssd_backward(real *dx, real *dBm, real *dCm, real *ddt, real *ddt_bias, real *dA_log,
                                 real *dD, const real *dy, const real *x, const real *Bm, const real *Cm, int ldx,
                                 const real *dt, int ldt, const real *dt_bias, const real *A_log, const real *D,
-                                int B, int L, int H, int P, int N, real *work)
+                                const unsigned char *block, int B, int L, int H, int P, int N, real *work)
 {
     real *G = work, *Lm = G + L * L, *M = Lm + L * L, *gG = M + L * L;
     real *delta = gG + L * L, *gdelta = delta + L, *ga = gdelta + L;
@@ -297,7 +306,8 @@ static void mamba2_ssd_backward(real *dx, real *dBm, real *dCm, real *ddt, real 
         for (int i = 0; i < L * L; i++) gG[i] = 0;
         for (int h = 0; h < H; h++) {
             real A = -r_exp(A_log[h]), gA = 0;
-            ssd_head_setup(delta, Lm, M, G, dt + r0 * ldt + h, ldt, dt_bias[h], A, L);
+            const unsigned char *blk = block ? block + r0 : NULL;
+            ssd_head_setup(delta, Lm, M, G, dt + r0 * ldt + h, ldt, dt_bias[h], A, blk, L);
             for (int t = 0; t < L; t++) gdelta[t] = ga[t] = 0;
             for (int t = 0; t < L; t++) {
                 const real *gyt = dy + (r0 + t) * Di + h * P, *xt = x + (r0 + t) * ldx + h * P;
@@ -317,6 +327,7 @@ static void mamba2_ssd_backward(real *dx, real *dBm, real *dCm, real *ddt, real 
                         dxs[p] += m * gyt[p];
                     }
                     real lm = Lm[t * L + s];
+                    if (s < t && blk && blk[s]) gM = 0; /* a blocked entry is a constant 0 */
                     gG[t * L + s] += gM * lm * delta[s];
                     gdelta[s] += gM * G[t * L + s] * lm;
                     /* d/d(segment sum) of Lm is Lm; it reaches a_k for s < k <= t:

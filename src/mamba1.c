@@ -19,8 +19,8 @@ void mamba1_forward(ach_model *m, int l, real *out)
     if (m->subst_layer == l) k->rows_replace(a->act, m->subst_src, m->subst_mask, R, Di);
     k->matmul_forward(a->xdbl, a->act, Di, w + p->x_proj, NULL, R, Di, X);
     k->matmul_forward(a->dt, a->xdbl, X, w + p->dt_proj_w, w + p->dt_proj_b, R, Rk, Di);
-    k->mamba1_scan_forward(a->y, a->act, a->dt, w + p->A_log, a->xdbl + Rk, a->xdbl + Rk + N, X, w + p->D, B, L,
-                           Di, N, m->work);
+    k->mamba1_scan_forward(a->y, a->act, a->dt, w + p->A_log, a->xdbl + Rk, a->xdbl + Rk + N, X, w + p->D,
+                           ach_model_block_for(m, l), B, L, Di, N, m->work);
     k->gate_forward(a->gated, a->y, a->proj + Di, 2 * Di, R, Di);
     k->matmul_forward(out, a->gated, Di, w + p->out_proj, NULL, R, Di, D);
 }
@@ -45,8 +45,8 @@ void mamba1_backward(ach_model *m, int l, const real *dout)
     k->matmul_backward(m->d_gated, g + p->out_proj, NULL, dout, a->gated, Di, w + p->out_proj, R, Di, D);
     k->gate_backward(m->d_y, m->d_proj + Di, m->d_gated, a->y, a->proj + Di, 2 * Di, R, Di);
     k->mamba1_scan_backward(m->d_act, m->d_dt, g + p->A_log, m->d_xdbl + Rk, m->d_xdbl + Rk + N, g + p->D, m->d_y,
-                            a->act, a->dt, w + p->A_log, a->xdbl + Rk, a->xdbl + Rk + N, X, w + p->D, B, L, Di, N,
-                            m->work);
+                            a->act, a->dt, w + p->A_log, a->xdbl + Rk, a->xdbl + Rk + N, X, w + p->D,
+                            ach_model_block_for(m, l), B, L, Di, N, m->work);
     k->matmul_backward(m->d_xdbl, g + p->dt_proj_w, g + p->dt_proj_b, m->d_dt, a->xdbl, X, w + p->dt_proj_w, R, Rk,
                        Di);
     k->matmul_backward(m->d_act, g + p->x_proj, NULL, m->d_xdbl, a->act, Di, w + p->x_proj, R, Di, X);

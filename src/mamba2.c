@@ -18,7 +18,7 @@ void mamba2_forward(ach_model *m, int l, real *out)
     k->silu_forward(a->act, a->conv, (size_t)R * Cd);
     if (m->subst_layer == l) k->rows_replace(a->act, m->subst_src, m->subst_mask, R, Cd);
     k->mamba2_ssd_forward(a->y, a->act, a->act + Di, a->act + Di + N, Cd, a->proj + Di + Cd, Pj, w + p->dt_bias,
-                          w + p->A_log, w + p->D, B, L, H, c->headdim, N, m->work);
+                          w + p->A_log, w + p->D, ach_model_block_for(m, l), B, L, H, c->headdim, N, m->work);
     k->gate_forward(a->gated, a->y, a->proj, Pj, R, Di);
     k->rmsnorm_forward(a->normed, a->rstd2, a->gated, w + p->gnorm, R, Di, (real)c->norm_eps);
     k->matmul_forward(out, a->normed, Di, w + p->out_proj, NULL, R, Di, D);
@@ -45,8 +45,8 @@ void mamba2_backward(ach_model *m, int l, const real *dout)
     k->gate_backward(m->d_y, m->d_proj, m->d_gated, a->y, a->proj, Pj, R, Di);
     k->mamba2_ssd_backward(m->d_act, m->d_act + Di, m->d_act + Di + N, m->d_proj + Di + Cd, g + p->dt_bias,
                            g + p->A_log, g + p->D, m->d_y, a->act, a->act + Di, a->act + Di + N, Cd,
-                           a->proj + Di + Cd, Pj, w + p->dt_bias, w + p->A_log, w + p->D, B, L, H, c->headdim, N,
-                           m->work);
+                           a->proj + Di + Cd, Pj, w + p->dt_bias, w + p->A_log, w + p->D, ach_model_block_for(m, l),
+                           B, L, H, c->headdim, N, m->work);
     k->silu_backward(m->d_conv, m->d_act, a->conv, (size_t)R * Cd);
     k->conv1d_backward(m->d_proj + Di, g + p->conv_w, g + p->conv_b, m->d_conv, a->proj + Di, Pj, w + p->conv_w, B,
                        L, Cd, c->d_conv);

@@ -16,6 +16,7 @@
 #include "fsutil.h"
 #include "init.h"
 #include "rng.h"
+#include "threads.h"
 
 #define SHUFFLE_STREAM 0x5348554646ULL /* "SHUFF": one stream per epoch */
 
@@ -163,6 +164,7 @@ static int apply_interventions(ach_run *r, char *err, size_t errlen)
  * are already made. */
 static int setup(ach_run *r, char *err, size_t errlen)
 {
+    ach_threads_set(r->cfg.threads); /* 0: the default; results do not depend on it */
     r->L = r->task.seq_len;
     r->ntrain = task_split_size(&r->task, TASK_TRAIN);
     r->ntest = task_split_size(&r->task, TASK_TEST);

@@ -15,6 +15,7 @@ typedef struct {
     int layers, D, N, K, expand, headdim, V, B, L;
     ach_pos_enc pos;
     int all_one; /* conv weights 1, bias 0: the all-one conv intervention's point */
+    int block;   /* block positions 1 and 3 of every sequence in layer 0 (training under blocking) */
 } gc_case;
 
 static double loss_at(ach_model *m, const int *tok, const int *lab, int B, int L)
@@ -55,6 +56,9 @@ static void run_case(const gc_case *c)
     for (int i = 0; i < c->B * c->L; i++) tok[i] = (int)rng_below(&r, c->V);
     for (int b = 0; b < c->B; b++) lab[b] = (int)rng_below(&r, c->V);
 
+    unsigned char mask[64] = {0};
+    for (int b = 0; c->block && b < c->B; b++) mask[b * c->L + 1] = mask[b * c->L + 3] = 1;
+    if (c->block) ach_model_set_block(&m, mask, c->B, c->L, 1);
     double loss = loss_at(&m, tok, lab, c->B, c->L);
     ach_model_backward(&m);
     double *ana = malloc(m.nweights * sizeof *ana);
@@ -94,15 +98,17 @@ static void run_case(const gc_case *c)
 int main(void)
 {
     const gc_case cases[] = {
-        {"mamba1 L>K", ARCH_MAMBA1, 1, 4, 3, 3, 2, 64, 7, 2, 5, POS_NONE, 0},
-        {"mamba1 L=1 N=1 3 layers", ARCH_MAMBA1, 3, 4, 1, 4, 2, 64, 7, 2, 1, POS_NONE, 0},
-        {"mamba1 dt_rank 2", ARCH_MAMBA1, 2, 20, 2, 2, 1, 64, 5, 1, 4, POS_NONE, 0},
-        {"mamba2 4 heads L>K", ARCH_MAMBA2, 1, 4, 3, 3, 2, 2, 7, 2, 5, POS_NONE, 0},
-        {"mamba2 L=1 N=1 3 layers", ARCH_MAMBA2, 3, 4, 1, 4, 2, 4, 7, 2, 1, POS_NONE, 0},
-        {"mamba2 1 head K=2 L=6", ARCH_MAMBA2, 2, 4, 2, 2, 2, 8, 6, 2, 6, POS_NONE, 0},
-        {"mamba1 sinusoidal PE, all-one conv", ARCH_MAMBA1, 2, 4, 3, 3, 2, 64, 7, 2, 5, POS_SINUSOIDAL, 1},
-        {"mamba2 learned PE, all-one conv", ARCH_MAMBA2, 2, 4, 3, 3, 2, 2, 7, 2, 5, POS_LEARNED, 1},
-        {"mamba2 learned PE", ARCH_MAMBA2, 1, 4, 2, 3, 2, 4, 7, 2, 4, POS_LEARNED, 0},
+        {"mamba1 L>K", ARCH_MAMBA1, 1, 4, 3, 3, 2, 64, 7, 2, 5, POS_NONE, 0, 0},
+        {"mamba1 L=1 N=1 3 layers", ARCH_MAMBA1, 3, 4, 1, 4, 2, 64, 7, 2, 1, POS_NONE, 0, 0},
+        {"mamba1 dt_rank 2", ARCH_MAMBA1, 2, 20, 2, 2, 1, 64, 5, 1, 4, POS_NONE, 0, 0},
+        {"mamba2 4 heads L>K", ARCH_MAMBA2, 1, 4, 3, 3, 2, 2, 7, 2, 5, POS_NONE, 0, 0},
+        {"mamba2 L=1 N=1 3 layers", ARCH_MAMBA2, 3, 4, 1, 4, 2, 4, 7, 2, 1, POS_NONE, 0, 0},
+        {"mamba2 1 head K=2 L=6", ARCH_MAMBA2, 2, 4, 2, 2, 2, 8, 6, 2, 6, POS_NONE, 0, 0},
+        {"mamba1 sinusoidal PE, all-one conv", ARCH_MAMBA1, 2, 4, 3, 3, 2, 64, 7, 2, 5, POS_SINUSOIDAL, 1, 0},
+        {"mamba2 learned PE, all-one conv", ARCH_MAMBA2, 2, 4, 3, 3, 2, 2, 7, 2, 5, POS_LEARNED, 1, 0},
+        {"mamba2 learned PE", ARCH_MAMBA2, 1, 4, 2, 3, 2, 4, 7, 2, 4, POS_LEARNED, 0, 0},
+        {"mamba1 blocked", ARCH_MAMBA1, 2, 4, 3, 3, 2, 64, 7, 2, 5, POS_NONE, 0, 1},
+        {"mamba2 blocked", ARCH_MAMBA2, 2, 4, 3, 3, 2, 2, 7, 2, 5, POS_NONE, 0, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
     return done_testing();

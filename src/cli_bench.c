@@ -1,0 +1,160 @@
+/* `achilles bench`: times full training steps (forward, backward, clipping,
+ * AdamW) of the paper's model on random tokens, with the fast or the
+ * reference kernels. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "cli.h"
+#include "init.h"
+#include "model.h"
+#include "optim.h"
+#include "rng.h"
+#include "threads.h"
+
+const char *cli_bench_help =
+    "usage: achilles bench [options]\n"
+    "\n"
+    "Times training steps (forward, backward, gradient clipping, AdamW) of the\n"
+    "paper's model (SPEC §2: D 32, N 128, K 4, expand 2, head size 64, vocabulary\n"
+    "201) on random tokens and labels, after one warm-up step. Prints training\n"
+    "sequences/s, achieved GFLOP/s and peak memory (ru_maxrss), then one line\n"
+    "'RESULT key=value ...' for scripts.\n"
+    "\n"
+    "  --arch mamba1|mamba2      mixer (default mamba2)\n"
+    "  --layers N                residual blocks (default 2)\n"
+    "  --batch B                 sequences per step (default 2048)\n"
+    "  --length L                tokens per sequence (default 8)\n"
+    "  --threads T               threads (default: ACHILLES_THREADS, else all CPUs)\n"
+    "  --steps S                 timed steps (default 10)\n"
+    "  --kernels fast|reference  kernel table (default fast)\n"
+    "\n"
+    "FLOP count: 3x the forward pass's (backward does two products per forward\n"
+    "product: the input and the weight gradient). Forward, R = B*L rows, per layer:\n"
+    "matmuls 2*R*in*out each; conv 2*R*C*K; RMSNorm 4*R*C; SiLU 4 and gate 5 per\n"
+    "element; Mamba-2 SSD per sequence and head N*L(L+1) (C.B) + P*L(L+1)\n"
+    "(mixing) + 2*L*P (D skip); Mamba-1 scan 7*R*Di*N (exp, decay, input, output)\n"
+    "+ 6*R*Di (softplus, D skip); head: 2*B*D*V + 4*B*D + 3*B*V. exp counts as one.\n";
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* Forward FLOPs of one step (see the help text). */
+static double forward_flops(const ach_config *c, int B, int L)
+{
+    double R = (double)B * L, D = c->d_model, N = c->d_state, K = c->d_conv, V = c->vocab_size;
+    double Di = cfg_d_inner(c), Cd = cfg_conv_dim(c), Pj = cfg_in_proj_dim(c);
+    double layer = 4 * R * D + 2 * R * D * Pj + 2 * R * Cd * K + 4 * R * Cd + 5 * R * Di + 2 * R * Di * D + R * D;
+    if (c->arch == ARCH_MAMBA1) {
+        double X = c->dt_rank + 2 * N;
+        layer += 2 * R * Di * X + 2 * R * c->dt_rank * Di + 7 * R * Di * N + 6 * R * Di;
+    } else {
+        double H = cfg_nheads(c), P = c->headdim;
+        layer += B * (N * L * (L + 1) + H * P * L * (L + 1) + 2 * H * L * P) + 4 * R * Di; /* + gated norm */
+    }
+    return c->n_layer * layer + 2 * B * D * V + 4 * B * D + 3 * B * V;
+}
+
+int cli_bench(int argc, char **argv)
+{
+    ach_config cfg;
+    ach_arch arch = ARCH_MAMBA2;
+    int layers = 2, B = 2048, L = 8, threads = 0, steps = 10, fast = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(cli_bench_help, stdout);
+            return 0;
+        }
+        if (!v) return cli_usage_error(cli_bench_help, "bench: option %s needs a value", a);
+        i++;
+        int bad = 0;
+        if (!strcmp(a, "--arch")) {
+            if (!strcmp(v, "mamba1")) arch = ARCH_MAMBA1;
+            else if (!strcmp(v, "mamba2")) arch = ARCH_MAMBA2;
+            else bad = 1;
+        } else if (!strcmp(a, "--kernels")) {
+            if (!strcmp(v, "fast")) fast = 1;
+            else if (!strcmp(v, "reference")) fast = 0;
+            else bad = 1;
+        } else if (!strcmp(a, "--layers")) bad = cli_parse_int(v, &layers) || layers < 1;
+        else if (!strcmp(a, "--batch")) bad = cli_parse_int(v, &B) || B < 1;
+        else if (!strcmp(a, "--length")) bad = cli_parse_int(v, &L) || L < 1;
+        else if (!strcmp(a, "--threads")) bad = cli_parse_int(v, &threads) || threads < 1;
+        else if (!strcmp(a, "--steps")) bad = cli_parse_int(v, &steps) || steps < 1;
+        else return cli_usage_error(cli_bench_help, "bench: unknown option '%s'", a);
+        if (bad) {
+            fprintf(stderr, "achilles: bench: bad value '%s' for %s\n\n%s", v, a, cli_bench_help);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (threads) ach_threads_set(threads);
+    cfg_default(&cfg, arch);
+    cfg.n_layer = layers;
+    cfg.seed = 1;
+    const ach_kernels *k = fast ? ach_fast_kernels() : &ach_cpu_kernels;
+    char err[512];
+    ach_model m;
+    ach_optim o;
+    ach_optim_cfg oc;
+    if (ach_model_create(&m, &cfg, k, err, sizeof err) || ach_model_reserve(&m, B, L, err, sizeof err)) {
+        fprintf(stderr, "achilles: bench: %s\n", err);
+        ach_model_free(&m);
+        return 1;
+    }
+    ach_init_params(&m);
+    ach_optim_defaults(&oc);
+    if (ach_optim_create(&o, &m, &oc)) {
+        fprintf(stderr, "achilles: bench: out of memory\n");
+        ach_model_free(&m);
+        return 1;
+    }
+    int *tok = malloc((size_t)B * L * sizeof *tok), *lab = malloc((size_t)B * sizeof *lab);
+    if (!tok || !lab) {
+        fprintf(stderr, "achilles: bench: out of memory\n");
+        return 1;
+    }
+    ach_rng r;
+    rng_init(&r, 7, 0);
+    for (size_t i = 0; i < (size_t)B * L; i++) tok[i] = (int)rng_below(&r, cfg.vocab_size);
+    for (int b = 0; b < B; b++) lab[b] = (int)rng_below(&r, cfg.vocab_size);
+
+    double tf = 0, tb = 0, to = 0, loss = 0;
+    for (int s = -1; s < steps; s++) { /* step -1: warm-up, not timed */
+        double t0 = now();
+        loss = ach_model_forward(&m, tok, lab, B, L);
+        double t1 = now();
+        ach_model_backward(&m);
+        double t2 = now();
+        ach_optim_step(&o, &m, 1e-4);
+        double t3 = now();
+        if (s >= 0) tf += t1 - t0, tb += t2 - t1, to += t3 - t2;
+    }
+    double per = (tf + tb + to) / steps, flops = 3 * forward_flops(&cfg, B, L);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double rss = ru.ru_maxrss / 1024.0; /* KiB on Linux */
+    int nt = fast ? ach_threads_count() : 1;
+    printf("bench: %s, %d layers, batch %d x %d, kernels %s, %d thread%s, %zu parameters\n", cfg_arch_name(arch),
+           layers, B, L, k->name, nt, nt == 1 ? "" : "s", m.nweights);
+    printf("  step %.2f ms (forward %.2f, backward %.2f, optimizer %.2f) over %d steps; loss %.4f\n", 1e3 * per,
+           1e3 * tf / steps, 1e3 * tb / steps, 1e3 * to / steps, steps, loss);
+    printf("  training sequences/s: %.0f\n", B / per);
+    printf("  %.3f GFLOP/step, achieved %.1f GFLOP/s\n", flops * 1e-9, flops * 1e-9 / per);
+    printf("  peak memory (ru_maxrss): %.0f MiB\n", rss);
+    printf("RESULT impl=achilles-%s arch=%s layers=%d batch=%d length=%d threads=%d step_ms=%.3f seq_per_s=%.1f "
+           "gflops=%.2f maxrss_mib=%.0f\n",
+           fast ? "fast" : "reference", cfg_arch_name(arch), layers, B, L, nt, 1e3 * per, B / per,
+           flops * 1e-9 / per, rss);
+    free(tok);
+    free(lab);
+    ach_optim_free(&o, &m);
+    ach_model_free(&m);
+    return 0;
+}

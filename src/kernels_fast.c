@@ -1,0 +1,1458 @@
+/* The fast CPU backend: ach_fast_kernels() is ach_cpu_kernels with the
+ * expensive kernels replaced by SIMD, multi-threaded versions (float32
+ * only; the float64 build returns the reference table).
+ *
+ * Determinism. Results are bit-identical for any number of threads:
+ * - work is split into tasks by fixed sizes that depend only on the shapes
+ *   (CH_ROWS rows, ch_seqs(L) sequences, CH_ELEMS elements), never on the
+ *   thread count; which thread runs a task does not matter;
+ * - every reduction over rows (weight, bias, conv, norm, A_log, D, dt_bias
+ *   gradients) is computed per task into that task's own slot of a partial
+ *   buffer, then the partials are summed in task order;
+ * - each output element is computed by the same instruction sequence
+ *   wherever it falls (tails use masked vector loads and stores, or a padded
+ *   copy run through the same micro-kernel), so block boundaries do not
+ *   change the arithmetic.
+ * They differ from the reference kernels by float32 reassociation (FMA,
+ * vector partial sums) and by a polynomial exp (about 2 ulp): see
+ * t/kernels_fast.c for the tolerances.
+ *
+ * SIMD. The kernel bodies are written once (the second half of this file,
+ * included three times by the first half) with GCC vector extensions of VL
+ * floats and a few per-ISA helpers: AVX-512 (VL 16), AVX2+FMA (VL 8) and
+ * portable (VL 4, plain C, any GCC target). The instance is chosen at run
+ * time with __builtin_cpu_supports, so the default build needs no -march.
+ *
+ * Scratch. Packed weights, partial sums and per-thread temporaries live in
+ * process-wide buffers that grow on first use of a larger shape and are
+ * reused after (no allocation in a steady training loop). Kernels take a
+ * process-wide lock, so the table may be used from several host threads
+ * (their kernels then run one at a time). */
+#include "kernels.h"
+
+#ifdef ACH_F64
+const ach_kernels *ach_fast_kernels(void) { return &ach_cpu_kernels; }
+#elif !defined(ACH_FAST_BODY)
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mathfn.h"
+#include "threads.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define ACH_X86 1
+#include <immintrin.h>
+#endif
+
+#define CH_ROWS 256     /* rows per task (matmuls, norms, gates) */
+#define CH_ELEMS 65536  /* elements per task (elementwise kernels) */
+static int ch_seqs(int L) { return L >= CH_ROWS ? 1 : CH_ROWS / L; } /* sequences per task */
+static int ceil_div(long a, long b) { return (int)((a + b - 1) / b); }
+static int round_up(int a, int b) { return (a + b - 1) / b * b; }
+
+/* ---- scratch ---- */
+typedef struct {
+    float *p;
+    size_t n;
+} fbuf;
+enum { S_PACK, S_BIAS, S_PART, S_PART2, S_MISC, S_COUNT };           /* shared by a whole call */
+enum { T_A, T_C, T_X, T_Y, T_W1, T_W2, T_W3, T_W4, T_COUNT };        /* per thread */
+static pthread_mutex_t fast_mu = PTHREAD_MUTEX_INITIALIZER;
+static fbuf shared_bufs[S_COUNT];
+static fbuf (*thread_bufs)[T_COUNT];
+static int nthread_bufs;
+
+static float *grow(fbuf *b, size_t n)
+{
+    if (n > b->n) {
+        size_t bytes = (n * sizeof(float) + 64 + 63) & ~(size_t)63; /* +64: vector over-reads stay inside */
+        free(b->p);
+        b->p = aligned_alloc(64, bytes);
+        if (!b->p) {
+            fprintf(stderr, "achilles: out of memory for kernel scratch (%zu bytes)\n", bytes);
+            abort();
+        }
+        b->n = n;
+    }
+    return b->p;
+}
+static float *sbuf(int slot, size_t n) { return grow(&shared_bufs[slot], n); }
+static float *tbuf(int slot, size_t n) { return grow(&thread_bufs[ach_thread_index()][slot], n); }
+
+/* Takes the lock and makes sure every pool thread has its scratch slots. */
+static void enter(void)
+{
+    pthread_mutex_lock(&fast_mu);
+    int n = ach_threads_count();
+    if (n > nthread_bufs) {
+        fbuf(*nb)[T_COUNT] = realloc(thread_bufs, (size_t)n * sizeof *nb);
+        if (!nb) {
+            fprintf(stderr, "achilles: out of memory for kernel scratch\n");
+            abort();
+        }
+        memset(nb + nthread_bufs, 0, (size_t)(n - nthread_bufs) * sizeof *nb);
+        thread_bufs = nb;
+        nthread_bufs = n;
+    }
+}
+static void leave(void) { pthread_mutex_unlock(&fast_mu); }
+
+/* ---- task contexts (shared by the ISA instances) ---- */
+typedef struct {
+    float *C;
+    const float *A, *B, *init;
+    int ldc, lda, ldb, I, J, M, add;
+} gemm_ctx;
+
+typedef struct {
+    float *dinp, *dw, *dbias;
+    const float *dout, *inp, *wp;
+    float *part, *bpart;
+    int ldi, ldwp, M, K, N, nchunks, over_k, ldp, pstride;
+} mmb_ctx;
+
+typedef struct {
+    float *out, *dinp, *dw, *dbias, *part;
+    const float *inp, *dout, *wt, *bias;
+    int ldi, B, L, C, K, Cpad, nchunks;
+} conv_ctx;
+
+typedef struct {
+    float *out, *dx;
+    const float *a, *b, *c;
+    size_t n;
+    int ld, rows, C;
+} ew_ctx;
+
+typedef struct {
+    float *out, *rstd, *dinp, *dw, *part;
+    const float *inp, *w, *dout, *rs;
+    int rows, C, Cpad, nchunks;
+    float eps;
+} norm_ctx;
+
+typedef struct {
+    float *y, *dx, *dBm, *dCm, *ddt, *part;
+    const float *x, *Bm, *Cm, *dt, *dt_bias, *A, *D, *dy;
+    int ldx, ldt, B, L, H, P, N, nchunks;
+} ssd_ctx;
+
+typedef struct {
+    float *y, *du, *ddt, *dBm, *dCm, *part, *dA_log, *dD;
+    const float *u, *dt, *A, *Bm, *Cm, *D, *dy;
+    int ldbc, B, L, Di, N, Npad, nchunks;
+} scan_ctx;
+
+typedef struct {
+    float *losses, *probs, *dlogits;
+    const float *logits, *cprobs;
+    const int *labels;
+    int B, nvocab;
+    float scale;
+} ce_ctx;
+
+typedef struct {
+    float *dw;
+    const float *dout;
+    const int *tokens;
+    int n, D;
+} emb_ctx;
+
+/* ---- the ISA instances ---- */
+#define CAT_(a, b) a##_##b
+#define CAT(a, b) CAT_(a, b)
+#define F(name) CAT(name, ISA)
+#define AI static inline __attribute__((always_inline))
+
+#define ACH_FAST_BODY 1
+#ifdef ACH_X86
+#define ISA avx512
+#define VL 16
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,bmi,bmi2")
+#include "kernels_fast.c"
+#pragma GCC pop_options
+#undef ISA
+#undef VL
+
+#define ISA avx2
+#define VL 8
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#include "kernels_fast.c"
+#pragma GCC pop_options
+#undef ISA
+#undef VL
+#endif
+
+#define ISA generic
+#define VL 4
+#include "kernels_fast.c"
+#undef ISA
+#undef VL
+
+/* ---- the tables ---- */
+static ach_kernels table_generic;
+#ifdef ACH_X86
+static ach_kernels table_avx512, table_avx2;
+#endif
+static const ach_kernels *table_best;
+
+static void build_tables(void)
+{
+    table_generic = ach_cpu_kernels;
+    table_generic.name = "fast-generic";
+    fill_generic(&table_generic);
+    table_best = &table_generic;
+#ifdef ACH_X86
+    table_avx2 = ach_cpu_kernels;
+    table_avx2.name = "fast-avx2";
+    fill_avx2(&table_avx2);
+    table_avx512 = ach_cpu_kernels;
+    table_avx512.name = "fast-avx512";
+    fill_avx512(&table_avx512);
+    __builtin_cpu_init();
+    int has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    int has_avx512 = has_avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                     __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    if (has_avx512) table_best = &table_avx512;
+    else if (has_avx2) table_best = &table_avx2;
+#endif
+}
+
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+
+const ach_kernels *ach_fast_kernels(void)
+{
+    pthread_once(&tables_once, build_tables);
+    return table_best;
+}
+
+/* For tests and benchmarks (not in kernels.h): the instance for "avx512",
+ * "avx2" or "generic", or NULL if this CPU cannot run it. */
+const ach_kernels *ach_fast_kernels_isa(const char *isa);
+const ach_kernels *ach_fast_kernels_isa(const char *isa)
+{
+    pthread_once(&tables_once, build_tables);
+    if (!strcmp(isa, "generic")) return &table_generic;
+#ifdef ACH_X86
+    if (!strcmp(isa, "avx2")) return table_best == &table_generic ? NULL : &table_avx2;
+    if (!strcmp(isa, "avx512")) return table_best == &table_avx512 ? &table_avx512 : NULL;
+#endif
+    return NULL;
+}
+
+#else /* ACH_FAST_BODY: one ISA instance, VL floats per vector */
+
+typedef float F(vf) __attribute__((vector_size(VL * 4)));
+typedef int F(vi) __attribute__((vector_size(VL * 4)));
+typedef float F(vfu) __attribute__((vector_size(VL * 4), aligned(4), __may_alias__));
+#define V F(vf)
+#define VI F(vi)
+#define VU F(vfu)
+
+/* Register tiles: rows per tile for a tile NB vectors wide. */
+#if VL == 16
+#define NBMAX 4
+#define MR1 12
+#define MR2 12
+#define MR3 8
+#define MR4 6
+#else
+#define NBMAX 2
+#define MR1 12
+#define MR2 6
+#define MR3 4
+#define MR4 3
+#endif
+
+/* ---- per-ISA primitives ---- */
+AI V F(ld)(const float *p) { return *(const VU *)p; }
+AI void F(st)(float *p, V v) { *(VU *)p = v; }
+AI V F(sel)(VI m, V a, V b) { return (V)((m & (VI)a) | (~m & (VI)b)); } /* m ? a : b */
+
+#if VL == 16
+AI V F(bc)(float x) { return _mm512_set1_ps(x); }
+AI __mmask16 F(mask)(int n) { return (__mmask16)((1u << n) - 1); }
+AI V F(ldn)(const float *p, int n) { return _mm512_maskz_loadu_ps(F(mask)(n), p); }
+AI void F(stn)(float *p, V v, int n) { _mm512_mask_storeu_ps(p, F(mask)(n), v); }
+AI V F(fma)(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+AI float F(hsum)(V v) { return _mm512_reduce_add_ps(v); }
+AI float F(hmax)(V v) { return _mm512_reduce_max_ps(v); }
+AI V F(vmax)(V a, V b) { return _mm512_max_ps(a, b); }
+AI V F(vmin)(V a, V b) { return _mm512_min_ps(a, b); }
+#elif VL == 8
+AI V F(bc)(float x) { return _mm256_set1_ps(x); }
+AI __m256i F(mask)(int n) { return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); }
+AI V F(ldn)(const float *p, int n) { return _mm256_maskload_ps(p, F(mask)(n)); }
+AI void F(stn)(float *p, V v, int n) { _mm256_maskstore_ps(p, F(mask)(n), v); }
+AI V F(fma)(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+AI float F(hsum)(V v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+AI float F(hmax)(V v)
+{
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+AI V F(vmax)(V a, V b) { return _mm256_max_ps(a, b); }
+AI V F(vmin)(V a, V b) { return _mm256_min_ps(a, b); }
+#else
+AI V F(bc)(float x) { return (V){x, x, x, x}; }
+AI V F(ldn)(const float *p, int n)
+{
+    V r = {0};
+    memcpy(&r, p, (size_t)n * sizeof(float));
+    return r;
+}
+AI void F(stn)(float *p, V v, int n) { memcpy(p, &v, (size_t)n * sizeof(float)); }
+AI V F(fma)(V a, V b, V c) { return a * b + c; }
+AI float F(hsum)(V v)
+{
+    float s = v[0];
+    for (int i = 1; i < VL; i++) s += v[i];
+    return s;
+}
+AI float F(hmax)(V v)
+{
+    float s = v[0];
+    for (int i = 1; i < VL; i++) s = v[i] > s ? v[i] : s;
+    return s;
+}
+AI V F(vmax)(V a, V b) { return F(sel)(a > b, a, b); }
+AI V F(vmin)(V a, V b) { return F(sel)(a < b, a, b); }
+#endif
+
+/* Load or store the first n (1..VL) lanes. */
+AI V F(ldk)(const float *p, int n) { return n == VL ? F(ld)(p) : F(ldn)(p, n); }
+AI void F(stk)(float *p, V v, int n)
+{
+    if (n == VL) F(st)(p, v);
+    else F(stn)(p, v, n);
+}
+
+/* exp(x): Cephes' expf (range reduction by ln 2 in two parts, degree-6
+ * polynomial), about 2 ulp on [-86, 88]; 0 below -86, exp(88) above 88,
+ * NaN in -> NaN out. */
+AI V F(vexp)(V x)
+{
+    const V magic = F(bc)(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
+    V xc = F(vmin)(F(vmax)(x, F(bc)(-86.0f)), F(bc)(88.0f));
+    V t = F(fma)(xc, F(bc)(1.44269504088896341f), magic);
+    V n = t - magic;
+    V r = F(fma)(n, F(bc)(-0.693359375f), xc);
+    r = F(fma)(n, F(bc)(2.12194440e-4f), r);
+    V p = F(bc)(1.9875691500e-4f);
+    p = F(fma)(p, r, F(bc)(1.3981999507e-3f));
+    p = F(fma)(p, r, F(bc)(8.3334519073e-3f));
+    p = F(fma)(p, r, F(bc)(4.1665795894e-2f));
+    p = F(fma)(p, r, F(bc)(1.6666665459e-1f));
+    p = F(fma)(p, r, F(bc)(5.0000001201e-1f));
+    V y = F(fma)(p, r * r, r) + F(bc)(1.0f);
+    y = (V)((VI)y + (((VI)t - (VI)magic) << 23));
+    y = F(sel)(x < F(bc)(-86.0f), (V){0}, y);
+    return F(sel)(x != x, x, y);
+}
+
+/* log(1 + e) for e in [0, 1]: 2 atanh(s), s = e / (2 + e) <= 1/3, by its
+ * series to s^15 (relative error below 1e-8). */
+AI V F(vlog1p01)(V e)
+{
+    V s = e / (F(bc)(2.0f) + e), s2 = s * s;
+    V p = F(bc)(1.0f / 15);
+    p = F(fma)(p, s2, F(bc)(1.0f / 13));
+    p = F(fma)(p, s2, F(bc)(1.0f / 11));
+    p = F(fma)(p, s2, F(bc)(1.0f / 9));
+    p = F(fma)(p, s2, F(bc)(1.0f / 7));
+    p = F(fma)(p, s2, F(bc)(1.0f / 5));
+    p = F(fma)(p, s2, F(bc)(1.0f / 3));
+    p = F(fma)(p, s2, F(bc)(1.0f));
+    return (s + s) * p;
+}
+
+/* softplus with mamba_ssm's threshold (identity above 20), as
+ * max(x, 0) + log1p(exp(-|x|)). */
+AI V F(vsoftplus)(V x)
+{
+    V ax = (V)((VI)x & ((VI){0} + 0x7fffffff));
+    V r = F(vmax)(x, (V){0}) + F(vlog1p01)(F(vexp)(-ax));
+    return F(sel)(x > F(bc)(20.0f), x, r);
+}
+AI V F(vsigmoid)(V x) { return F(bc)(1.0f) / (F(bc)(1.0f) + F(vexp)(-x)); }
+AI V F(vsilu)(V x) { return x * F(vsigmoid)(x); }
+AI V F(vsilu_grad)(V x)
+{
+    V s = F(vsigmoid)(x);
+    return s * (F(bc)(1.0f) + x * (F(bc)(1.0f) - s));
+}
+
+/* ---- the GEMM micro-kernel ----
+ * For r < MR, j < NB: acc = init[j] (or 0) + sum_{s < ns} A[r*ars + s*aks] *
+ * B[s*ldb + j*VL .. +VL]; then C[r*ldc + j*VL ..] = acc, or += acc when add.
+ * The last vector stores only jlast lanes. Every output lane is one FMA
+ * chain in s order, whatever the tile shape or position. */
+AI void F(tile)(float *C, long ldc, const float *A, long ars, long aks, const float *B, long ldb, int ns,
+                const float *init, int add, int jlast, const int MR, const int NB)
+{
+    V acc[12][4];
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int j = 0; j < NB; j++) acc[r][j] = init ? F(ld)(init + j * VL) : (V){0};
+    for (int s = 0; s < ns; s++) {
+        V b[4];
+        const float *bs = B + s * ldb, *as = A + s * aks;
+#pragma GCC unroll 4
+        for (int j = 0; j < NB; j++) b[j] = F(ld)(bs + j * VL);
+#pragma GCC unroll 12
+        for (int r = 0; r < MR; r++) {
+            V a = F(bc)(as[r * ars]);
+#pragma GCC unroll 4
+            for (int j = 0; j < NB; j++) acc[r][j] = F(fma)(a, b[j], acc[r][j]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int j = 0; j < NB; j++) {
+            float *c = C + r * ldc + j * VL;
+            int n = j == NB - 1 ? jlast : VL;
+            V v = acc[r][j];
+            if (add) v += F(ldk)(c, n);
+            F(stk)(c, v, n);
+        }
+}
+
+static int F(mr_for)(int nb) { return nb == 1 ? MR1 : nb == 2 ? MR2 : nb == 3 ? MR3 : MR4; }
+
+static void F(tile_nb)(float *C, long ldc, const float *A, long ars, long aks, const float *B, long ldb, int ns,
+                       const float *init, int add, int jlast, int nb)
+{
+    switch (nb) {
+    case 1: F(tile)(C, ldc, A, ars, aks, B, ldb, ns, init, add, jlast, MR1, 1); break;
+    case 2: F(tile)(C, ldc, A, ars, aks, B, ldb, ns, init, add, jlast, MR2, 2); break;
+#if NBMAX > 2
+    case 3: F(tile)(C, ldc, A, ars, aks, B, ldb, ns, init, add, jlast, MR3, 3); break;
+    case 4: F(tile)(C, ldc, A, ars, aks, B, ldb, ns, init, add, jlast, MR4, 4); break;
+#endif
+    }
+}
+
+/* Splits nvec vectors into blocks of at most NBMAX, as even as possible (a
+ * 25-vector row is 4,4,4,4,3,3,3 rather than six 4s and a lone 1). */
+static int F(block_nb)(int nvec, int jb)
+{
+    int nblocks = ceil_div(nvec, NBMAX), base = nvec / nblocks, extra = nvec % nblocks;
+    /* blocks [0, extra) have base + 1 vectors */
+    int blk = jb < extra * (base + 1) ? jb / (base + 1) : extra + (jb - extra * (base + 1)) / base;
+    return blk < extra ? base + 1 : base;
+}
+
+/* Rows [m0, m1) of C (ldc) = init + A (lda) . Bp, or C += A . Bp when add.
+ * Bp is [I][ldb] with J valid columns and zero padding to whole vectors;
+ * init (NULL or padded to whole vectors) is added first. */
+static void F(gemm_rows)(float *C, int ldc, const float *A, int lda, const float *Bp, int ldb, int I, int J,
+                         const float *init, int add, int m0, int m1)
+{
+    int nvec = ceil_div(J, VL);
+    for (int jb = 0; jb < nvec;) {
+        int nb = F(block_nb)(nvec, jb), mr = F(mr_for)(nb);
+        int jlast = jb + nb == nvec ? J - (nvec - 1) * VL : VL;
+        const float *Bj = Bp + jb * VL, *ij = init ? init + jb * VL : NULL;
+        int m = m0;
+        for (; m + mr <= m1; m += mr)
+            F(tile_nb)(C + (size_t)m * ldc + jb * VL, ldc, A + (size_t)m * lda, lda, 1, Bj, ldb, I, ij, add, jlast, nb);
+        if (m < m1) { /* row tail: the same tile on a zero-padded copy */
+            int rows = m1 - m, w = nb * VL, valid = (nb - 1) * VL + jlast;
+            float *ta = tbuf(T_A, (size_t)mr * I), *tc = tbuf(T_C, (size_t)mr * w);
+            memset(ta, 0, (size_t)mr * I * sizeof *ta);
+            for (int r = 0; r < rows; r++) memcpy(ta + (size_t)r * I, A + (size_t)(m + r) * lda, I * sizeof *ta);
+            F(tile_nb)(tc, w, ta, I, 1, Bj, ldb, I, ij, 0, VL, nb);
+            for (int r = 0; r < rows; r++) {
+                float *c = C + (size_t)(m + r) * ldc + jb * VL;
+                for (int k = 0; k < valid; k++) c[k] = add ? c[k] + tc[r * w + k] : tc[r * w + k];
+            }
+        }
+        jb += nb;
+    }
+}
+
+/* P[i][j] = sum_{m < nrows} X[m*ldx + i] Y[m*ldy + j] for i < I, j < whole
+ * vectors of J. P has ldp >= ceil(J/VL)*VL columns and at least
+ * round_up(I, 12) rows (tiles may write padding rows); Y must be readable in
+ * whole vectors. */
+static void F(gemm_atb)(float *P, int ldp, const float *X, int ldx, const float *Y, int ldy, int I, int J, int nrows)
+{
+    int nvec = ceil_div(J, VL);
+    for (int jb = 0; jb < nvec;) {
+        int nb = F(block_nb)(nvec, jb), mr = F(mr_for)(nb);
+        int i = 0;
+        for (; i + mr <= I; i += mr)
+            F(tile_nb)(P + (size_t)i * ldp + jb * VL, ldp, X + i, 1, ldx, Y + jb * VL, ldy, nrows, NULL, 0, VL, nb);
+        if (i < I) {
+            int cols = I - i;
+            float *tx = tbuf(T_X, (size_t)nrows * mr);
+            for (int m = 0; m < nrows; m++)
+                for (int c = 0; c < mr; c++) tx[m * mr + c] = c < cols ? X[(size_t)m * ldx + i + c] : 0;
+            F(tile_nb)(P + (size_t)i * ldp + jb * VL, ldp, tx, 1, mr, Y + jb * VL, ldy, nrows, NULL, 0, VL, nb);
+        }
+        jb += nb;
+    }
+}
+
+/* ---- matmul ---- */
+static void F(mmf_task)(void *vc, int t)
+{
+    const gemm_ctx *c = vc;
+    int m0 = t * CH_ROWS, m1 = m0 + CH_ROWS < c->M ? m0 + CH_ROWS : c->M;
+    F(gemm_rows)(c->C, c->ldc, c->A, c->lda, c->B, c->ldb, c->I, c->J, c->init, c->add, m0, m1);
+}
+
+static void F(matmul_forward)(real *out, const real *inp, int ldi, const real *w, const real *bias, int M, int K,
+                              int N)
+{
+    enter();
+    int Np = round_up(N, VL);
+    float *wt = sbuf(S_PACK, (size_t)K * Np), *bp = sbuf(S_BIAS, Np);
+    for (int k = 0; k < K; k++) {
+        for (int n = 0; n < N; n++) wt[(size_t)k * Np + n] = w[(size_t)n * K + k];
+        for (int n = N; n < Np; n++) wt[(size_t)k * Np + n] = 0;
+    }
+    for (int n = 0; n < Np; n++) bp[n] = bias && n < N ? bias[n] : 0;
+    gemm_ctx c = {.C = out, .A = inp, .B = wt, .init = bp, .ldc = N, .lda = ldi, .ldb = Np, .I = K, .J = N, .M = M};
+    ach_parallel_for(ceil_div(M, CH_ROWS), F(mmf_task), &c);
+    leave();
+}
+
+static void F(mmb_task)(void *vc, int t)
+{
+    const mmb_ctx *c = vc;
+    int m0 = t * CH_ROWS, m1 = m0 + CH_ROWS < c->M ? m0 + CH_ROWS : c->M, rows = m1 - m0;
+    int K = c->K, N = c->N;
+    const float *dout = c->dout + (size_t)m0 * N, *inp = c->inp + (size_t)m0 * c->ldi;
+    if (c->dinp) F(gemm_rows)(c->dinp, c->ldi, c->dout, N, c->wp, c->ldwp, N, K, NULL, 1, m0, m1);
+    /* dW partial: vectorised over K (X = dout, Y = inp) or over N */
+    const float *X = c->over_k ? dout : inp, *Y = c->over_k ? inp : dout;
+    int ldx = c->over_k ? N : c->ldi, ldy = c->over_k ? c->ldi : N;
+    int I = c->over_k ? N : K, J = c->over_k ? K : N;
+    if (J % VL) { /* whole vectors must be readable: padded copy */
+        int Jp = round_up(J, VL);
+        float *ty = tbuf(T_Y, (size_t)rows * Jp);
+        for (int m = 0; m < rows; m++) {
+            memcpy(ty + (size_t)m * Jp, Y + (size_t)m * ldy, J * sizeof *ty);
+            memset(ty + (size_t)m * Jp + J, 0, (Jp - J) * sizeof *ty);
+        }
+        Y = ty, ldy = Jp;
+    }
+    F(gemm_atb)(c->part + (size_t)t * c->pstride, c->ldp, X, ldx, Y, ldy, I, J, rows);
+    if (c->dbias) {
+        float *pb = c->bpart + (size_t)t * round_up(N, VL);
+        for (int n = 0; n < N; n++) pb[n] = 0;
+        for (int m = 0; m < rows; m++) {
+            const float *g = dout + (size_t)m * N;
+            for (int n = 0; n < N; n++) pb[n] += g[n];
+        }
+    }
+}
+
+#define RED_ROWS 16 /* rows of dW per reduction task */
+static void F(mmb_reduce)(void *vc, int t)
+{
+    const mmb_ctx *c = vc;
+    int n0 = t * RED_ROWS, n1 = n0 + RED_ROWS < c->N ? n0 + RED_ROWS : c->N, K = c->K;
+    if (c->over_k) {
+        for (int n = n0; n < n1; n++)
+            for (int k = 0; k < K; k += VL) {
+                int nl = K - k < VL ? K - k : VL;
+                V s = F(ldk)(c->part + (size_t)n * c->ldp + k, nl);
+                for (int ch = 1; ch < c->nchunks; ch++)
+                    s += F(ldk)(c->part + (size_t)ch * c->pstride + (size_t)n * c->ldp + k, nl);
+                float *d = c->dw + (size_t)n * K + k;
+                F(stk)(d, F(ldk)(d, nl) + s, nl);
+            }
+    } else {
+        for (int n = n0; n < n1; n++)
+            for (int k = 0; k < K; k++) {
+                float s = c->part[(size_t)k * c->ldp + n];
+                for (int ch = 1; ch < c->nchunks; ch++) s += c->part[(size_t)ch * c->pstride + (size_t)k * c->ldp + n];
+                c->dw[(size_t)n * K + k] += s;
+            }
+    }
+    if (c->dbias) {
+        int Np = round_up(c->N, VL);
+        for (int n = n0; n < n1; n++) {
+            float s = c->bpart[n];
+            for (int ch = 1; ch < c->nchunks; ch++) s += c->bpart[(size_t)ch * Np + n];
+            c->dbias[n] += s;
+        }
+    }
+}
+
+static void F(matmul_backward)(real *dinp, real *dw, real *dbias, const real *dout, const real *inp, int ldi,
+                               const real *w, int M, int K, int N)
+{
+    if (M <= 0) return; /* no rows: nothing to add (the partials would be unset) */
+    enter();
+    mmb_ctx c = {.dinp = dinp, .dw = dw, .dbias = dbias, .dout = dout, .inp = inp, .ldi = ldi, .M = M, .K = K, .N = N};
+    int Kp = round_up(K, VL), Np = round_up(N, VL);
+    if (K % VL) { /* dinp needs w in whole vectors: [N][Kp] zero-padded */
+        float *wp = sbuf(S_PACK, (size_t)N * Kp);
+        for (int n = 0; n < N; n++) {
+            memcpy(wp + (size_t)n * Kp, w + (size_t)n * K, K * sizeof *wp);
+            memset(wp + (size_t)n * Kp + K, 0, (Kp - K) * sizeof *wp);
+        }
+        c.wp = wp, c.ldwp = Kp;
+    } else c.wp = w, c.ldwp = K;
+    /* vectorise the weight gradient over whichever side wastes fewer lanes */
+    c.over_k = (long)N * Kp <= (long)K * Np;
+    int I = c.over_k ? N : K;
+    c.ldp = c.over_k ? Kp : Np;
+    c.pstride = round_up(I, 24) * c.ldp;
+    c.nchunks = ceil_div(M, CH_ROWS);
+    c.part = sbuf(S_PART, (size_t)c.nchunks * c.pstride);
+    c.bpart = dbias ? sbuf(S_PART2, (size_t)c.nchunks * Np) : NULL;
+    ach_parallel_for(c.nchunks, F(mmb_task), &c);
+    ach_parallel_for(ceil_div(N, RED_ROWS), F(mmb_reduce), &c);
+    leave();
+}
+
+/* ---- conv1d ---- */
+static void F(convf_task)(void *vc, int t)
+{
+    const conv_ctx *c = vc;
+    int ns = ch_seqs(c->L), b0 = t * ns, b1 = b0 + ns < c->B ? b0 + ns : c->B;
+    int C = c->C, K = c->K, L = c->L;
+    for (int b = b0; b < b1; b++)
+        for (int tt = 0; tt < L; tt++) {
+            float *o = c->out + ((size_t)b * L + tt) * C;
+            for (int cv = 0; cv < C; cv += VL) {
+                int nl = C - cv < VL ? C - cv : VL;
+                V acc = F(ld)(c->bias + cv);
+                for (int j = 0; j < K; j++) {
+                    int ts = tt - K + 1 + j;
+                    if (ts < 0) continue;
+                    V x = F(ldk)(c->inp + ((size_t)b * L + ts) * c->ldi + cv, nl);
+                    acc = F(fma)(F(ld)(c->wt + (size_t)j * c->Cpad + cv), x, acc);
+                }
+                F(stk)(o + cv, acc, nl);
+            }
+        }
+}
+
+/* wt = w transposed to [K][Cpad], bias padded; both zero beyond C */
+static void F(conv_pack)(conv_ctx *c, const float *w, const float *bias)
+{
+    int C = c->C, K = c->K;
+    c->Cpad = round_up(C, VL);
+    float *wt = sbuf(S_PACK, (size_t)K * c->Cpad), *bp = sbuf(S_BIAS, c->Cpad);
+    for (int j = 0; j < K; j++)
+        for (int ch = 0; ch < c->Cpad; ch++) wt[(size_t)j * c->Cpad + ch] = ch < C ? w[(size_t)ch * K + j] : 0;
+    for (int ch = 0; ch < c->Cpad; ch++) bp[ch] = bias && ch < C ? bias[ch] : 0;
+    c->wt = wt, c->bias = bp;
+}
+
+static void F(conv1d_forward)(real *out, const real *inp, int ldi, const real *w, const real *bias, int B, int L,
+                              int C, int K)
+{
+    enter();
+    conv_ctx c = {.out = out, .inp = inp, .ldi = ldi, .B = B, .L = L, .C = C, .K = K};
+    F(conv_pack)(&c, w, bias);
+    ach_parallel_for(ceil_div(B, ch_seqs(L)), F(convf_task), &c);
+    leave();
+}
+
+static void F(convb_task)(void *vc, int t)
+{
+    const conv_ctx *c = vc;
+    int ns = ch_seqs(c->L), b0 = t * ns, b1 = b0 + ns < c->B ? b0 + ns : c->B;
+    int C = c->C, K = c->K, L = c->L, Cp = c->Cpad;
+    float *pw = c->part + (size_t)t * (K + 1) * Cp, *pb = pw + (size_t)K * Cp;
+    memset(pw, 0, (size_t)(K + 1) * Cp * sizeof *pw);
+    for (int b = b0; b < b1; b++) {
+        const float *g = c->dout + (size_t)b * L * C, *x = c->inp + (size_t)b * L * c->ldi;
+        float *dx = c->dinp + (size_t)b * L * c->ldi;
+
+        for (int tt = 0; tt < L; tt++)
+            for (int cv = 0; cv < C; cv += VL) {
+                int nl = C - cv < VL ? C - cv : VL;
+                V gt = F(ldk)(g + (size_t)tt * C + cv, nl);
+                F(st)(pb + cv, F(ld)(pb + cv) + gt);
+                for (int j = 0; j < K; j++) {
+                    int ts = tt - K + 1 + j;
+                    if (ts < 0) continue;
+                    float *p = pw + (size_t)j * Cp + cv;
+                    F(st)(p, F(fma)(F(ldk)(x + (size_t)ts * c->ldi + cv, nl), gt, F(ld)(p)));
+                }
+            }
+        for (int ts = 0; ts < L; ts++)
+            for (int cv = 0; cv < C; cv += VL) {
+                int nl = C - cv < VL ? C - cv : VL;
+                V acc = (V){0};
+                for (int j = 0; j < K; j++) {
+                    int tt = ts + K - 1 - j;
+                    if (tt >= L) continue;
+                    acc = F(fma)(F(ld)(c->wt + (size_t)j * Cp + cv), F(ldk)(g + (size_t)tt * C + cv, nl), acc);
+                }
+                float *d = dx + (size_t)ts * c->ldi + cv;
+                F(stk)(d, F(ldk)(d, nl) + acc, nl);
+            }
+    }
+}
+
+static void F(convb_reduce)(void *vc, int t)
+{
+    const conv_ctx *c = vc;
+    int K = c->K, Cp = c->Cpad, c0 = t * 64, c1 = c0 + 64 < c->C ? c0 + 64 : c->C;
+    size_t stride = (size_t)(K + 1) * Cp;
+    for (int ch = c0; ch < c1; ch++) {
+        for (int j = 0; j <= K; j++) {
+            float s = c->part[(size_t)j * Cp + ch];
+            for (int k = 1; k < c->nchunks; k++) s += c->part[k * stride + (size_t)j * Cp + ch];
+            if (j < K) c->dw[(size_t)ch * K + j] += s;
+            else c->dbias[ch] += s;
+        }
+    }
+}
+
+static void F(conv1d_backward)(real *dinp, real *dw, real *dbias, const real *dout, const real *inp, int ldi,
+                               const real *w, int B, int L, int C, int K)
+{
+    if (B <= 0 || L <= 0) return; /* no rows: nothing to add (the partials would be unset) */
+    enter();
+    conv_ctx c = {.dinp = dinp, .dw = dw, .dbias = dbias, .dout = dout, .inp = inp, .ldi = ldi, .B = B, .L = L,
+                  .C = C, .K = K};
+    F(conv_pack)(&c, w, NULL);
+    c.nchunks = ceil_div(B, ch_seqs(L));
+    c.part = sbuf(S_PART, (size_t)c.nchunks * (K + 1) * c.Cpad);
+    ach_parallel_for(c.nchunks, F(convb_task), &c);
+    ach_parallel_for(ceil_div(C, 64), F(convb_reduce), &c);
+    leave();
+}
+
+/* ---- elementwise ---- */
+#define EW_RANGE(c, t, i0, i1) \
+    size_t i0 = (size_t)(t) * CH_ELEMS, i1 = i0 + CH_ELEMS < (c)->n ? i0 + CH_ELEMS : (c)->n
+
+static void F(silu_f_task)(void *vc, int t)
+{
+    const ew_ctx *c = vc;
+    EW_RANGE(c, t, i0, i1);
+    for (size_t i = i0; i < i1; i += VL) {
+        int nl = i1 - i < VL ? (int)(i1 - i) : VL;
+        F(stk)(c->out + i, F(vsilu)(F(ldk)(c->a + i, nl)), nl);
+    }
+}
+
+static void F(silu_forward)(real *out, const real *inp, size_t n)
+{
+    ew_ctx c = {.out = out, .a = inp, .n = n};
+    ach_parallel_for(ceil_div((long)n, CH_ELEMS), F(silu_f_task), &c);
+}
+
+static void F(silu_b_task)(void *vc, int t)
+{
+    const ew_ctx *c = vc;
+    EW_RANGE(c, t, i0, i1);
+    for (size_t i = i0; i < i1; i += VL) {
+        int nl = i1 - i < VL ? (int)(i1 - i) : VL;
+        V g = F(ldk)(c->b + i, nl) * F(vsilu_grad)(F(ldk)(c->a + i, nl));
+        F(stk)(c->out + i, F(ldk)(c->out + i, nl) + g, nl);
+    }
+}
+
+static void F(silu_backward)(real *dinp, const real *dout, const real *inp, size_t n)
+{
+    ew_ctx c = {.out = dinp, .a = inp, .b = dout, .n = n};
+    ach_parallel_for(ceil_div((long)n, CH_ELEMS), F(silu_b_task), &c);
+}
+
+static void F(add_task)(void *vc, int t)
+{
+    const ew_ctx *c = vc;
+    EW_RANGE(c, t, i0, i1);
+    for (size_t i = i0; i < i1; i += VL) {
+        int nl = i1 - i < VL ? (int)(i1 - i) : VL;
+        F(stk)(c->out + i, F(ldk)(c->out + i, nl) + F(ldk)(c->a + i, nl), nl);
+    }
+}
+
+static void F(add_inplace)(real *x, const real *y, size_t n)
+{
+    ew_ctx c = {.out = x, .a = y, .n = n};
+    ach_parallel_for(ceil_div((long)n, CH_ELEMS), F(add_task), &c);
+}
+
+static void F(zero_task)(void *vc, int t)
+{
+    const ew_ctx *c = vc;
+    EW_RANGE(c, t, i0, i1);
+    memset(c->out + i0, 0, (i1 - i0) * sizeof(float));
+}
+
+static void F(zero)(real *p, size_t n)
+{
+    ew_ctx c = {.out = p, .n = n};
+    ach_parallel_for(ceil_div((long)n, CH_ELEMS), F(zero_task), &c);
+}
+
+/* gate: rows x C, z with row stride ld */
+static void F(gate_f_task)(void *vc, int t)
+{
+    const ew_ctx *c = vc;
+    int r0 = t * CH_ROWS, r1 = r0 + CH_ROWS < c->rows ? r0 + CH_ROWS : c->rows, C = c->C;
+    for (int r = r0; r < r1; r++)
+        for (int k = 0; k < C; k += VL) {
+            int nl = C - k < VL ? C - k : VL;
+            V z = F(ldk)(c->b + (size_t)r * c->ld + k, nl);
+            F(stk)(c->out + (size_t)r * C + k, F(ldk)(c->a + (size_t)r * C + k, nl) * F(vsilu)(z), nl);
+        }
+}
+
+static void F(gate_forward)(real *out, const real *y, const real *z, int ldz, int rows, int C)
+{
+    ew_ctx c = {.out = out, .a = y, .b = z, .ld = ldz, .rows = rows, .C = C};
+    ach_parallel_for(ceil_div(rows, CH_ROWS), F(gate_f_task), &c);
+}
+
+static void F(gate_b_task)(void *vc, int t)
+{
+    const ew_ctx *c = vc;
+    int r0 = t * CH_ROWS, r1 = r0 + CH_ROWS < c->rows ? r0 + CH_ROWS : c->rows, C = c->C;
+    for (int r = r0; r < r1; r++)
+        for (int k = 0; k < C; k += VL) {
+            int nl = C - k < VL ? C - k : VL;
+            size_t i = (size_t)r * C + k, iz = (size_t)r * c->ld + k;
+            V z = F(ldk)(c->b + iz, nl), g = F(ldk)(c->c + i, nl), y = F(ldk)(c->a + i, nl);
+            V s = F(vsigmoid)(z);
+            V dy = g * (z * s), dz = g * y * (s * (F(bc)(1.0f) + z * (F(bc)(1.0f) - s)));
+            F(stk)(c->out + i, F(ldk)(c->out + i, nl) + dy, nl);
+            F(stk)(c->dx + iz, F(ldk)(c->dx + iz, nl) + dz, nl);
+        }
+}
+
+static void F(gate_backward)(real *dy, real *dz, const real *dout, const real *y, const real *z, int ldz, int rows,
+                             int C)
+{
+    ew_ctx c = {.out = dy, .dx = dz, .a = y, .b = z, .c = dout, .ld = ldz, .rows = rows, .C = C};
+    ach_parallel_for(ceil_div(rows, CH_ROWS), F(gate_b_task), &c);
+}
+
+/* ---- RMSNorm ---- */
+static void F(normf_task)(void *vc, int t)
+{
+    const norm_ctx *c = vc;
+    int r0 = t * CH_ROWS, r1 = r0 + CH_ROWS < c->rows ? r0 + CH_ROWS : c->rows, C = c->C;
+    for (int r = r0; r < r1; r++) {
+        const float *x = c->inp + (size_t)r * C;
+        float *o = c->out + (size_t)r * C;
+        V ss = (V){0};
+        for (int k = 0; k < C; k += VL) {
+            V xv = F(ldk)(x + k, C - k < VL ? C - k : VL);
+            ss = F(fma)(xv, xv, ss);
+        }
+        float s = 1.0f / sqrtf(F(hsum)(ss) / C + c->eps);
+        for (int k = 0; k < C; k += VL) {
+            int nl = C - k < VL ? C - k : VL;
+            F(stk)(o + k, F(ldk)(x + k, nl) * F(bc)(s) * F(ldk)(c->w + k, nl), nl);
+        }
+        c->rstd[r] = s;
+    }
+}
+
+static void F(rmsnorm_forward)(real *out, real *rstd, const real *inp, const real *w, int rows, int C, real eps)
+{
+    norm_ctx c = {.out = out, .rstd = rstd, .inp = inp, .w = w, .rows = rows, .C = C, .eps = eps};
+    ach_parallel_for(ceil_div(rows, CH_ROWS), F(normf_task), &c);
+}
+
+static void F(normb_task)(void *vc, int t)
+{
+    const norm_ctx *c = vc;
+    int r0 = t * CH_ROWS, r1 = r0 + CH_ROWS < c->rows ? r0 + CH_ROWS : c->rows, C = c->C;
+    float *pw = c->part + (size_t)t * c->Cpad;
+    memset(pw, 0, c->Cpad * sizeof *pw);
+    for (int r = r0; r < r1; r++) {
+        const float *x = c->inp + (size_t)r * C, *g = c->dout + (size_t)r * C;
+        float *dx = c->dinp + (size_t)r * C, s = c->rs[r];
+        V dot = (V){0};
+        for (int k = 0; k < C; k += VL) {
+            int nl = C - k < VL ? C - k : VL;
+            dot = F(fma)(F(ldk)(g + k, nl) * F(ldk)(c->w + k, nl), F(ldk)(x + k, nl), dot);
+        }
+        float kk = F(hsum)(dot) * s * s * s / C;
+        for (int k = 0; k < C; k += VL) {
+            int nl = C - k < VL ? C - k : VL;
+            V xv = F(ldk)(x + k, nl), gv = F(ldk)(g + k, nl);
+            V d = F(fma)(F(bc)(-kk), xv, F(bc)(s) * F(ldk)(c->w + k, nl) * gv);
+            F(stk)(dx + k, F(ldk)(dx + k, nl) + d, nl);
+            F(st)(pw + k, F(fma)(gv * xv, F(bc)(s), F(ld)(pw + k)));
+        }
+    }
+}
+
+static void F(normb_reduce)(void *vc, int t)
+{
+    const norm_ctx *c = vc;
+    for (int k = t * VL; k < c->C && k < (t + 1) * VL; k++) {
+        float s = c->part[k];
+        for (int ch = 1; ch < c->nchunks; ch++) s += c->part[(size_t)ch * c->Cpad + k];
+        c->dw[k] += s;
+    }
+}
+
+static void F(rmsnorm_backward)(real *dinp, real *dw, const real *dout, const real *inp, const real *w,
+                                const real *rstd, int rows, int C)
+{
+    if (rows <= 0) return;
+    enter();
+    norm_ctx c = {.dinp = dinp, .dw = dw, .dout = dout, .inp = inp, .w = w, .rs = rstd, .rows = rows, .C = C};
+    c.Cpad = round_up(C, VL);
+    c.nchunks = ceil_div(rows, CH_ROWS);
+    c.part = sbuf(S_PART, (size_t)c.nchunks * c.Cpad);
+    ach_parallel_for(c.nchunks, F(normb_task), &c);
+    for (int t = 0; t < ceil_div(C, VL); t++) F(normb_reduce)(&c, t);
+    leave();
+}
+
+/* ---- Mamba-2 SSD ---- */
+/* G[t*L + s] = C_t . B_s for s <= t */
+static void F(ssd_gram)(float *G, const float *Bm, const float *Cm, int ldx, int L, int N)
+{
+    for (int t = 0; t < L; t++)
+        for (int s = 0; s <= t; s++) {
+            V acc = (V){0};
+            for (int n = 0; n < N; n += VL) {
+                int nl = N - n < VL ? N - n : VL;
+                acc = F(fma)(F(ldk)(Cm + (size_t)t * ldx + n, nl), F(ldk)(Bm + (size_t)s * ldx + n, nl), acc);
+            }
+            G[t * L + s] = F(hsum)(acc);
+        }
+}
+
+/* softplus(dt + dt_bias) for the rows of sequences [b0, b1), every head,
+ * as [row][H] (and its derivative when dsg), vectorised over the chunk. */
+static float *F(ssd_delta)(const ssd_ctx *c, int b0, int b1, float **dsg)
+{
+    int H = c->H;
+    size_t n = (size_t)(b1 - b0) * c->L * H, r0 = (size_t)b0 * c->L;
+    float *x = tbuf(T_W2, n), *sp = tbuf(T_W3, n), *sg = dsg ? tbuf(T_W4, n) : NULL;
+    for (size_t i = 0; i < n; i++) x[i] = c->dt[(r0 + i / H) * c->ldt + i % H] + c->dt_bias[i % H];
+    for (size_t i = 0; i < n; i += VL) {
+        int nl = n - i < VL ? (int)(n - i) : VL;
+        V v = F(ldk)(x + i, nl);
+        F(stk)(sp + i, F(vsoftplus)(v), nl);
+        if (sg) F(stk)(sg + i, F(sel)(v > F(bc)(20.0f), F(bc)(1.0f), F(vsigmoid)(v)), nl);
+    }
+    if (dsg) *dsg = sg;
+    return sp;
+}
+
+/* delta[t] = dsp[t * stride], Lm[t,s] = exp(sum_{k=s+1..t} delta_k A) for
+ * s <= t (0 above the diagonal), M = G Lm delta_s. seg is L*L scratch. */
+static void F(ssd_setup)(float *delta, float *Lm, float *M, float *seg, const float *G, const float *dsp, int stride,
+                         float A, int L)
+{
+    for (int t = 0; t < L; t++) delta[t] = dsp[(size_t)t * stride];
+    for (int t = 0; t < L; t++) {
+        float sg = 0;
+        for (int s = t; s >= 0; s--) {
+            seg[t * L + s] = sg;
+            sg += delta[s] * A;
+        }
+        for (int s = t + 1; s < L; s++) seg[t * L + s] = -1e30f;
+    }
+    for (int i = 0; i < L * L; i += VL) {
+        int nl = L * L - i < VL ? L * L - i : VL;
+        F(stk)(Lm + i, F(vexp)(F(ldk)(seg + i, nl)), nl);
+    }
+    for (int t = 0; t < L; t++)
+        for (int s = 0; s <= t; s++) M[t * L + s] = G[t * L + s] * Lm[t * L + s] * delta[s];
+}
+
+static void F(ssdf_task)(void *vc, int task)
+{
+    const ssd_ctx *c = vc;
+    int L = c->L, P = c->P, Di = c->H * c->P, ns = ch_seqs(L), b0 = task * ns;
+    int b1 = b0 + ns < c->B ? b0 + ns : c->B;
+    float *G = tbuf(T_W1, (size_t)4 * L * L + 2 * L), *Lm = G + L * L, *M = Lm + L * L, *seg = M + L * L;
+    float *delta = seg + L * L;
+    float *dsp = F(ssd_delta)(c, b0, b1, NULL);
+    for (int b = b0; b < b1; b++) {
+        size_t r0 = (size_t)b * L;
+        F(ssd_gram)(G, c->Bm + r0 * c->ldx, c->Cm + r0 * c->ldx, c->ldx, L, c->N);
+        for (int h = 0; h < c->H; h++) {
+            F(ssd_setup)(delta, Lm, M, seg, G, dsp + (r0 - (size_t)b0 * L) * c->H + h, c->H, c->A[h], L);
+            const float *x = c->x + r0 * c->ldx + h * P;
+            for (int t = 0; t < L; t++) {
+                float *yt = c->y + (r0 + t) * Di + h * P;
+                for (int p = 0; p < P; p += VL) {
+                    int nl = P - p < VL ? P - p : VL;
+                    V acc = F(bc)(c->D[h]) * F(ldk)(x + (size_t)t * c->ldx + p, nl);
+                    for (int s = 0; s <= t; s++)
+                        acc = F(fma)(F(bc)(M[t * L + s]), F(ldk)(x + (size_t)s * c->ldx + p, nl), acc);
+                    F(stk)(yt + p, acc, nl);
+                }
+            }
+        }
+    }
+}
+
+static float *F(ssd_A)(const float *A_log, int H)
+{
+    float *A = sbuf(S_MISC, H);
+    for (int h = 0; h < H; h++) A[h] = -r_exp(A_log[h]);
+    return A;
+}
+
+/* Blocking (block != NULL) is an analysis probe: it takes the reference path. */
+static void F(mamba2_ssd_forward)(real *y, const real *x, const real *Bm, const real *Cm, int ldx, const real *dt,
+                                  int ldt, const real *dt_bias, const real *A_log, const real *D,
+                                  const unsigned char *block, int B, int L, int H, int P, int N, real *work)
+{
+    if (block) {
+        ach_cpu_kernels.mamba2_ssd_forward(y, x, Bm, Cm, ldx, dt, ldt, dt_bias, A_log, D, block, B, L, H, P, N, work);
+        return;
+    }
+    enter();
+    ssd_ctx c = {.y = y, .x = x, .Bm = Bm, .Cm = Cm, .ldx = ldx, .dt = dt, .ldt = ldt, .dt_bias = dt_bias,
+                 .D = D, .B = B, .L = L, .H = H, .P = P, .N = N};
+    c.A = F(ssd_A)(A_log, H);
+    ach_parallel_for(ceil_div(B, ch_seqs(L)), F(ssdf_task), &c);
+    leave();
+}
+
+static void F(ssdb_task)(void *vc, int task)
+{
+    const ssd_ctx *c = vc;
+    int L = c->L, P = c->P, N = c->N, H = c->H, Di = H * P, ns = ch_seqs(L), b0 = task * ns;
+    int b1 = b0 + ns < c->B ? b0 + ns : c->B;
+    size_t ldx = c->ldx;
+    float *G = tbuf(T_W1, (size_t)6 * L * L + 3 * L), *Lm = G + L * L, *M = Lm + L * L, *seg = M + L * L;
+    float *gG = seg + L * L, *gM = gG + L * L, *delta = gM + L * L, *gdelta = delta + L, *ga = gdelta + L;
+    float *pD = c->part + (size_t)task * 3 * H, *pdtb = pD + H, *pAl = pdtb + H;
+    for (int h = 0; h < 3 * H; h++) pD[h] = 0;
+    float *dsg, *dsp = F(ssd_delta)(c, b0, b1, &dsg);
+    for (int b = b0; b < b1; b++) {
+        size_t r0 = (size_t)b * L, l0 = (r0 - (size_t)b0 * L) * H;
+        const float *Bm = c->Bm + r0 * ldx, *Cm = c->Cm + r0 * ldx;
+        F(ssd_gram)(G, Bm, Cm, c->ldx, L, N);
+        for (int i = 0; i < L * L; i++) gG[i] = 0;
+        for (int h = 0; h < H; h++) {
+            float A = c->A[h], gA = 0;
+            F(ssd_setup)(delta, Lm, M, seg, G, dsp + l0 + h, H, A, L);
+            const float *x = c->x + r0 * ldx + h * P, *gy = c->dy + r0 * Di + h * P;
+            float *dx = c->dx + r0 * ldx + h * P;
+            /* gM[t,s] = gy_t . x_s */
+            for (int t = 0; t < L; t++)
+                for (int s = 0; s <= t; s++) {
+                    V acc = (V){0};
+                    for (int p = 0; p < P; p += VL) {
+                        int nl = P - p < VL ? P - p : VL;
+                        acc = F(fma)(F(ldk)(gy + (size_t)t * Di + p, nl), F(ldk)(x + s * ldx + p, nl), acc);
+                    }
+                    gM[t * L + s] = F(hsum)(acc);
+                }
+            /* dx_s += D gy_s + sum_{t >= s} M[t,s] gy_t */
+            for (int s = 0; s < L; s++)
+                for (int p = 0; p < P; p += VL) {
+                    int nl = P - p < VL ? P - p : VL;
+                    V acc = F(bc)(c->D[h]) * F(ldk)(gy + (size_t)s * Di + p, nl);
+                    for (int t = s; t < L; t++)
+                        acc = F(fma)(F(bc)(M[t * L + s]), F(ldk)(gy + (size_t)t * Di + p, nl), acc);
+                    F(stk)(dx + s * ldx + p, F(ldk)(dx + s * ldx + p, nl) + acc, nl);
+                }
+            for (int t = 0; t < L; t++) gdelta[t] = ga[t] = 0;
+            for (int t = 0; t < L; t++) {
+                float run = 0;
+                pD[h] += gM[t * L + t];
+                for (int s = 0; s <= t; s++) {
+                    float g = gM[t * L + s], lm = Lm[t * L + s], gg = G[t * L + s];
+                    gG[t * L + s] += g * lm * delta[s];
+                    gdelta[s] += g * gg * lm;
+                    float q = g * gg * delta[s] * lm;
+                    if (s > 0) ga[s] += run;
+                    run += q;
+                }
+            }
+            for (int k = 0; k < L; k++) {
+                gdelta[k] += ga[k] * A;
+                gA += ga[k] * delta[k];
+                size_t i = (r0 + k) * c->ldt + h;
+                float g = gdelta[k] * dsg[l0 + (size_t)k * H + h];
+                c->ddt[i] += g;
+                pdtb[h] += g;
+            }
+            pAl[h] += gA * A;
+        }
+        /* dC_t += sum_{s<=t} gG[t,s] B_s; dB_s += sum_{t>=s} gG[t,s] C_t */
+        for (int t = 0; t < L; t++)
+            for (int n = 0; n < N; n += VL) {
+                int nl = N - n < VL ? N - n : VL;
+                V acc = (V){0};
+                for (int s = 0; s <= t; s++) acc = F(fma)(F(bc)(gG[t * L + s]), F(ldk)(Bm + s * ldx + n, nl), acc);
+                float *d = c->dCm + (r0 + t) * ldx + n;
+                F(stk)(d, F(ldk)(d, nl) + acc, nl);
+            }
+        for (int s = 0; s < L; s++)
+            for (int n = 0; n < N; n += VL) {
+                int nl = N - n < VL ? N - n : VL;
+                V acc = (V){0};
+                for (int t = s; t < L; t++) acc = F(fma)(F(bc)(gG[t * L + s]), F(ldk)(Cm + t * ldx + n, nl), acc);
+                float *d = c->dBm + (r0 + s) * ldx + n;
+                F(stk)(d, F(ldk)(d, nl) + acc, nl);
+            }
+    }
+}
+
+static void F(mamba2_ssd_backward)(real *dx, real *dBm, real *dCm, real *ddt, real *ddt_bias, real *dA_log,
+                                   real *dD, const real *dy, const real *x, const real *Bm, const real *Cm, int ldx,
+                                   const real *dt, int ldt, const real *dt_bias, const real *A_log, const real *D,
+                                   const unsigned char *block, int B, int L, int H, int P, int N, real *work)
+{
+    if (block) {
+        ach_cpu_kernels.mamba2_ssd_backward(dx, dBm, dCm, ddt, ddt_bias, dA_log, dD, dy, x, Bm, Cm, ldx, dt, ldt,
+                                            dt_bias, A_log, D, block, B, L, H, P, N, work);
+        return;
+    }
+    if (B <= 0 || L <= 0) return; /* no rows: nothing to add (the partials would be unset) */
+    enter();
+    ssd_ctx c = {.dx = dx, .dBm = dBm, .dCm = dCm, .ddt = ddt, .dy = dy, .x = x, .Bm = Bm, .Cm = Cm, .ldx = ldx,
+                 .dt = dt, .ldt = ldt, .dt_bias = dt_bias, .D = D, .B = B, .L = L, .H = H, .P = P, .N = N};
+    c.A = F(ssd_A)(A_log, H);
+    c.nchunks = ceil_div(B, ch_seqs(L));
+    c.part = sbuf(S_PART, (size_t)c.nchunks * 3 * H);
+    ach_parallel_for(c.nchunks, F(ssdb_task), &c);
+    for (int h = 0; h < H; h++) {
+        float sD = 0, sdtb = 0, sAl = 0;
+        for (int k = 0; k < c.nchunks; k++) {
+            const float *p = c.part + (size_t)k * 3 * H;
+            sD += p[h], sdtb += p[H + h], sAl += p[2 * H + h];
+        }
+        dD[h] += sD, ddt_bias[h] += sdtb, dA_log[h] += sAl;
+    }
+    leave();
+}
+
+/* ---- Mamba-1 selective scan ---- */
+static float *F(scan_A)(const float *A_log, int Di, int N, int Npad)
+{
+    float *A = sbuf(S_MISC, (size_t)Di * Npad);
+    for (int d = 0; d < Di; d++)
+        for (int n = 0; n < Npad; n++) A[(size_t)d * Npad + n] = n < N ? -r_exp(A_log[(size_t)d * N + n]) : 0;
+    return A;
+}
+
+/* softplus(dt) (and sigmoid(dt), its derivative, when sig) for rows [r0, r1) */
+static void F(scan_delta)(float *delta, float *sig, const float *dt, size_t n)
+{
+    for (size_t i = 0; i < n; i += VL) {
+        int nl = n - i < VL ? (int)(n - i) : VL;
+        V x = F(ldk)(dt + i, nl);
+        F(stk)(delta + i, F(vsoftplus)(x), nl);
+        if (sig) F(stk)(sig + i, F(sel)(x > F(bc)(20.0f), F(bc)(1.0f), F(vsigmoid)(x)), nl);
+    }
+}
+
+static void F(scanf_task)(void *vc, int task)
+{
+    const scan_ctx *c = vc;
+    int L = c->L, Di = c->Di, N = c->N, Np = c->Npad, ns = ch_seqs(L), b0 = task * ns;
+    int b1 = b0 + ns < c->B ? b0 + ns : c->B;
+    size_t rows = (size_t)(b1 - b0) * L, R0 = (size_t)b0 * L;
+    float *delta = tbuf(T_W1, rows * Di), *h = tbuf(T_W2, Np);
+    F(scan_delta)(delta, NULL, c->dt + R0 * Di, rows * Di);
+    for (int b = b0; b < b1; b++)
+        for (int d = 0; d < Di; d++) {
+            const float *a = c->A + (size_t)d * Np;
+            memset(h, 0, Np * sizeof *h);
+            for (int t = 0; t < L; t++) {
+                size_t row = (size_t)b * L + t, i = row * Di + d;
+                float dl = delta[(row - R0) * Di + d], ut = c->u[i];
+                const float *Bt = c->Bm + row * c->ldbc, *Ct = c->Cm + row * c->ldbc;
+                V acc = (V){0}, dlv = F(bc)(dl), duv = F(bc)(dl * ut);
+                for (int n = 0; n < N; n += VL) {
+                    int nl = N - n < VL ? N - n : VL;
+                    V dA = F(vexp)(dlv * F(ld)(a + n));
+                    V hv = F(fma)(dA, F(ld)(h + n), duv * F(ldk)(Bt + n, nl));
+                    F(st)(h + n, hv);
+                    acc = F(fma)(F(ldk)(Ct + n, nl), hv, acc);
+                }
+                c->y[i] = F(hsum)(acc) + c->D[d] * ut;
+            }
+        }
+}
+
+static void F(mamba1_scan_forward)(real *y, const real *u, const real *dt, const real *A_log, const real *Bm,
+                                   const real *Cm, int ldbc, const real *D, const unsigned char *block, int B, int L,
+                                   int Di, int N, real *work)
+{
+    if (block) {
+        ach_cpu_kernels.mamba1_scan_forward(y, u, dt, A_log, Bm, Cm, ldbc, D, block, B, L, Di, N, work);
+        return;
+    }
+    enter();
+    scan_ctx c = {.y = y, .u = u, .dt = dt, .Bm = Bm, .Cm = Cm, .ldbc = ldbc, .D = D, .B = B, .L = L, .Di = Di,
+                  .N = N, .Npad = round_up(N, VL)};
+    c.A = F(scan_A)(A_log, Di, N, c.Npad);
+    ach_parallel_for(ceil_div(B, ch_seqs(L)), F(scanf_task), &c);
+    leave();
+}
+
+static void F(scanb_task)(void *vc, int task)
+{
+    const scan_ctx *c = vc;
+    int L = c->L, Di = c->Di, N = c->N, Np = c->Npad, ns = ch_seqs(L), b0 = task * ns;
+    int b1 = b0 + ns < c->B ? b0 + ns : c->B;
+    size_t rows = (size_t)(b1 - b0) * L, R0 = (size_t)b0 * L;
+    float *delta = tbuf(T_W1, rows * Di), *sig = tbuf(T_W2, rows * Di);
+    float *hs = tbuf(T_W3, (size_t)(2 * L + 1) * Np), *dAs = hs + (size_t)L * Np, *gh = dAs + (size_t)L * Np;
+    float *pal = c->part + (size_t)task * ((size_t)Di * Np + round_up(Di, VL)), *pD = pal + (size_t)Di * Np;
+    memset(pal, 0, ((size_t)Di * Np + round_up(Di, VL)) * sizeof *pal);
+    F(scan_delta)(delta, sig, c->dt + R0 * Di, rows * Di);
+    for (int b = b0; b < b1; b++)
+        for (int d = 0; d < Di; d++) {
+            const float *a = c->A + (size_t)d * Np;
+            float *gal = pal + (size_t)d * Np;
+            for (int t = 0; t < L; t++) { /* recompute the states */
+                size_t row = (size_t)b * L + t, i = row * Di + d;
+                float dl = delta[(row - R0) * Di + d];
+                const float *Bt = c->Bm + row * c->ldbc;
+                V dlv = F(bc)(dl), duv = F(bc)(dl * c->u[i]);
+                float *h = hs + (size_t)t * Np, *dA = dAs + (size_t)t * Np;
+                for (int n = 0; n < N; n += VL) {
+                    int nl = N - n < VL ? N - n : VL;
+                    V e = F(vexp)(dlv * F(ld)(a + n));
+                    V prev = t ? F(ld)(h - Np + n) : (V){0};
+                    F(st)(dA + n, e);
+                    F(st)(h + n, F(fma)(e, prev, duv * F(ldk)(Bt + n, nl)));
+                }
+            }
+            memset(gh, 0, Np * sizeof *gh);
+            for (int t = L - 1; t >= 0; t--) {
+                size_t row = (size_t)b * L + t, i = row * Di + d, li = (row - R0) * Di + d;
+                const float *Bt = c->Bm + row * c->ldbc, *Ct = c->Cm + row * c->ldbc;
+                float *dBt = c->dBm + row * c->ldbc, *dCt = c->dCm + row * c->ldbc;
+                const float *h = hs + (size_t)t * Np, *dA = dAs + (size_t)t * Np;
+                float g = c->dy[i], ut = c->u[i], dl = delta[li];
+                V gv = F(bc)(g), utv = F(bc)(ut), dlv = F(bc)(dl), dluv = F(bc)(dl * ut);
+                V gdv = (V){0}, guv = (V){0};
+                pD[d] += g * ut;
+                for (int n = 0; n < N; n += VL) {
+                    int nl = N - n < VL ? N - n : VL;
+                    V av = F(ld)(a + n), e = F(ld)(dA + n), hv = F(ld)(h + n);
+                    V prev = t ? F(ld)(h - Np + n) : (V){0};
+                    V Bv = F(ldk)(Bt + n, nl), Cv = F(ldk)(Ct + n, nl);
+                    F(stk)(dCt + n, F(fma)(gv, hv, F(ldk)(dCt + n, nl)), nl);
+                    V ghn = F(fma)(gv, Cv, F(ld)(gh + n));
+                    V pe = prev * e;
+                    gdv = F(fma)(ghn, F(fma)(pe, av, Bv * utv), gdv);
+                    F(st)(gal + n, F(fma)(ghn * pe, dlv * av, F(ld)(gal + n)));
+                    F(stk)(dBt + n, F(fma)(ghn, dluv, F(ldk)(dBt + n, nl)), nl);
+                    guv = F(fma)(ghn, Bv, guv);
+                    F(st)(gh + n, ghn * e);
+                }
+                c->du[i] += g * c->D[d] + dl * F(hsum)(guv);
+                c->ddt[i] += F(hsum)(gdv) * sig[li];
+            }
+        }
+}
+
+static void F(scanb_reduce)(void *vc, int t)
+{
+    const scan_ctx *c = vc;
+    int Np = c->Npad, Di = c->Di, N = c->N;
+    size_t stride = (size_t)Di * Np + round_up(Di, VL);
+    int d0 = t * 8, d1 = d0 + 8 < Di ? d0 + 8 : Di;
+    for (int d = d0; d < d1; d++) {
+        for (int n = 0; n < N; n += VL) {
+            int nl = N - n < VL ? N - n : VL;
+            V s = F(ld)(c->part + (size_t)d * Np + n);
+            for (int k = 1; k < c->nchunks; k++) s += F(ld)(c->part + k * stride + (size_t)d * Np + n);
+            float *dst = c->dA_log + (size_t)d * N + n;
+            F(stk)(dst, F(ldk)(dst, nl) + s, nl);
+        }
+        float s = c->part[(size_t)Di * Np + d];
+        for (int k = 1; k < c->nchunks; k++) s += c->part[k * stride + (size_t)Di * Np + d];
+        c->dD[d] += s;
+    }
+}
+
+static void F(mamba1_scan_backward)(real *du, real *ddt, real *dA_log, real *dBm, real *dCm, real *dD,
+                                    const real *dy, const real *u, const real *dt, const real *A_log,
+                                    const real *Bm, const real *Cm, int ldbc, const real *D,
+                                    const unsigned char *block, int B, int L, int Di, int N, real *work)
+{
+    if (block) {
+        ach_cpu_kernels.mamba1_scan_backward(du, ddt, dA_log, dBm, dCm, dD, dy, u, dt, A_log, Bm, Cm, ldbc, D, block,
+                                             B, L, Di, N, work);
+        return;
+    }
+    if (B <= 0 || L <= 0) return; /* no rows: nothing to add (the partials would be unset) */
+    enter();
+    scan_ctx c = {.du = du, .ddt = ddt, .dBm = dBm, .dCm = dCm, .dy = dy, .u = u, .dt = dt, .Bm = Bm, .Cm = Cm,
+                  .ldbc = ldbc, .D = D, .B = B, .L = L, .Di = Di, .N = N, .Npad = round_up(N, VL)};
+    c.A = F(scan_A)(A_log, Di, N, c.Npad);
+    c.nchunks = ceil_div(B, ch_seqs(L));
+    c.part = sbuf(S_PART, (size_t)c.nchunks * ((size_t)Di * c.Npad + round_up(Di, VL)));
+    ach_parallel_for(c.nchunks, F(scanb_task), &c);
+    c.dA_log = dA_log, c.dD = dD;
+    ach_parallel_for(ceil_div(Di, 8), F(scanb_reduce), &c);
+    leave();
+}
+
+/* ---- cross-entropy, embedding, AdamW ---- */
+#define CE_ROWS 64
+static void F(cef_task)(void *vc, int t)
+{
+    const ce_ctx *c = vc;
+    int b0 = t * CE_ROWS, b1 = b0 + CE_ROWS < c->B ? b0 + CE_ROWS : c->B, V_ = c->nvocab;
+    for (int b = b0; b < b1; b++) {
+        const float *z = c->logits + (size_t)b * V_;
+        float *p = c->probs + (size_t)b * V_;
+        /* max is exact: whole vectors, then the tail one by one */
+        V mv = F(bc)(z[0]);
+        int v = 0;
+        for (; v + VL <= V_; v += VL) mv = F(vmax)(mv, F(ld)(z + v));
+        float mx = F(hmax)(mv);
+        for (; v < V_; v++) mx = z[v] > mx ? z[v] : mx;
+        v = 0;
+        V sv = (V){0};
+        for (; v < V_; v += VL) {
+            int nl = V_ - v < VL ? V_ - v : VL;
+            V e = F(vexp)(F(ldk)(z + v, nl) - F(bc)(mx));
+            if (nl < VL) e = F(ldn)((const float *)&e, nl); /* clear the padding lanes */
+            F(stk)(p + v, e, nl);
+            sv += e;
+        }
+        float sum = F(hsum)(sv);
+        for (v = 0; v < V_; v += VL) {
+            int nl = V_ - v < VL ? V_ - v : VL;
+            F(stk)(p + v, F(ldk)(p + v, nl) / F(bc)(sum), nl);
+        }
+        c->losses[b] = log(sum) + mx - z[c->labels[b]];
+    }
+}
+
+static void F(crossentropy_forward)(real *losses, real *probs, const real *logits, const int *labels, int B, int V_)
+{
+    ce_ctx c = {.losses = losses, .probs = probs, .logits = logits, .labels = labels, .B = B, .nvocab = V_};
+    ach_parallel_for(ceil_div(B, CE_ROWS), F(cef_task), &c);
+}
+
+/* the reference's arithmetic exactly (one multiply, one add per element) */
+static void F(ceb_task)(void *vc, int t)
+{
+    const ce_ctx *c = vc;
+    int b0 = t * CE_ROWS, b1 = b0 + CE_ROWS < c->B ? b0 + CE_ROWS : c->B, V_ = c->nvocab;
+    V sc = F(bc)(c->scale);
+    for (int b = b0; b < b1; b++) {
+        float *d = c->dlogits + (size_t)b * V_;
+        const float *p = c->cprobs + (size_t)b * V_;
+        for (int v = 0; v < V_; v += VL) {
+            int nl = V_ - v < VL ? V_ - v : VL;
+            F(stk)(d + v, F(ldk)(d + v, nl) + sc * F(ldk)(p + v, nl), nl);
+        }
+        d[c->labels[b]] -= c->scale;
+    }
+}
+
+static void F(crossentropy_backward)(real *dlogits, const real *probs, const int *labels, int B, int V_, real scale)
+{
+    ce_ctx c = {.dlogits = dlogits, .cprobs = probs, .labels = labels, .B = B, .nvocab = V_, .scale = scale};
+    ach_parallel_for(ceil_div(B, CE_ROWS), F(ceb_task), &c);
+}
+
+/* Split over columns, each task walking every row in order: the same sums as
+ * the reference, bit for bit. */
+#define EMB_COLS 16
+static void F(embb_task)(void *vc, int t)
+{
+    const emb_ctx *c = vc;
+    int c0 = t * EMB_COLS, nl = c->D - c0 < EMB_COLS ? c->D - c0 : EMB_COLS;
+    for (int i = 0; i < c->n; i++) {
+        float *dw = c->dw + (size_t)c->tokens[i] * c->D + c0;
+        const float *g = c->dout + (size_t)i * c->D + c0;
+        for (int k = 0; k < nl; k++) dw[k] += g[k];
+    }
+}
+
+static void F(embedding_backward)(real *dwte, const real *dout, const int *tokens, int n, int D)
+{
+    emb_ctx c = {.dw = dwte, .dout = dout, .tokens = tokens, .n = n, .D = D};
+    ach_parallel_for(ceil_div(D, EMB_COLS), F(embb_task), &c);
+}
+
+/* The reference's operations in the same order (no FMA): bit-identical. */
+static void F(adamw_update)(real *w, real *m, real *v, const real *g, size_t n, real gscale, real lr, real wd,
+                            real b1, real b2, real eps, real step_size, real bc2_sqrt)
+{
+    float decay = 1 - lr * wd;
+    V gs = F(bc)(gscale), dc = F(bc)(decay), vb1 = F(bc)(b1), vb2 = F(bc)(b2), c1 = F(bc)(1 - b1),
+      c2 = F(bc)(1 - b2), ss = F(bc)(step_size), bc2 = F(bc)(bc2_sqrt), ve = F(bc)(eps);
+    for (size_t i = 0; i < n; i += VL) {
+        int nl = n - i < VL ? (int)(n - i) : VL;
+        V gi = F(ldk)(g + i, nl) * gs;
+        V wi = F(ldk)(w + i, nl) * dc;
+        V mi = vb1 * F(ldk)(m + i, nl) + c1 * gi;
+        V vi = vb2 * F(ldk)(v + i, nl) + c2 * gi * gi;
+        V sq;
+#if VL == 16
+        sq = _mm512_sqrt_ps(vi);
+#elif VL == 8
+        sq = _mm256_sqrt_ps(vi);
+#else
+        for (int k = 0; k < VL; k++) sq[k] = sqrtf(vi[k]);
+#endif
+        wi -= ss * mi / (sq / bc2 + ve);
+        F(stk)(w + i, wi, nl);
+        F(stk)(m + i, mi, nl);
+        F(stk)(v + i, vi, nl);
+    }
+}
+
+static void F(fill)(ach_kernels *k)
+{
+    k->zero = F(zero);
+    k->embedding_backward = F(embedding_backward);
+    k->rmsnorm_forward = F(rmsnorm_forward);
+    k->rmsnorm_backward = F(rmsnorm_backward);
+    k->matmul_forward = F(matmul_forward);
+    k->matmul_backward = F(matmul_backward);
+    k->conv1d_forward = F(conv1d_forward);
+    k->conv1d_backward = F(conv1d_backward);
+    k->silu_forward = F(silu_forward);
+    k->silu_backward = F(silu_backward);
+    k->gate_forward = F(gate_forward);
+    k->gate_backward = F(gate_backward);
+    k->add_inplace = F(add_inplace);
+    k->mamba1_scan_forward = F(mamba1_scan_forward);
+    k->mamba1_scan_backward = F(mamba1_scan_backward);
+    k->mamba2_ssd_forward = F(mamba2_ssd_forward);
+    k->mamba2_ssd_backward = F(mamba2_ssd_backward);
+    k->crossentropy_forward = F(crossentropy_forward);
+    k->crossentropy_backward = F(crossentropy_backward);
+    k->adamw_update = F(adamw_update);
+}
+
+#undef V
+#undef VI
+#undef VU
+#undef NBMAX
+#undef MR1
+#undef MR2
+#undef MR3
+#undef MR4
+#undef EW_RANGE
+#undef RED_ROWS
+#undef CE_ROWS
+#undef EMB_COLS
+#endif
