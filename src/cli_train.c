@@ -121,6 +121,12 @@ int cli_train(int argc, char **argv)
                  (unsigned long long)cfg.seed);
         out = dir;
     }
+    /* from here on a signal stops the run at a step boundary with its state saved */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     ach_run r;
     double t0 = wall();
     int rc = resume ? ach_run_resume(&r, resume, ach_fast_kernels(), err, sizeof err)
@@ -141,11 +147,6 @@ int cli_train(int argc, char **argv)
         printf("%s\n", js);
         free(js);
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
     double epoch_start = wall(), epoch_wall = 0;
     int status = 0, epochs_done = 0;
     for (long steps = 0;; steps++) {
