@@ -27,13 +27,23 @@ OBJ32   := $(LIB_SRC:src/%.c=$(BUILD)/f32/%.o)
 OBJ64   := $(LIB_SRC:src/%.c=$(BUILD)/f64/%.o)
 BIN     := $(BUILD)/achilles
 
+# achilles-tui: ui/*.c on the float32 library, ncursesw and GNU readline.
+UI_BIN   := $(BUILD)/achilles-tui
+UI_SRC   := $(wildcard ui/*.c)
+UI_OBJ   := $(UI_SRC:ui/%.c=$(BUILD)/ui/%.o)
+UI_TOBJ  := $(filter-out $(BUILD)/ui/main.o,$(UI_OBJ))
+CURSES_CFLAGS := $(shell pkg-config --cflags ncursesw 2>/dev/null)
+CURSES_LIBS   := $(shell pkg-config --libs ncursesw 2>/dev/null || echo -lncursesw -ltinfo)
+UI_CFLAGS := $(ALL_CFLAGS) $(CURSES_CFLAGS) -Iui
+UI_LDLIBS := $(CURSES_LIBS) -lreadline $(LDLIBS)
+
 # Test programs: t/NAME.c links the float32 library, t/NAME_f64.c the float64
 # one. Each is run by its wrapper t/NAME.t (or by a shell test that calls it).
 TEST_SRC := $(wildcard t/*.c)
 TEST_BIN := $(TEST_SRC:t/%.c=$(BUILD)/t/%)
 
-.PHONY: all check clean install fixtures bench
-all: $(BIN) $(TEST_BIN)
+.PHONY: all check clean install fixtures bench run cuda
+all: $(BIN) $(UI_BIN) $(TEST_BIN)
 
 $(BUILD)/f32/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/f32
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
@@ -45,29 +55,93 @@ $(LIB64): $(OBJ64)
 	$(AR) rcs $@ $^
 $(BIN): src/achilles.c $(LIB32)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB32) $(LDLIBS)
+$(BUILD)/ui/%.o: ui/%.c $(wildcard ui/*.h) $(wildcard src/*.h) | $(BUILD)/ui
+	$(CC) $(UI_CFLAGS) -c -o $@ $<
+$(UI_BIN): $(UI_OBJ) $(LIB32)
+	$(CC) $(UI_CFLAGS) $(LDFLAGS) -o $@ $(UI_OBJ) $(LIB32) $(UI_LDLIBS)
+# t/tui_NAME.c: the workbench's layers without a terminal (all of ui/ but main)
+$(BUILD)/t/tui_%: t/tui_%.c t/tap.h $(UI_TOBJ) $(LIB32) | $(BUILD)/t
+	$(CC) $(UI_CFLAGS) $(LDFLAGS) -o $@ $< $(UI_TOBJ) $(LIB32) $(UI_LDLIBS)
 $(BUILD)/t/%_f64: t/%_f64.c t/tap.h $(LIB64) | $(BUILD)/t
 	$(CC) $(ALL_CFLAGS) -DACH_F64 $(LDFLAGS) -o $@ $< $(LIB64) $(LDLIBS)
 $(BUILD)/t/%: t/%.c t/tap.h $(LIB32) | $(BUILD)/t
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB32) $(LDLIBS)
-$(BUILD)/f32 $(BUILD)/f64 $(BUILD)/t:
+$(BUILD)/f32 $(BUILD)/f64 $(BUILD)/t $(BUILD)/ui:
 	mkdir -p $@
+
+# The CUDA backend (cuda/, cuda/README.md). Its kernels and host code also
+# build as plain C++ on the host emulator (cuda/emu.h), with no toolkit:
+# t/cuda_NAME.c links that, and runs in `make check` everywhere.
+CXX      ?= g++
+EMU_CXXFLAGS := -std=c++17 $(WARN) -Isrc -Icuda $(CFLAGS) $(filter -fsanitize=% -fno-omit-frame-pointer,$(ALL_CFLAGS))
+CU_HDR   := $(wildcard cuda/*.h cuda/*.cuh cuda/kernels/*.cuh src/*.h)
+EMU_OBJ  := $(BUILD)/cuda-emu/emu.o $(BUILD)/cuda-emu/backend_emu.o
+$(EMU_OBJ): $(BUILD)/cuda-emu/%.o: cuda/%.cc $(CU_HDR) | $(BUILD)/cuda-emu
+	$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
+$(BUILD)/t/cuda_%: t/cuda_%.c t/tap.h $(EMU_OBJ) $(LIB32) | $(BUILD)/t
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(EMU_OBJ) $(LIB32) $(LDLIBS) -lstdc++
+# t/cuda_NAME.cc: kernels of the test's own on the emulator
+EMU_TEST_BIN := $(patsubst t/%.cc,$(BUILD)/t/%,$(wildcard t/cuda_*.cc))
+all: $(EMU_TEST_BIN)
+$(EMU_TEST_BIN): $(BUILD)/t/%: t/%.cc t/tap.h $(EMU_OBJ) | $(BUILD)/t
+	$(CXX) $(EMU_CXXFLAGS) -It $(LDFLAGS) -o $@ $< $(EMU_OBJ)
+
+# `make cuda`: build/achilles-cuda (the CLI with --backend cuda), and for
+# t/cuda_device.t build/cuda/devices and build/cuda/cuda_check (t/cuda_emu.c
+# on the GPU). Needs nvcc and cuBLAS; without nvcc it says so and succeeds,
+# so CI on a machine without the toolkit still passes.
+CUDA_HOME ?= /usr/local/cuda
+NVCC      ?= $(or $(wildcard $(CUDA_HOME)/bin/nvcc),$(shell command -v nvcc 2>/dev/null))
+# A100 and H100 machine code, plus PTX that newer GPUs compile at load time.
+CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+             -gencode arch=compute_90,code=compute_90
+NVCCFLAGS ?= -O2 -g
+CUDART    := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart
+CUDA_LIBS := -lcublas $(CUDART)
+CUDA_OBJ  := $(BUILD)/cuda/backend_cuda.o
+CUDA_BINS := $(BUILD)/achilles-cuda $(BUILD)/cuda/devices $(BUILD)/cuda/cuda_check
+ifeq ($(NVCC),)
+cuda:
+	@echo "make cuda: skipped: nvcc not found (not in $(CUDA_HOME)/bin nor on PATH; set NVCC or CUDA_HOME)"
+else
+cuda: $(CUDA_BINS)
+endif
+$(CUDA_OBJ): $(BUILD)/cuda/%.o: cuda/%.cu $(CU_HDR) | $(BUILD)/cuda
+	$(NVCC) -std=c++17 $(CUDA_ARCH) $(NVCCFLAGS) -Isrc -Icuda -Xcompiler -Wall,-Wextra,-Wno-unused-parameter \
+	    -c -o $@ $<
+$(BUILD)/achilles-cuda: src/achilles.c $(CUDA_OBJ) $(LIB32)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(CUDA_OBJ) $(LIB32) $(CUDA_LIBS) $(LDLIBS) -lstdc++
+$(BUILD)/cuda/cuda_check: t/cuda_emu.c t/tap.h $(CUDA_OBJ) $(LIB32)
+	$(CC) $(ALL_CFLAGS) -DACH_CUDA_DEVICE $(LDFLAGS) -o $@ $< $(CUDA_OBJ) $(LIB32) $(CUDA_LIBS) $(LDLIBS) -lstdc++
+$(BUILD)/cuda/devices: cuda/devices.c | $(BUILD)/cuda
+	$(CC) $(ALL_CFLAGS) -I$(CUDA_HOME)/include $(LDFLAGS) -o $@ $< $(CUDART)
+$(BUILD)/cuda $(BUILD)/cuda-emu:
+	mkdir -p $@
+
 
 check: all
 	prove -j2 t/
+
+# The workbench on its built-in default session (sessions/default).
+run: $(UI_BIN)
+	$(UI_BIN)
+
+# Training-step throughput against PyTorch (bench/RESULTS.md has a run).
+bench: $(BIN)
+	sh bench/run.sh
 
 # Regenerate the PyTorch reference fixtures (needs Debian's python3-torch).
 fixtures: $(BIN)
 	/usr/bin/python3 t/torch_ref.py make t/fixtures
 	/usr/bin/python3 t/torch_optim.py make t/fixtures
 
-# Training-step throughput against PyTorch (bench/RESULTS.md has a run).
-bench: $(BIN)
-	sh bench/run.sh
-
-install: $(BIN)
+install: $(BIN) $(UI_BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/achilles
+	install -m 755 $(UI_BIN) $(DESTDIR)$(PREFIX)/bin/achilles-tui
+	if [ -x $(BUILD)/achilles-cuda ]; then install -m 755 $(BUILD)/achilles-cuda $(DESTDIR)$(PREFIX)/bin/; fi
 	install -m 644 man/achilles.1 $(DESTDIR)$(PREFIX)/share/man/man1/achilles.1
+	printf '.so man1/achilles.1\n' > $(DESTDIR)$(PREFIX)/share/man/man1/achilles-tui.1   # man achilles-tui
 	install -d $(DESTDIR)$(SHAREDIR)/data
 	install -m 644 data/*.json data/README.md $(DESTDIR)$(SHAREDIR)/data/
 

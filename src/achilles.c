@@ -17,6 +17,12 @@ static const struct {
     {"analyze", "SOURCE ANALYSIS [options]", "conv cosine, hidden attention, blocking or substitution of a model",
      cli_analyze, &cli_analyze_help},
     {"bench", "[options]", "time training steps: sequences/s, GFLOP/s, peak memory", cli_bench, &cli_bench_help},
+    {"sweep", "SPEC|key=v1,v2,...|DIR [opts]", "a grid of runs: local workers, Slurm array, status",
+     cli_sweep, &cli_sweep_help},
+    {"phase", "DIR [options]", "pair-43 phase diagrams (layers x gamma) beside the paper's Fig. 3", cli_phase,
+     &cli_phase_help},
+    {"report", "DIR... [--out FILE]", "REPORT.md: our numbers beside the paper's, with figures", cli_report,
+     &cli_report_help},
 };
 #define NCOMMANDS (int)(sizeof commands / sizeof commands[0])
 

@@ -16,6 +16,10 @@ int cli_analyze(int argc, char **argv);
 extern const char *cli_analyze_help;
 int cli_bench(int argc, char **argv);
 extern const char *cli_bench_help;
+int cli_sweep(int argc, char **argv);
+int cli_phase(int argc, char **argv);
+int cli_report(int argc, char **argv);
+extern const char *cli_sweep_help, *cli_phase_help, *cli_report_help;
 
 /* Prints "achilles: " fmt(arg), then help, to stderr; returns 2. */
 int cli_usage_error(const char *help, const char *fmt, const char *arg);

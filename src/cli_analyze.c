@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "analysis.h"
+#include "backend.h"
 #include "checkpoint.h"
 #include "cli.h"
 #include "runcfg.h"
@@ -55,7 +56,9 @@ const char *cli_analyze_help =
     "  --per-pair N         blocking, substitution: test sequences per pair\n"
     "                       (default 480, the paper's; 0 = all)\n"
     "  --ascii              heatmaps in ASCII even in a UTF-8 locale\n"
-    "  --json               the result as one JSON object on stdout\n";
+    "  --json               the result as one JSON object on stdout\n"
+    "  --backend cpu|cuda   the kernels: CPU (default) or GPU (achilles-cuda only);\n"
+    "                       default $ACHILLES_BACKEND, else cpu\n";
 
 enum { COSINE, ATTENTION, BLOCKING, SUBST, NANALYSES };
 static const char *const analysis_name[NANALYSES] = {"cosine", "attention", "blocking", "substitution"};
@@ -228,6 +231,8 @@ static int resolve_source(const opts *o, source *s)
     return 0;
 }
 
+static const char *backend_name; /* --backend, NULL for the default */
+
 /* Loads a checkpoint; *epoch is the run epoch its metadata records, or -1. */
 static int load_model(ach_model *m, const char *path, int *epoch, char *err, size_t errlen)
 {
@@ -240,7 +245,8 @@ static int load_model(ach_model *m, const char *path, int *epoch, char *err, siz
     if (cJSON_IsNumber(e)) *epoch = (int)e->valuedouble;
     else if (cJSON_IsString(e)) *epoch = atoi(e->valuestring); /* run.c writes numbers as exact strings */
     cJSON_Delete(j);
-    int rc = ach_ckpt_load_st(m, ach_fast_kernels(), &f, path, err, errlen);
+    const ach_kernels *k = ach_backend(backend_name, err, errlen);
+    int rc = k ? ach_ckpt_load_st(m, k, &f, path, err, errlen) : -1;
     st_free(&f);
     return rc;
 }
@@ -812,6 +818,8 @@ int cli_analyze(int argc, char **argv)
         }
     opts o;
     source s;
+    char berr[200];
+    if (ach_backend_arg(&argc, argv, &backend_name, berr, sizeof berr)) return usage("%s", berr);
     int rc = parse_args(argc, argv, &o);
     if (rc || (rc = resolve_source(&o, &s))) return rc;
     o.utf8 = !o.val[O_ASCII] && tp_locale_utf8();

@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "backend.h"
 #include "cli.h"
 #include "init.h"
 #include "model.h"
@@ -29,7 +30,9 @@ const char *cli_bench_help =
     "  --length L                tokens per sequence (default 8)\n"
     "  --threads T               threads (default: ACHILLES_THREADS, else all CPUs)\n"
     "  --steps S                 timed steps (default 10)\n"
-    "  --kernels fast|reference  kernel table (default fast)\n"
+    "  --kernels fast|reference  CPU kernel table (default fast)\n"
+    "  --backend cpu|cuda        CPU kernels (default) or the GPU (achilles-cuda\n"
+    "                            only); default $ACHILLES_BACKEND, else cpu\n"
     "\n"
     "FLOP count: 3x the forward pass's (backward does two products per forward\n"
     "product: the input and the weight gradient). Forward, R = B*L rows, per layer:\n"
@@ -65,7 +68,11 @@ int cli_bench(int argc, char **argv)
 {
     ach_config cfg;
     ach_arch arch = ARCH_MAMBA2;
-    int layers = 2, B = 2048, L = 8, threads = 0, steps = 10, fast = 1;
+    int layers = 2, B = 2048, L = 8, threads = 0, steps = 10, fast = 1, kernels_given = 0;
+    const char *backend = NULL;
+    char err[512];
+    if (ach_backend_arg(&argc, argv, &backend, err, sizeof err))
+        return cli_usage_error(cli_bench_help, "bench: %s", err);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -80,6 +87,7 @@ int cli_bench(int argc, char **argv)
             else if (!strcmp(v, "mamba2")) arch = ARCH_MAMBA2;
             else bad = 1;
         } else if (!strcmp(a, "--kernels")) {
+            kernels_given = 1;
             if (!strcmp(v, "fast")) fast = 1;
             else if (!strcmp(v, "reference")) fast = 0;
             else bad = 1;
@@ -99,7 +107,15 @@ int cli_bench(int argc, char **argv)
     cfg.n_layer = layers;
     cfg.seed = 1;
     const ach_kernels *k = fast ? ach_fast_kernels() : &ach_cpu_kernels;
-    char err[512];
+    const ach_kernels *bk = ach_backend(backend, err, sizeof err);
+    if (!bk) {
+        fprintf(stderr, "achilles: bench: %s\n", err);
+        return 1;
+    }
+    int gpu = bk != ach_fast_kernels();
+    if (gpu && kernels_given) return cli_usage_error(cli_bench_help, "bench: --kernels picks CPU kernels; drop it "
+                                                     "with the cuda backend%s", "");
+    if (gpu) k = bk;
     ach_model m;
     ach_optim o;
     ach_optim_cfg oc;
@@ -140,7 +156,7 @@ int cli_bench(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double rss = ru.ru_maxrss / 1024.0; /* KiB on Linux */
-    int nt = fast ? ach_threads_count() : 1;
+    int nt = gpu ? 1 : fast ? ach_threads_count() : 1; /* host threads */
     printf("bench: %s, %d layers, batch %d x %d, kernels %s, %d thread%s, %zu parameters\n", cfg_arch_name(arch),
            layers, B, L, k->name, nt, nt == 1 ? "" : "s", m.nweights);
     printf("  step %.2f ms (forward %.2f, backward %.2f, optimizer %.2f) over %d steps; loss %.4f\n", 1e3 * per,
@@ -150,7 +166,7 @@ int cli_bench(int argc, char **argv)
     printf("  peak memory (ru_maxrss): %.0f MiB\n", rss);
     printf("RESULT impl=achilles-%s arch=%s layers=%d batch=%d length=%d threads=%d step_ms=%.3f seq_per_s=%.1f "
            "gflops=%.2f maxrss_mib=%.0f\n",
-           fast ? "fast" : "reference", cfg_arch_name(arch), layers, B, L, nt, 1e3 * per, B / per,
+           gpu ? "cuda" : fast ? "fast" : "reference", cfg_arch_name(arch), layers, B, L, nt, 1e3 * per, B / per,
            flops * 1e-9 / per, rss);
     free(tok);
     free(lab);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "checkpoint.h"
 #include "init.h"
 #include "model.h"
@@ -33,12 +34,15 @@ const char *cli_init_help =
     "  --seed S                 random seed (default 0)\n";
 
 const char *cli_grad_help =
-    "usage: achilles grad CKPT BATCH OUT\n"
+    "usage: achilles grad [--backend cpu|cuda] CKPT BATCH OUT\n"
     "\n"
     "BATCH is a safetensors file with int32 \"tokens\" [B, L] and int32 \"labels\" [B].\n"
     "OUT (safetensors) gets \"loss\" F32 [1] (mean cross-entropy at the last position),\n"
     "\"logits\" F32 [B, V] (last position) and \"grad.NAME\" F32 for every tensor NAME of\n"
-    "the checkpoint (grad.lm_head.weight equals the tied embedding's gradient).\n";
+    "the checkpoint (grad.lm_head.weight equals the tied embedding's gradient).\n"
+    "\n"
+    "  --backend cpu|cuda   the kernels: CPU (default) or GPU (achilles-cuda only);\n"
+    "                       default $ACHILLES_BACKEND, else cpu\n";
 
 int cli_init(int argc, char **argv)
 {
@@ -132,13 +136,17 @@ int cli_grad(int argc, char **argv)
         fputs(cli_grad_help, stdout);
         return 0;
     }
+    char err[512];
+    const char *backend = NULL;
+    if (ach_backend_arg(&argc, argv, &backend, err, sizeof err))
+        return cli_usage_error(cli_grad_help, "grad: %s", err);
     if (argc != 4) return cli_usage_error(cli_grad_help, "grad: expected CKPT BATCH OUT%s", "");
     const char *ckpt = argv[1], *batch = argv[2], *out = argv[3];
-    char err[512];
     ach_model m;
     st_file bf;
     int rc = 1;
-    if (ach_ckpt_load(&m, ach_fast_kernels(), ckpt, err, sizeof err)) {
+    const ach_kernels *k = ach_backend(backend, err, sizeof err);
+    if (!k || ach_ckpt_load(&m, k, ckpt, err, sizeof err)) {
         fprintf(stderr, "achilles: grad: %s\n", err);
         return 1;
     }

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "backend.h"
 #include "cli.h"
 #include "run.h"
 
@@ -25,6 +26,9 @@ const char *cli_train_help =
     "  --resume DIR    continue a stopped run exactly where it stopped\n"
     "  --quiet         no progress lines\n"
     "  --json          one JSON record per epoch on stdout instead of progress lines\n"
+    "  --backend cpu|cuda\n"
+    "                  the kernels: CPU (default) or GPU (achilles-cuda only);\n"
+    "                  default $ACHILLES_BACKEND, else cpu\n"
     "  --stop-after-epochs N, --stop-after-steps N\n"
     "                  save the state and exit (status 0) after N more epochs or\n"
     "                  optimizer steps: for time-sliced jobs; --resume continues\n"
@@ -79,6 +83,9 @@ int cli_train(int argc, char **argv)
     const char *out = NULL, *resume = NULL;
     int quiet = 0, json = 0, settings = 0, stop_epochs = -1, stop_steps = -1;
     char err[1024], dir[1024];
+    const char *backend = NULL;
+    if (ach_backend_arg(&argc, argv, &backend, err, sizeof err))
+        return cli_usage_error(cli_train_help, "train: %s", err);
     runcfg_defaults(&cfg);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -129,8 +136,13 @@ int cli_train(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     ach_run r;
     double t0 = wall();
-    int rc = resume ? ach_run_resume(&r, resume, ach_fast_kernels(), err, sizeof err)
-                    : ach_run_create(&r, &cfg, out, ach_fast_kernels(), err, sizeof err);
+    const ach_kernels *k = ach_backend(backend, err, sizeof err);
+    if (!k) {
+        fprintf(stderr, "achilles: train: %s\n", err);
+        return 1;
+    }
+    int rc = resume ? ach_run_resume(&r, resume, k, err, sizeof err)
+                    : ach_run_create(&r, &cfg, out, k, err, sizeof err);
     if (rc) {
         fprintf(stderr, "achilles: train: %s\n", err);
         return 1;

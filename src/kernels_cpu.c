@@ -177,7 +177,7 @@ static void mamba1_scan_forward(real *y, const real *u, const real *dt, const re
                 const real *Bt = Bm + row * ldbc, *Ct = Cm + row * ldbc;
                 int blocked = block && block[row];
                 for (int n = 0; n < N; n++) {
-                    real carried = r_exp(-delta * r_exp(al[n])) * h[n];
+                    real carried = mamba1_decay_r(delta, al[n]) * h[n];
                     real full = carried + delta * Bt[n] * ut;
                     acc += Ct[n] * full;
                     h[n] = blocked ? carried : full; /* blocked: the input term stops here */
@@ -207,7 +207,7 @@ static void mamba1_scan_backward(real *du, real *ddt, real *dA_log, real *dBm, r
                 int blocked = block && block[row];
                 for (int n = 0; n < N; n++) { /* the carried state */
                     real prev = t ? h[n - N] : 0;
-                    h[n] = r_exp(-delta[t] * r_exp(al[n])) * prev + (blocked ? 0 : delta[t] * Bt[n] * u[i]);
+                    h[n] = mamba1_decay_r(delta[t], al[n]) * prev + (blocked ? 0 : delta[t] * Bt[n] * u[i]);
                 }
             }
             for (int n = 0; n < N; n++) gh[n] = 0;
@@ -220,7 +220,7 @@ static void mamba1_scan_backward(real *du, real *ddt, real *dA_log, real *dBm, r
                 int blocked = block && block[row];
                 dD[d] += g * ut;
                 for (int n = 0; n < N; n++) {
-                    real A = -r_exp(al[n]), dA = r_exp(dl * A), prev = t ? h[n - N] : 0;
+                    real A = -r_exp(al[n]), dA = mamba1_decay_r(dl, al[n]), prev = t ? h[n - N] : 0;
                     real full = dA * prev + dl * Bt[n] * ut; /* the state y_t reads */
                     dCt[n] += g * full;
                     real ghn = gh[n] + g * Ct[n];        /* dL/d full */
@@ -417,13 +417,7 @@ static void adamw_update(real *w, real *m, real *v, const real *g, size_t n, rea
                          real b2, real eps, real step_size, real bc2_sqrt)
 {
     real decay = 1 - lr * wd;
-    for (size_t i = 0; i < n; i++) {
-        real gi = g[i] * gscale;
-        w[i] *= decay;
-        m[i] = b1 * m[i] + (1 - b1) * gi;
-        v[i] = b2 * v[i] + (1 - b2) * gi * gi;
-        w[i] -= step_size * m[i] / (r_sqrt(v[i]) / bc2_sqrt + eps);
-    }
+    for (size_t i = 0; i < n; i++) adamw_elem_r(&w[i], &m[i], &v[i], g[i] * gscale, decay, b1, b2, eps, step_size, bc2_sqrt);
 }
 
 const ach_kernels ach_cpu_kernels = {

@@ -1,0 +1,543 @@
+/* `achilles report`: one REPORT.md that puts our numbers beside the paper's
+ * for every experiment found among the given run and sweep directories
+ * (SPEC §4, §5), with SVG figures written next to it. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "analysis.h"
+#include "checkpoint.h"
+#include "cli.h"
+#include "fsutil.h"
+#include "phase.h"
+#include "strbuf.h"
+#include "svg.h"
+
+const char *cli_report_help =
+    "usage: achilles report DIR... [--out FILE] [--per-pair N] [--no-analyses]\n"
+    "\n"
+    "Writes a Markdown report that puts our numbers beside the paper's for every\n"
+    "experiment among the runs in the given sweep or run directories (or\n"
+    "directories holding run directories): the phase diagram (Fig. 3), all-one\n"
+    "convolution against standard, positional encoding, blocking, substitution\n"
+    "and conv cosine similarity. Substitution and cosine are computed here from\n"
+    "each finished run's state.safetensors (and ckpt/epoch_0000.safetensors).\n"
+    "Figures are SVG files next to the report, named after it (REPORT-phase.svg,\n"
+    "...), and linked from it.\n"
+    "\n"
+    "  --out FILE      the report (default REPORT.md)\n"
+    "  --per-pair N    substitution: test sequences per pair (default 480, the\n"
+    "                  paper's; 0 = all)\n"
+    "  --no-analyses   skip substitution and cosine (no model is loaded)\n";
+
+/* The paper's numbers (SPEC §4), quoted in the report as the paper states them. */
+#define PAPER_ALLONE "5 layers, gamma 1: all-one learns the symmetric answer (sym ~0.85 by epoch 25, ~1.0 at 200; " \
+                     "comp peaks ~0.48, then falls to ~0); standard learns the composite (comp ~0.75-0.9, sym ~0)"
+#define PAPER_PE "2 layers, gamma 0.5: with positional encoding sym ~0.82 at epoch 210, comp peaks ~0.26, then " \
+                 "~0.10; without it both ~0.02-0.04"
+#define PAPER_BLOCK "480 sequences per pair; predictions unchanged by blocking key and anchors: pair 43 ~0.994, " \
+                    "every other pair 1.00"
+#define PAPER_SUBST "fraction of predictions that collapse to the (4,3) twin's: 0.983-1.0 for all 15 pairs"
+#define PAPER_COSINE "2 layers, gamma 1: off-diagonal entries between -0.11 and 0.35 (\"nearly orthogonal\")"
+
+typedef struct {
+    sweep_run *r;
+    char name[700];        /* sweep name / run directory */
+    ach_metrics *hist;     /* metrics.jsonl, loaded on demand */
+    int nhist, loaded;
+} item;
+
+static int fail(const char *msg)
+{
+    fprintf(stderr, "achilles: report: %s\n", msg);
+    return 1;
+}
+
+static const char *num(double v, char *buf, size_t n)
+{
+    if (isnan(v)) snprintf(buf, n, "–");
+    else snprintf(buf, n, "%.3f", v);
+    return buf;
+}
+
+static int history(item *it)
+{
+    if (!it->loaded) {
+        char err[1024];
+        if (sweep_run_history(it->r, &it->hist, &it->nhist, err, sizeof err)) {
+            fprintf(stderr, "achilles: report: %s (run left without curves)\n", err);
+            it->hist = NULL, it->nhist = 0;
+        }
+        it->loaded = 1;
+    }
+    return it->nhist;
+}
+
+static double metric(const ach_metrics *m, int sym) { return sym ? m->acc43_sym : m->acc43_comp; }
+
+static void peak(item *it, int sym, double *v, int *epoch)
+{
+    *v = NAN, *epoch = -1;
+    for (int i = 0; i < history(it); i++) {
+        double x = metric(&it->hist[i], sym);
+        if (!isnan(x) && !(x <= *v)) *v = x, *epoch = it->hist[i].epoch;
+    }
+}
+
+static double at_epoch(item *it, int sym, int epoch)
+{
+    for (int i = 0; i < history(it); i++)
+        if (it->hist[i].epoch == epoch) return metric(&it->hist[i], sym);
+    return NAN;
+}
+
+static int has_allone(const sweep_run *r) { return r->cfg.all_one_conv || (r->have_last && r->last.all_one_conv); }
+static int has_pe(const sweep_run *r)
+{
+    return r->cfg.model.pos_enc != POS_NONE || (r->have_last && r->last.pos_enc[0] && strcmp(r->last.pos_enc, "none"));
+}
+
+/* The run's configuration as text with one intervention switched off and
+ * the thread count (no effect on results) and the preset's directory
+ * ignored: equal texts are twins. */
+static char *twin_key(const ach_runcfg *c, int which)
+{
+    ach_runcfg x = *c;
+    x.threads = 0;
+    /* the same preset by another path (see phase.c) */
+    const char *b = strrchr(c->preset, '/');
+    snprintf(x.preset, sizeof x.preset, "%s", b ? b + 1 : c->preset);
+    if (which == 0) x.all_one_conv = 0;
+    else x.model.pos_enc = POS_NONE;
+    return runcfg_to_json(&x);
+}
+
+/* The standard run that differs from it[k] only by the intervention. */
+static int find_twin(item *it, int n, int k, int which)
+{
+    char *key = twin_key(&it[k].r->cfg, which);
+    int found = -1;
+    for (int j = 0; key && j < n && found < 0; j++) {
+        if (j == k || it[j].r->state != SWEEP_DONE || (which == 0 ? has_allone(it[j].r) : has_pe(it[j].r))) continue;
+        char *o = twin_key(&it[j].r->cfg, which);
+        if (o && !strcmp(o, key)) found = j;
+        free(o);
+    }
+    free(key);
+    return found;
+}
+
+static void run_cells(strbuf *b, item *it, const char *what)
+{
+    char c1[32], c2[32], c3[32], c4[32], seed[32];
+    double pk;
+    int pe;
+    peak(it, 0, &pk, &pe);
+    const sweep_run *r = it->r;
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)r->cfg.seed);
+    sb_printf(b, "| `%s` | %d | %g | %s | %s | %d | %s | %s (%d) | %s | %s |\n", it->name, r->cfg.model.n_layer,
+              r->cfg.model.gamma, seed, what, r->have_last ? r->last.epoch : 0, num(r->last.acc43_comp, c1, sizeof c1),
+              num(pk, c2, sizeof c2), pe, num(at_epoch(it, 1, 25), c3, sizeof c3), num(r->last.acc43_sym, c4, sizeof c4));
+}
+
+/* Curves of comp (solid) and sym (dashed) for up to four runs. */
+static char *curves(item **runs, const char **labels, int n, const char *title)
+{
+    if (n > 4) n = 4;
+    svg_series s[8];
+    double *xs[8] = {0}, *ys[8] = {0};
+    int ns = 0;
+    double xmax = 1;
+    char lab[8][160];
+    for (int k = 0; k < n; k++) {
+        int m = history(runs[k]);
+        for (int w = 0; w < 2; w++) {
+            xs[ns] = malloc((m ? m : 1) * sizeof(double)), ys[ns] = malloc((m ? m : 1) * sizeof(double));
+            if (!xs[ns] || !ys[ns]) goto oom;
+            for (int i = 0; i < m; i++) {
+                xs[ns][i] = runs[k]->hist[i].epoch;
+                ys[ns][i] = metric(&runs[k]->hist[i], w);
+                if (xs[ns][i] > xmax) xmax = xs[ns][i];
+            }
+            snprintf(lab[ns], sizeof lab[ns], "%s: %s", labels[k], w ? "symmetric" : "composite");
+            s[ns] = (svg_series){.label = lab[ns], .n = m, .x = xs[ns], .y = ys[ns], .color = k, .dashed = w};
+            ns++;
+        }
+    }
+    strbuf b = {0};
+    double h = 360 + svg_legend_height(ns);
+    svg_begin(&b, 720, (int)h, title);
+    svg_linechart(&b, 0, 0, 720, 360, title, "epoch", "accuracy on pair 43", xmax, s, ns);
+    svg_end(&b);
+    for (int k = 0; k < ns; k++) free(xs[k]), free(ys[k]);
+    return sb_take(&b);
+oom:
+    for (int k = 0; k <= ns && k < 8; k++) free(xs[k]), free(ys[k]);
+    return NULL;
+}
+
+static int write_figure(const char *path, char *svg, char *err, size_t errlen)
+{
+    if (!svg) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    int rc = write_file_atomic(path, svg, strlen(svg), err, errlen);
+    free(svg);
+    return rc;
+}
+
+/* Intervention sections: all-one conv (which 0) and positional encoding (1). */
+static int section_intervention(strbuf *b, item *it, int n, int which, const char *stem, const char *fig_dir,
+                                char *err, size_t errlen)
+{
+    const char *title = which ? "Positional encoding" : "All-one convolution against standard";
+    sb_printf(b, "\n## %s\n\n**Paper** (SPEC §4): %s.\n\n", title, which ? PAPER_PE : PAPER_ALLONE);
+    int found = 0;
+    item *plot[4];
+    const char *plab[4];
+    char labs[4][64];
+    int np = 0;
+    for (int k = 0; k < n; k++) {
+        if (it[k].r->state != SWEEP_DONE || !(which ? has_pe(it[k].r) : has_allone(it[k].r))) continue;
+        if (!found++)
+            sb_printf(b, "**Ours:** final accuracies, each answer's peak, sym at epoch 25, against the run with "
+                         "the same settings but %s.\n\n| run | layers | gamma | seed | %s | epochs | comp final | "
+                         "comp peak (epoch) | sym @25 | sym final |\n|---|---|---|---|---|---|---|---|---|---|\n",
+                      which ? "no positional encoding" : "the standard convolution", which ? "pos_enc" : "conv");
+        char what[32];
+        snprintf(what, sizeof what, "%s", which ? (it[k].r->have_last && it[k].r->last.pos_enc[0] ? it[k].r->last.pos_enc : "on") : "all-one");
+        run_cells(b, &it[k], what);
+        int t = find_twin(it, n, k, which);
+        if (t >= 0) run_cells(b, &it[t], which ? "none" : "standard");
+        if (np < 4) {
+            snprintf(labs[np], sizeof labs[np], "%s L%d g%g s%llu", which ? "PE" : "all-one", it[k].r->cfg.model.n_layer,
+                     it[k].r->cfg.model.gamma, (unsigned long long)it[k].r->cfg.seed);
+            plot[np] = &it[k], plab[np] = labs[np], np++;
+        }
+        if (t >= 0 && np < 4) {
+            snprintf(labs[np], sizeof labs[np], "%s L%d g%g s%llu", which ? "no PE" : "standard",
+                     it[t].r->cfg.model.n_layer, it[t].r->cfg.model.gamma, (unsigned long long)it[t].r->cfg.seed);
+            plot[np] = &it[t], plab[np] = labs[np], np++;
+        }
+    }
+    if (!found) {
+        sb_printf(b, "No finished run here uses %s. To run the paper's: `achilles sweep n_layer=%s gamma=%s "
+                     "%s seed=0,1,2`.\n", which ? "positional encoding" : "the all-one convolution", which ? "2" : "5",
+                  which ? "0.5" : "1", which ? "pos_enc=none,sinusoidal" : "all_one_conv=off,on");
+        return 0;
+    }
+    char fig[4400], name[600];
+    snprintf(name, sizeof name, "%s-%s.svg", stem, which ? "pos_enc" : "all_one_conv");
+    snprintf(fig, sizeof fig, "%.3600s%.600s", fig_dir, name);
+    if (write_figure(fig, curves(plot, plab, np, title), err, errlen)) return -1;
+    sb_printf(b, "\n![%s: pair-43 accuracy over epochs](%s)\n", title, name);
+    return 0;
+}
+
+static void section_blocking(strbuf *b, item *it, int n)
+{
+    sb_printf(b, "\n## Blocking\n\n**Paper** (SPEC §4): %s.\n\n", PAPER_BLOCK);
+    int found = 0;
+    for (int k = 0; k < n; k++) {
+        const sweep_run *r = it[k].r;
+        if (!r->have_last || isnan(r->last.block_agree)) continue;
+        if (!found++)
+            sb_printf(b, "**Ours** (each run's last evaluation, its whole test split):\n\n| run | state | block | layers | "
+                         "pair 43 | other pairs (min-max) | overall |\n|---|---|---|---|---|---|---|\n");
+        double a43 = NAN, lo = NAN, hi = NAN;
+        for (int i = 0; i < r->last.npairs; i++) {
+            double v = r->last.block_agree_pair[i];
+            if (!strcmp(r->last.pair_name[i], "43")) a43 = v;
+            else if (!isnan(v)) lo = isnan(lo) ? v : fmin(lo, v), hi = isnan(hi) ? v : fmax(hi, v);
+        }
+        char x[32], y[32], z[32], w[32];
+        sb_printf(b, "| `%s` | %s | %s | %s | %s | %s-%s | %s |\n", it[k].name, sweep_state_name(r->state), r->last.block,
+                  r->last.block_layers, num(a43, x, sizeof x), num(lo, y, sizeof y), num(hi, z, sizeof z),
+                  num(r->last.block_agree, w, sizeof w));
+    }
+    if (!found)
+        sb_printf(b, "No run here evaluates with blocking. Set `block=key,anchors` on a run (or `achilles analyze RUN "
+                     "blocking`).\n");
+}
+
+static void offdiag(const double *M, int K, double *lo, double *hi)
+{
+    for (int i = 0; i < K; i++)
+        for (int j = 0; j < K; j++)
+            if (i != j && !isnan(M[i * K + j])) *lo = fmin(*lo, M[i * K + j]), *hi = fmax(*hi, M[i * K + j]);
+}
+
+/* Off-diagonal range of the conv taps' cosine similarities over all layers. */
+static int cosine_range(const char *path, double *lo, double *hi, char *err, size_t errlen)
+{
+    ach_model m;
+    *lo = INFINITY, *hi = -INFINITY;
+    if (ach_ckpt_load(&m, &ach_cpu_kernels, path, err, errlen)) return -1;
+    int K = m.cfg.d_conv, rc = 0;
+    double *M = malloc((size_t)K * K * sizeof *M);
+    for (int l = 0; M && l < m.cfg.n_layer && !rc; l++) {
+        rc = ach_conv_cosine(&m, l, M, err, errlen);
+        if (!rc) offdiag(M, K, lo, hi);
+    }
+    if (!M) snprintf(err, errlen, "out of memory"), rc = -1;
+    free(M);
+    ach_model_free(&m);
+    if (!(*lo <= *hi)) *lo = *hi = NAN;
+    return rc;
+}
+
+static void section_analyses(strbuf *b, item *it, int n, int per_pair)
+{
+    char err[2048], path[4400];
+    sb_printf(b, "\n## Substitution\n\n**Paper** (SPEC §4): %s.\n\n", PAPER_SUBST);
+    sb_printf(b, "**Ours** (computed now from each finished run's state: layer 0, the positions after the anchors, "
+                 "%d test sequences per pair%s):\n\n| run | pairs | min | max | mean |\n|---|---|---|---|---|\n",
+              per_pair, per_pair ? " or the split's all if fewer" : "");
+    int rows = 0;
+    for (int k = 0; k < n; k++) {
+        const sweep_run *r = it[k].r;
+        if (r->state != SWEEP_DONE) continue;
+        ach_model m;
+        ach_task t;
+        ach_pair_report rep;
+        snprintf(path, sizeof path, "%.4000s/state.safetensors", r->dir);
+        if (ach_ckpt_load(&m, &ach_cpu_kernels, path, err, sizeof err)) {
+            sb_printf(b, "| `%s` | cannot load: %s | | | |\n", it[k].name, err);
+            rows++;
+            continue;
+        }
+        snprintf(path, sizeof path, "%.4000s/preset.json", r->dir);
+        int rc = task_load(&t, path, err, sizeof err);
+        if (!rc) {
+            rc = ach_substitution_eval(&m, &t, r->cfg.seed, 0, "after", per_pair, &rep, err, sizeof err);
+            task_free(&t);
+        }
+        ach_model_free(&m);
+        if (rc) {
+            sb_printf(b, "| `%s` | %s | | | |\n", it[k].name, err);
+            rows++;
+            continue;
+        }
+        double lo = INFINITY, hi = -INFINITY, sum = 0;
+        int cnt = 0;
+        for (int i = 0; i < rep.npairs; i++)
+            if (rep.n[i] > 0 && !isnan(rep.value[i]))
+                lo = fmin(lo, rep.value[i]), hi = fmax(hi, rep.value[i]), sum += rep.value[i], cnt++;
+        char x[32], y[32], z[32];
+        sb_printf(b, "| `%s` | %d | %s | %s | %s |\n", it[k].name, cnt, num(cnt ? lo : NAN, x, sizeof x),
+                  num(cnt ? hi : NAN, y, sizeof y), num(cnt ? sum / cnt : NAN, z, sizeof z));
+        rows++;
+    }
+    if (!rows) sb_printf(b, "| (no finished runs) | | | | |\n");
+
+    sb_printf(b, "\n## Conv cosine similarity\n\n**Paper** (SPEC §4): %s.\n\n", PAPER_COSINE);
+    sb_printf(b, "**Ours** (off-diagonal entries of each layer's K x K tap cosine matrix, all layers together; an "
+                 "all-one convolution gives 1 everywhere):\n\n| run | layers | gamma | epoch 0 | final |\n|---|---|---|---|---|\n");
+    rows = 0;
+    for (int k = 0; k < n; k++) {
+        const sweep_run *r = it[k].r;
+        if (r->state != SWEEP_DONE) continue;
+        double l0, h0, l1, h1;
+        char e0[128], e1[128];
+        snprintf(path, sizeof path, "%.4000s/ckpt/epoch_0000.safetensors", r->dir);
+        if (cosine_range(path, &l0, &h0, err, sizeof err)) snprintf(e0, sizeof e0, "cannot load");
+        else snprintf(e0, sizeof e0, "%.2f to %.2f", l0, h0);
+        snprintf(path, sizeof path, "%.4000s/state.safetensors", r->dir);
+        if (cosine_range(path, &l1, &h1, err, sizeof err)) snprintf(e1, sizeof e1, "cannot load: %.100s", err);
+        else snprintf(e1, sizeof e1, "%.2f to %.2f", l1, h1);
+        sb_printf(b, "| `%s` | %d | %g | %s | %s |\n", it[k].name, r->cfg.model.n_layer, r->cfg.model.gamma, e0, e1);
+        rows++;
+    }
+    if (!rows) sb_printf(b, "| (no finished runs) | | | | |\n");
+}
+
+static void section_phase(strbuf *b, const phase_table *t, const phase_paper *p, const char *fig)
+{
+    sb_printf(b, "\n## Phase diagram (paper Fig. 3)\n\n**Paper**: pair-43 accuracy, mean of 3 seeds, layers 2-7 x "
+                 "gamma 0.1-2.0 (`%s`). The composite table is exact; the symmetric one is exact at five exceptions "
+                 "and elsewhere only the range %.2f-%.2f.\n\n", p->path, p->sym_lo, p->sym_hi);
+    if (!t->ngroups) {
+        sb_printf(b, "No finished runs yet.\n");
+        return;
+    }
+    sb_printf(b, "**Ours**: the mean over seeds of the final pair-43 accuracy, with min-max and the number of runs.\n\n"
+                 "| group | layers | gamma | runs | composite (min-max) | paper | symmetric (min-max) | paper |\n"
+                 "|---|---|---|---|---|---|---|---|\n");
+    double dsum = 0;
+    int dn = 0, sym_ok = 0, sym_n = 0;
+    for (int g = 0; g < t->ngroups; g++) {
+        const phase_group *G = &t->groups[g];
+        for (int i = 0; i < G->nrows; i++)
+            for (int j = 0; j < G->ncols; j++) {
+                const phase_stat *c = &G->cell[0][i * G->ncols + j], *y = &G->cell[1][i * G->ncols + j];
+                if (!c->n && !y->n) continue;
+                double lo, hi, slo, shi;
+                int kc = phase_paper_cell(p, 0, G->layers[i], G->gammas[j], &lo, &hi);
+                int ks = phase_paper_cell(p, 1, G->layers[i], G->gammas[j], &slo, &shi);
+                char pc[32] = "–", ps[32] = "–", a[32], b1[32], b2[32], d[32], e1[32], e2[32];
+                if (kc >= 0) snprintf(pc, sizeof pc, "%.2f", lo);
+                if (ks == 1) snprintf(ps, sizeof ps, "%.2f", slo);
+                else if (ks == 0) snprintf(ps, sizeof ps, "%.2f-%.2f", slo, shi);
+                sb_printf(b, "| %s | %d | %g | %d | %s (%s-%s) | %s | %s (%s-%s) | %s |\n", G->label[0] ? G->label : "all",
+                          G->layers[i], G->gammas[j], c->n, num(c->mean, a, sizeof a), num(c->min, b1, sizeof b1),
+                          num(c->max, b2, sizeof b2), pc, num(y->mean, d, sizeof d), num(y->min, e1, sizeof e1),
+                          num(y->max, e2, sizeof e2), ps);
+                if (kc >= 0 && !isnan(c->mean)) dsum += fabs(c->mean - lo), dn++;
+                if (ks >= 0 && !isnan(y->mean)) {
+                    sym_n++;
+                    sym_ok += ks == 1 ? fabs(y->mean - slo) <= 0.05 : y->mean >= slo - 0.05 && y->mean <= shi + 0.05;
+                }
+            }
+    }
+    if (dn)
+        sb_printf(b, "\nWhere the paper has the cell: mean |ours - paper| of the composite accuracy %.3f over %d "
+                     "cell%s; symmetric accuracy within 0.05 of the paper's value or range in %d of %d.\n",
+                  dsum / dn, dn, dn == 1 ? "" : "s", sym_ok, sym_n);
+    else sb_printf(b, "\nNone of our cells is a cell of the paper's figure (layers 2-7, its gamma columns).\n");
+    if (t->nunfinished) sb_printf(b, "\n%d unfinished run%s left out.\n", t->nunfinished, t->nunfinished == 1 ? "" : "s");
+    sb_printf(b, "\n![Phase diagram: ours, with the paper's values in each cell](%s)\n", fig);
+}
+
+int cli_report(int argc, char **argv)
+{
+    const char *out = "REPORT.md";
+    int per_pair = 480, analyses = 1, ndirs = 0;
+    char **dirs = calloc(argc, sizeof *dirs);
+    if (!dirs) return fail("out of memory");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(cli_report_help, stdout);
+            free(dirs);
+            return 0;
+        }
+        if (!strcmp(a, "--no-analyses")) analyses = 0;
+        else if (!strcmp(a, "--out") || !strcmp(a, "--per-pair")) {
+            if (i + 1 >= argc) return free(dirs), cli_usage_error(cli_report_help, "report: %s needs a value", a);
+            const char *v = argv[++i];
+            if (!strcmp(a, "--out")) out = v;
+            else if (cli_parse_int(v, &per_pair) || per_pair < 0)
+                return free(dirs), cli_usage_error(cli_report_help, "report: --per-pair '%s': a count >= 0", v);
+        } else if (a[0] == '-' && a[1]) return free(dirs), cli_usage_error(cli_report_help, "report: unknown option '%s'", a);
+        else dirs[ndirs++] = argv[i];
+    }
+    if (!ndirs) return free(dirs), cli_usage_error(cli_report_help, "report: which run or sweep directories?%s", "");
+    char err[8192];
+    int rc = 1, n = 0;
+    ach_sweep *sw = calloc(ndirs, sizeof *sw);
+    item *it = NULL;
+    phase_paper pp = {0};
+    phase_table pt = {0};
+    ach_sweep view;
+    sweep_init(&view);
+    strbuf b = {0};
+    if (!sw) {
+        fail("out of memory");
+        goto out;
+    }
+    if (phase_paper_load(&pp, NULL, err, sizeof err)) {
+        fail(err);
+        goto out;
+    }
+    int total = 0;
+    for (int d = 0; d < ndirs; d++) {
+        if (sweep_load(&sw[d], dirs[d], err, sizeof err)) {
+            for (int e = 0; e < d; e++) sweep_free(&sw[e]);
+            fail(err);
+            free(sw), sw = NULL;
+            goto out;
+        }
+        sweep_refresh(&sw[d]);
+        total += sw[d].nruns;
+    }
+    it = calloc(total ? total : 1, sizeof *it);
+    view.runs = calloc(total ? total : 1, sizeof *view.runs);
+    if (!it || !view.runs) {
+        fail("out of memory");
+        goto out;
+    }
+    int done = 0;
+    for (int d = 0; d < ndirs; d++)
+        for (int i = 0; i < sw[d].nruns; i++) {
+            it[n].r = &sw[d].runs[i];
+            if (!strcmp(sw[d].runs[i].rel, ".")) snprintf(it[n].name, sizeof it[n].name, "%s", sw[d].name);
+            else snprintf(it[n].name, sizeof it[n].name, "%.127s/%.500s", sw[d].name, sw[d].runs[i].rel);
+            done += sw[d].runs[i].state == SWEEP_DONE;
+            view.runs[n] = sw[d].runs[i]; /* shallow: the view never frees its runs' contents */
+            n++;
+        }
+    view.nruns = n;
+    snprintf(view.name, sizeof view.name, "report");
+    if (phase_build(&pt, &view, 0, err, sizeof err)) {
+        fail(err);
+        goto out;
+    }
+    /* figures go next to the report, named after it */
+    char stem[600], fig_dir[4400], fig[4400], name[700];
+    const char *slash = strrchr(out, '/'), *base = slash ? slash + 1 : out;
+    snprintf(fig_dir, sizeof fig_dir, "%.*s", slash ? (int)(slash - out + 1) : 0, out);
+    if (slash && slash != out && make_dirs(fig_dir, err, sizeof err)) {
+        fail(err);
+        goto out;
+    }
+    snprintf(stem, sizeof stem, "%.500s", base);
+    char *dot = strrchr(stem, '.');
+    if (dot && dot != stem) *dot = 0;
+    snprintf(name, sizeof name, "%s-phase.svg", stem);
+    snprintf(fig, sizeof fig, "%.3600s%.700s", fig_dir, name);
+    if (write_figure(fig, phase_svg(&pt, &pp, "Phase diagram (paper Fig. 3): ours"), err, sizeof err)) {
+        fail(err);
+        goto out;
+    }
+    time_t now = time(NULL);
+    char when[64];
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M", localtime(&now));
+    sb_printf(&b, "# Achilles report\n\nWritten by `achilles report` on %s from", when);
+    for (int d = 0; d < ndirs; d++) sb_printf(&b, "%s `%s`", d ? "," : "", dirs[d]);
+    sb_printf(&b, ": %d run%s, %d finished (only finished runs are counted).\n\n", n, n == 1 ? "" : "s", done);
+    sb_printf(&b, "The paper: Chen, Lin, Wang, Xu, \"Achilles' Heel of Mamba\" (NeurIPS 2025, arXiv 2509.17514); its "
+                  "numbers as SPEC.md restates them. Pair-43 accuracy is scored against the composite answer (key - 10) "
+                  "and the symmetric one (key - 6).\n");
+    section_phase(&b, &pt, &pp, name);
+    if (section_intervention(&b, it, n, 0, stem, fig_dir, err, sizeof err) ||
+        section_intervention(&b, it, n, 1, stem, fig_dir, err, sizeof err)) {
+        fail(err);
+        goto out;
+    }
+    section_blocking(&b, it, n);
+    if (analyses) section_analyses(&b, it, n, per_pair);
+    else sb_printf(&b, "\n## Substitution and conv cosine similarity\n\nSkipped (--no-analyses).\n");
+    sb_printf(&b, "\n## Runs\n\n| run | state | epoch | comp43 | sym43 | seen |\n|---|---|---|---|---|---|\n");
+    for (int k = 0; k < n; k++) {
+        const sweep_run *r = it[k].r;
+        char x[32], y[32], z[32];
+        sb_printf(&b, "| `%s` | %s | %d/%d | %s | %s | %s |\n", it[k].name, sweep_state_name(r->state),
+                  r->have_last ? r->last.epoch : 0, r->epochs, num(r->have_last ? r->last.acc43_comp : NAN, x, sizeof x),
+                  num(r->have_last ? r->last.acc43_sym : NAN, y, sizeof y),
+                  num(r->have_last ? r->last.acc_seen : NAN, z, sizeof z));
+    }
+    char *text = sb_take(&b);
+    if (!text) {
+        fail("out of memory");
+        goto out;
+    }
+    rc = write_file_atomic(out, text, strlen(text), err, sizeof err);
+    free(text);
+    if (rc) fail(err);
+    else printf("wrote %s (%d runs, %d finished) and its figures %s%s-*.svg\n", out, n, done, fig_dir, stem);
+out:
+    sb_free(&b);
+    phase_free(&pt);
+    phase_paper_free(&pp);
+    for (int k = 0; k < n; k++) free(it[k].hist);
+    free(it);
+    free(view.runs);
+    for (int d = 0; sw && d < ndirs; d++) sweep_free(&sw[d]);
+    free(sw);
+    free(dirs);
+    return rc;
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/perl
+# `achilles report`: our numbers beside the paper's. On the committed
+# fixture (phase diagram), then on tiny real runs (all-one conv against
+# standard, blocking records, substitution and cosine from the checkpoints),
+# with valid SVG figures next to the report.
+use strict;
+use warnings;
+use Test::More;
+use File::Temp qw(tempdir);
+
+my $ach = $ENV{ACHILLES_BIN} // './build/achilles';
+my $dir = tempdir(CLEANUP => 1);
+my $xmllint = system('sh', '-c', 'command -v xmllint >/dev/null') == 0;
+
+sub slurp { local $/; open my $f, '<:raw', $_[0] or return undef; my $d = <$f>; close $f; $d }
+sub run {
+    my $cmd = join(' ', map { "'$_'" } @_) . " >$dir/out 2>$dir/err";
+    system($cmd);
+    return ($? >> 8, slurp("$dir/out") // '', slurp("$dir/err") // '');
+}
+sub valid_svg {
+    my ($path, $what) = @_;
+    ok(-s $path, "$what exists");
+    SKIP: {
+        skip 'xmllint not installed (Debian: libxml2-utils)', 1 unless $xmllint;
+        is(system('xmllint', '--noout', $path), 0, "$what is well-formed XML");
+    }
+}
+
+# --- the fixture: the phase section ---------------------------------------------
+my ($st, $out, $err) = run($ach, 'report', 't/data/sweep-fixture', '--out', "$dir/fx/REPORT.md", '--no-analyses');
+is($st, 0, 'report on the fixture') or diag $err;
+my $r = slurp("$dir/fx/REPORT.md") // '';
+like($r, qr/^# Achilles report/, 'a Markdown report');
+like($r, qr/8 runs, 8 finished/, 'counts the runs');
+like($r, qr/## Phase diagram \(paper Fig\. 3\)/, 'a phase diagram section');
+like($r, qr/^\| all \| 2 \| 1 \| 2 \| 0\.620 \(0\.600-0\.640\) \| 0\.61 \| 0\.380 \(0\.360-0\.400\) \| 0\.38 \|$/m,
+     'L2 gamma 1: ours (mean, min-max) beside the paper, both answers');
+like($r, qr/^\| all \| 3 \| 0\.5 \| 2 \| 0\.070 \(0\.060-0\.080\) \| 0\.07 \| 0\.110 \(0\.100-0\.120\) \| 0\.04-0\.13 \|$/m,
+     "L3 gamma 0.5: the paper's symmetric range");
+# |0.25-0.25| + |0.62-0.61| + |0.07-0.07| + |0.95-0.94| = 0.02; / 4 = 0.005
+like($r, qr/mean \|ours - paper\| of the composite accuracy 0\.005 over 4 cells/, 'the distance to the paper');
+like($r, qr/\]\(REPORT-phase\.svg\)/, 'links its figure');
+valid_svg("$dir/fx/REPORT-phase.svg", 'the phase figure');
+like($r, qr/sym ~0\.85 by epoch 25/, "the all-one section quotes the paper's numbers");
+like($r, qr/No finished run here uses the all-one convolution/, 'and says there is no such run');
+like($r, qr/pair 43 ~0\.994, every other pair 1\.00/, "the blocking section quotes the paper");
+like($r, qr/Skipped \(--no-analyses\)/, '--no-analyses skips the model analyses');
+
+# --- tiny real runs: all-one against standard, blocking, analyses -------------------
+my @tiny = ('preset=t/data/small.json', qw(d_model=16 d_state=8 headdim=8 batch_size=500 threads=1 epochs=2 n_layer=2),
+            'block=key,anchors');
+($st, $out, $err) = run($ach, 'sweep', 'all_one_conv=off,on', @tiny, '--out', "$dir/sw", '--workers', 2);
+is($st, 0, 'a sweep: all-one conv off and on') or diag "$out$err";
+($st, $out, $err) = run($ach, 'train', '--quiet', '--out', "$dir/loose/pe", @tiny, 'pos_enc=sinusoidal');
+is($st, 0, 'a loose run with positional encoding') or diag $err;
+($st, $out, $err) = run($ach, 'report', "$dir/sw", "$dir/loose", '--out', "$dir/rep/R.md", '--per-pair', 10);
+is($st, 0, 'report on a sweep and a directory of runs') or diag $err;
+$r = slurp("$dir/rep/R.md") // '';
+like($r, qr/3 runs, 3 finished/, 'finds the sweep runs and the loose one');
+like($r, qr/^\| `sw\/runs\/0001-all_one_conv=on` \| 2 \| 0\.5 \| 0 \| all-one \| 2 \| \d\.\d{3} \| \d\.\d{3} \(\d\) \| – \| \d\.\d{3} \|$/m,
+     'the all-one run: final, peak, sym at 25 (not reached), sym final');
+like($r, qr/^\| `sw\/runs\/0000-all_one_conv=off` \| 2 \| 0\.5 \| 0 \| standard \|/m, 'beside its standard twin');
+like($r, qr/\]\(R-all_one_conv\.svg\)/, 'links the all-one curves');
+valid_svg("$dir/rep/R-all_one_conv.svg", 'the all-one figure');
+like($r, qr/^\| `loose\/pe` \| 2 \| 0\.5 \| 0 \| sinusoidal \|/m, 'the positional-encoding run');
+valid_svg("$dir/rep/R-pos_enc.svg", 'the positional-encoding figure');
+like($r, qr/^\| `sw\/runs\/0000-all_one_conv=off` \| done \| key,anchors \| all \| \d\.\d{3} \| \d\.\d{3}-\d\.\d{3} \| \d\.\d{3} \|$/m,
+     'blocking: pair 43, the other pairs and overall from the run records');
+like($r, qr/0\.983-1\.0 for all 15 pairs/, "substitution: the paper's numbers");
+like($r, qr/^\| `sw\/runs\/0001-all_one_conv=on` \| 15 \| \d\.\d{3} \| \d\.\d{3} \| \d\.\d{3} \|$/m,
+     'substitution: ours, computed from the checkpoint over 15 pairs');
+like($r, qr/between -0\.11 and 0\.35/, "cosine: the paper's numbers");
+like($r, qr/^\| `sw\/runs\/0000-all_one_conv=off` \| 2 \| 0\.5 \| -?\d\.\d\d to -?\d\.\d\d \| -?\d\.\d\d to -?\d\.\d\d \|$/m,
+     'cosine: ours at epoch 0 and at the end');
+like($r, qr/^\| `sw\/runs\/0001-all_one_conv=on` \| 2 \| 0\.5 \| .* \| 1\.00 to 1\.00 \|$/m, 'all-one conv: cosine 1 everywhere');
+valid_svg("$dir/rep/R-phase.svg", 'the phase figure');
+like($r, qr/^\| all_one_conv=on pos_enc=none \| 2 \| 0\.5 \| 1 \|/m, 'phase groups by the settings that differ');
+
+($st, $out, $err) = run($ach, 'report', "$dir/nowhere");
+is($st, 1, 'a missing directory: exit 1');
+like($err, qr/nowhere/, 'and names it');
+($st, $out, $err) = run($ach, 'report');
+is($st, 2, 'no directory: bad usage');
+
+done_testing();

@@ -1,0 +1,244 @@
+#!/usr/bin/perl
+# The real achilles-tui in tmux: a fresh session, commands typed at the
+# prompt, a run's curves moving, a live switch of the all-one conv in the
+# run's record, resizes (80x24 folds the heatmap, smaller says what it
+# needs), F1, save, quit, a restart with the same history, LANG=C in ASCII,
+# and SIGTERM / SIGHUP saving the session.
+use strict;
+use warnings;
+use Test::More;
+use Cwd qw(abs_path getcwd);
+use File::Temp qw(tempdir);
+use JSON::PP;
+use Time::HiRes qw(sleep time);
+
+if (!grep { -x "$_/tmux" } split /:/, $ENV{PATH}) {
+    print "1..0 # SKIP tmux not installed\n";
+    exit 0;
+}
+my $repo = getcwd();
+$repo = abs_path("$repo/..") if !-d "$repo/t";
+chdir $repo or die;
+my $bin = abs_path($ENV{ACHILLES_TUI_BIN} // 'build/achilles-tui');
+my $dir = tempdir(CLEANUP => 1);
+my $sock = "achilles-test-$$";
+my @tmux = ('tmux', '-L', $sock, '-f', '/dev/null');
+END { system(@tmux, 'kill-server') if @tmux; }
+
+my $small = "$repo/t/data/small.json n_layer=2 d_state=16 headdim=16 lr_max=1e-2 lr_min=1e-4 warmup_epochs=1 batch_size=500";
+
+sub slurp { local $/; open my $f, '<:raw', $_[0] or return undef; my $d = <$f>; close $f; $d }
+sub screen { my $s = `@tmux capture-pane -p -t t 2>/dev/null`; return $s // '' }
+sub rows { my ($s, $from, $to) = @_; my @l = split /\n/, $s, -1; return join("\n", @l[$from .. $to]) }
+# waits until the screen matches; returns the screen (or '' on timeout)
+sub wait_for {
+    my ($re, $secs) = @_;
+    my $t0 = time;
+    while (time - $t0 < ($secs // 30)) {
+        my $s = screen();
+        return $s if $s =~ $re;
+        sleep 0.2;
+    }
+    diag("timed out waiting for $re; the screen:\n" . screen());
+    return '';
+}
+# waits until a test on the screen holds; returns the screen (or the last one)
+sub wait_until {
+    my ($test, $secs) = @_;
+    my $t0 = time;
+    my $s = screen();
+    while (time - $t0 < ($secs // 30)) {
+        return $s if $test->($s);
+        sleep 0.2;
+        $s = screen();
+    }
+    return $s;
+}
+sub type { my ($text) = @_; system(@tmux, 'send-keys', '-t', 't', '-l', $text); system(@tmux, 'send-keys', '-t', 't', 'Enter') }
+sub key { system(@tmux, 'send-keys', '-t', 't', @_) }
+# starts achilles-tui in the pane (replacing what ran there); $dir/pid gets its pid
+sub start {
+    my ($env, $args) = @_;
+    open my $f, '>', "$dir/run.sh" or die;
+    print $f "cd '$dir' && echo \$\$ > '$dir/pid' && exec env HOME='$dir' XDG_STATE_HOME='$dir/state' "
+        . "ACHILLES_THREADS=1 $env '$bin' $args\n";
+    close $f;
+    unlink "$dir/pid";
+    system(@tmux, 'respawn-pane', '-k', '-t', 't', "sh '$dir/run.sh'; echo EXIT=\$?; sleep 600") == 0
+        or die "respawn-pane failed";
+}
+sub last_record {
+    my $m = slurp("$dir/sessions/$_[0]/runs/$_[1]/metrics.jsonl") // return {};
+    my @l = split /\n/, $m;
+    return decode_json($l[-1]);
+}
+
+system(@tmux, 'new-session', '-d', '-s', 't', '-x', 100, '-y', 30, 'sleep 600') == 0 or die "tmux new-session failed";
+system(@tmux, 'set-option', '-t', 't', 'remain-on-exit', 'on');
+my $utf8 = 'LANG=C.UTF-8 LC_ALL=C.UTF-8';
+
+# --- a fresh session, a run, moving curves -----------------------------------
+start($utf8, 'fresh');
+my $s = wait_for(qr/achilles>/, 20);
+like($s, qr/session fresh/, 'status line names the session');
+like($s, qr/new session 'fresh'/, 'the log says the session is new');
+like($s, qr/F1.*help.*F10.*quit/, 'the keys bar');
+type("new $small epochs=5000 name=tiny");
+$s = wait_for(qr/1 tiny\s+running/, 60);
+ok($s, 'new: the run is created and starts');
+$s = wait_for(qr/ep [1-9]\d*\/5000/, 60);
+ok($s, 'an epoch goes by (status line)');
+my $scr = screen();
+my $a = rows($scr, 1, 15);
+my ($ep_a) = $scr =~ /ep (\d+)\/5000/;
+$ep_a //= 0;
+# two epochs later
+my $t1 = time;
+$scr = screen();
+while (time - $t1 < 60) {
+    my ($e) = $scr =~ /ep (\d+)\/5000/;
+    last if defined $e && $e >= $ep_a + 2;
+    sleep 0.2;
+    $scr = screen();
+}
+my $b = rows($scr, 1, 15);
+isnt($a, $b, 'the curve panes change as the run trains');
+like($b, qr/\xe2[\xa0-\xa3]/, 'braille curves in a UTF-8 locale');
+like($b, qr/loss .*1 tiny/, 'the loss pane, with the run in its title');
+like($b, qr/pair 43 accuracy/, 'the accuracy pane');
+like($b, qr/train .* test /, 'a legend');
+like($b, qr/epoch/, 'an x axis label');
+
+# --- the all-one conv, switched on the live run -------------------------------
+type('all_one_conv on');
+$s = wait_for(qr/all_one_conv on from epoch \d+/, 30);
+ok($s, 'all_one_conv on: applied at a step boundary');
+my ($e_on) = $s =~ /all_one_conv on from epoch (\d+)/;
+my $t0 = time;
+my $rec = {};
+while (time - $t0 < 30) {
+    $rec = last_record('fresh', 1);
+    last if defined $e_on && ($rec->{epoch} // 0) > $e_on;
+    sleep 0.3;
+}
+ok($rec->{all_one_conv}, "the run's next record has all_one_conv on (epoch " . ($rec->{epoch} // '?') . ")");
+like(slurp("$dir/sessions/fresh/runs/1/interventions.jsonl") // '', qr/"key":"all_one_conv","value":"on"/,
+     'interventions.jsonl has the switch');
+ok(wait_for(qr/all-one/, 10), 'the status line shows it');
+
+# --- heatmap, help ---------------------------------------------------------
+type('heatmap');
+$s = wait_for(qr/conv cos-sim\s+run 1 layer 0/, 30);
+ok($s, 'heatmap: the conv cosine pane at 100x30');
+like($s, qr/epoch 0 .* epoch \d+/, 'epoch 0 beside now');
+key('F1');
+$s = wait_for(qr/help: any key closes/, 10);
+ok($s, 'F1 shows the help');
+like($s, qr/paper/, 'which names the paper preset');
+key('Space');
+$s = wait_for(qr/loss/, 10);
+unlike($s, qr/any key closes/, 'a key closes it');
+
+# --- resizes ------------------------------------------------------------------
+system(@tmux, 'resize-window', '-t', 't', '-x', 80, '-y', 24);
+# the redrawn screen: 24 lines, the last the keys bar, the first the status line
+$s = wait_until(sub { my @l = split /\n/, $_[0]; @l >= 23 && $l[0] =~ /achilles/ && $_[0] =~ /F10/ && $_[0] =~ /achilles>/
+                      && $_[0] =~ /pair 43/ }, 10);
+my @l = split /\n/, $s;
+ok(@l <= 24 && !grep({ length($_) > 80 * 3 } @l), '80x24: the screen fits');
+like($s, qr/loss/, '80x24: the curves are there') or diag($s);
+like($s, qr/pair 43/, '80x24: both of them');
+like($s, qr/1 tiny/, '80x24: the run list is there');
+unlike($s, qr/conv cos-sim/, '80x24: the heatmap pane folds away');
+like($s, qr/achilles>/, '80x24: the prompt');
+key('F3');
+$s = wait_for(qr/conv cos-sim/, 10);
+ok($s, '80x24: F3 brings the heatmap in');
+key('F3');
+wait_for(qr/1 tiny/, 10);
+system(@tmux, 'resize-window', '-t', 't', '-x', 60, '-y', 20);
+$s = wait_for(qr/needs at least 80x24/, 10);
+ok($s, '60x20: says what it needs');
+like($s, qr/60x20/, 'and what it has');
+system(@tmux, 'resize-window', '-t', 't', '-x', 120, '-y', 40);
+$s = wait_for(qr/conv cos-sim/, 10);
+ok($s, '120x40: the heatmap is back');
+system(@tmux, 'resize-window', '-t', 't', '-x', 100, '-y', 30);
+$s = wait_for(qr/conv cos-sim/, 10);
+ok($s, 'back to 100x30');
+ok(scalar(split /\n/, $s) <= 30, '100x30: fits');
+
+# --- pause, save, quit, restart: the same history ---------------------------
+type('pause');
+$s = wait_for(qr/run 1 holds at epoch \d+/, 30);
+ok($s, 'pause: the run holds at a step boundary');
+sleep 1;
+my $before = rows(screen(), 1, 15);
+my ($ep_before) = screen() =~ /ep (\d+)\/5000/;
+type('save');
+ok(wait_for(qr/session saved to sessions\/fresh/, 20), 'save');
+key('F10');
+$s = wait_for(qr/EXIT=0/, 30);
+ok($s, 'F10 quits: exit status 0');
+like($s, qr/session 'fresh' saved in sessions\/fresh/, 'and it says where the session is');
+my $sj = decode_json(slurp("$dir/sessions/fresh/session.json") // '{}');
+is($sj->{runs}[0]{state}, 'paused', 'session.json: the run is paused');
+ok(-s "$dir/state/achilles/history", 'the prompt history is kept under XDG_STATE_HOME');
+start($utf8, 'fresh');
+$s = wait_for(qr/session 'fresh' loaded/, 20);
+ok($s, 'restarted from the snapshot');
+$s = wait_for(qr/1 tiny\s+paused/, 10);
+my ($ep_after) = $s =~ /ep (\d+)\/5000/;
+is($ep_after, $ep_before, "the same epoch ($ep_before)");
+is(rows($s, 1, 15), $before, 'the same curves, drawn from the saved history');
+key('Up');
+$s = wait_for(qr/achilles> save/, 5);
+ok($s, 'Up recalls the last session\'s command');
+key('C-c');
+type('resume');
+ok(wait_for(qr/1 tiny\s+running/, 20), 'resume: it trains again');
+key('q');
+ok(wait_for(qr/EXIT=0/, 30), 'q on an empty prompt quits');
+
+# --- LANG=C: ASCII ------------------------------------------------------------
+start('LANG=C LC_ALL=C', 'fresh');
+$s = wait_for(qr/1 tiny\s+running/, 20);
+$s = wait_for(qr/ep \d+\/5000/, 20);
+sleep 1.5;
+$s = screen();
+unlike($s, qr/\xe2[\xa0-\xa3]/, 'LANG=C: no braille bytes');
+like(rows($s, 2, 14), qr/[*.]{3}/, 'LANG=C: ASCII curves');
+like($s, qr/ \| run 1\/1/, 'LANG=C: ASCII separators');
+type('quit');
+ok(wait_for(qr/EXIT=0/, 30), 'quit');
+start("$utf8", '-U fresh');
+$s = wait_for(qr/ep \d+\/5000/, 20);
+sleep 1;
+unlike(screen(), qr/\xe2[\xa0-\xa3]/, '-U: no braille in a UTF-8 locale either');
+
+# --- SIGTERM and SIGHUP save the session -----------------------------------
+my $mtime = (stat "$dir/sessions/fresh/session.json")[9];
+sleep 1.1;
+my $pid = slurp("$dir/pid") // 0;
+chomp $pid;
+ok($pid > 1 && kill('TERM', $pid), 'SIGTERM sent');
+$s = wait_for(qr/EXIT=\d+/, 30);
+my ($code) = $s =~ /EXIT=(\d+)/;
+is($code, 143, 'exit status 128 + SIGTERM');
+ok((stat "$dir/sessions/fresh/session.json")[9] > $mtime, 'session.json was saved');
+$sj = decode_json(slurp("$dir/sessions/fresh/session.json") // '{}');
+is($sj->{runs}[0]{state}, 'running', 'with the run as it was: running');
+start($utf8, 'fresh');
+$s = wait_for(qr/1 tiny\s+running/, 20);
+ok($s, 'after SIGTERM it reloads and trains on');
+$mtime = (stat "$dir/sessions/fresh/session.json")[9];
+sleep 1.1;
+$pid = slurp("$dir/pid") // 0;
+chomp $pid;
+ok($pid > 1 && kill('HUP', $pid), 'SIGHUP sent (the SSH link dropped)');
+$s = wait_for(qr/EXIT=\d+/, 30);
+($code) = $s =~ /EXIT=(\d+)/;
+is($code, 129, 'exit status 128 + SIGHUP');
+ok((stat "$dir/sessions/fresh/session.json")[9] > $mtime, 'session.json was saved');
+
+done_testing();
