@@ -16,6 +16,7 @@
 #include "fsutil.h"
 #include "init.h"
 #include "rng.h"
+#include "strbuf.h"
 #include "threads.h"
 
 #define SHUFFLE_STREAM 0x5348554646ULL /* "SHUFF": one stream per epoch */
@@ -272,7 +273,9 @@ static cJSON *num_item(double v)
 {
     if (isnan(v)) return cJSON_CreateString("NaN");
     if (isinf(v)) return cJSON_CreateString(v > 0 ? "Inf" : "-Inf");
-    return cJSON_CreateNumber(v);
+    char buf[32]; /* the record reads back to the same double */
+    fmt_double_exact(buf, sizeof buf, v);
+    return cJSON_CreateRaw(buf);
 }
 
 char *ach_metrics_json(const ach_metrics *m)

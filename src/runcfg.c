@@ -4,6 +4,7 @@
 #include "runcfg.h"
 
 #include "fsutil.h"
+#include "strbuf.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -255,16 +256,7 @@ void runcfg_get(const ach_runcfg *c, int i, char *buf, size_t n)
         break;
     case T_KINDS: kinds_name(*(const unsigned *)p, buf, n); break;
     }
-    /* shortest text that reads back to the same double */
-    if (k->type == T_DBL)
-        for (int prec = 1; prec <= 17; prec++) {
-            char t[64];
-            snprintf(t, sizeof t, "%.*g", prec, *(const double *)p);
-            if (strtod(t, NULL) == *(const double *)p) {
-                snprintf(buf, n, "%s", t);
-                break;
-            }
-        }
+    if (k->type == T_DBL) fmt_double_exact(buf, n, *(const double *)p);
 }
 
 char *runcfg_to_json(const ach_runcfg *c)

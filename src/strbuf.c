@@ -72,3 +72,11 @@ void sb_free(strbuf *b)
     free(b->s);
     b->s = NULL, b->len = b->cap = 0, b->oom = 0;
 }
+
+void fmt_double_exact(char *buf, size_t n, double v)
+{
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) return;
+    }
+}

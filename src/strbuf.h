@@ -24,4 +24,7 @@ void sb_xml(strbuf *b, const char *s);
 /* The text (caller frees), or NULL after an allocation failure; b is reset. */
 char *sb_take(strbuf *b);
 void sb_free(strbuf *b);
+
+/* The shortest %g text (15 to 17 digits) that reads back as exactly v. */
+void fmt_double_exact(char *buf, size_t n, double v);
 #endif
