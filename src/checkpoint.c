@@ -151,7 +151,8 @@ int ach_ckpt_load_st(ach_model *m, const ach_kernels *k, const st_file *fp, cons
         for (size_t j = 0; j < emb->numel; j++) {
             float v;
             memcpy(&v, src + 4 * j, 4);
-            if (v != (float)stage[emb->offset + j]) {
+            float e = (float)stage[emb->offset + j];
+            if (memcmp(&v, &e, 4)) { /* bitwise: NaN ties to the same NaN */
                 snprintf(err, errlen, "%s: tensor 'lm_head.weight' differs from 'backbone.embedding.weight' at element %zu; "
                          "this engine ties them", path, j);
                 free(stage);

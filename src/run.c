@@ -343,7 +343,7 @@ static int write_summary(ach_run *r, char *err, size_t errlen)
 {
     cJSON *o = cJSON_CreateObject();
     char path[1200];
-    cJSON_AddStringToObject(o, "status", r->done ? "done" : "running");
+    cJSON_AddStringToObject(o, "status", r->failed ? "failed" : r->done ? "done" : "running");
     if (r->stop_reason[0]) cJSON_AddStringToObject(o, "stop_reason", r->stop_reason);
     cJSON_AddNumberToObject(o, "epochs_done", r->epoch);
     cJSON_AddNumberToObject(o, "epochs", r->cfg.epochs);
@@ -601,7 +601,7 @@ ach_run_status ach_run_advance(ach_run *r, char *err, size_t errlen)
     r->epoch_seqs += nb;
     r->elapsed += dt;
     if (!isfinite(loss) || !isfinite(gn)) {
-        r->done = 1;
+        r->done = r->failed = 1;
         snprintf(r->stop_reason, sizeof r->stop_reason, "diverged at epoch %d step %ld: loss %g, gradient norm %g",
                  r->epoch, r->opt.step, loss, gn);
         char ignore[256];

@@ -61,6 +61,7 @@ typedef struct ach_run {
     int best_epoch, bad_epochs;
     double elapsed;          /* training seconds, across resumes */
     int done;
+    int failed;              /* stopped by divergence (NaN/Inf): stop_reason says where */
     char stop_reason[128];
     ach_metrics last;        /* the latest epoch record */
     ach_block_spec block;    /* parsed from cfg.block / cfg.block_layers */
