@@ -45,6 +45,12 @@ TEST_BIN := $(TEST_SRC:t/%.c=$(BUILD)/t/%)
 .PHONY: all check clean install fixtures bench run cuda
 all: $(BIN) $(UI_BIN) $(TEST_BIN)
 
+# task.c compiles in the install prefix: rebuild it when PREFIX changes.
+PREFIX_STAMP := $(BUILD)/prefix$(subst /,_,$(PREFIX)).stamp
+$(PREFIX_STAMP): | $(BUILD)/f32
+	rm -f $(BUILD)/prefix*.stamp
+	touch $@
+$(BUILD)/f32/task.o $(BUILD)/f64/task.o: $(PREFIX_STAMP)
 $(BUILD)/f32/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/f32
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 $(BUILD)/f64/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/f64
