@@ -105,15 +105,23 @@ typedef struct {
     uint64_t seed;
 } source;
 
+/* "achilles: analyze: MESSAGE", then the help text if asked; returns status. */
+static int vreport(int status, int with_help, const char *fmt, va_list ap)
+{
+    fprintf(stderr, "achilles: analyze: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    if (with_help) fprintf(stderr, "\n%s", cli_analyze_help);
+    return status;
+}
+
 static int usage(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "achilles: analyze: ");
-    vfprintf(stderr, fmt, ap);
+    int rc = vreport(CLI_EXIT_USAGE, 1, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\n\n%s", cli_analyze_help);
-    return CLI_EXIT_USAGE;
+    return rc;
 }
 
 /* A request this model or preset cannot satisfy: bad usage too, but the
@@ -122,22 +130,18 @@ static int bad_request(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "achilles: analyze: ");
-    vfprintf(stderr, fmt, ap);
+    int rc = vreport(CLI_EXIT_USAGE, 0, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
-    return CLI_EXIT_USAGE;
+    return rc;
 }
 
 static int fail(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "achilles: analyze: ");
-    vfprintf(stderr, fmt, ap);
+    int rc = vreport(1, 0, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
-    return 1;
+    return rc;
 }
 
 static int parse_u64(const char *s, uint64_t *out)
