@@ -204,7 +204,7 @@ const unsigned char *ach_model_block_for(const ach_model *m, int l)
     return m->block_layers >> l & 1 ? m->block_mask : NULL;
 }
 
-double ach_model_forward(ach_model *m, const int *tokens, const int *labels, int B, int L)
+static double forward(ach_model *m, const int *tokens, const int *labels, int B, int L)
 {
     const ach_kernels *k = m->k;
     const ach_config *c = &m->cfg;
@@ -235,6 +235,20 @@ double ach_model_forward(ach_model *m, const int *tokens, const int *labels, int
         for (int i = 0; i < n; i++) sum += host[i];
     }
     return sum / B;
+}
+
+double ach_model_forward(ach_model *m, const int *tokens, const int *labels, int B, int L)
+{
+    m->lean = 0;
+    return forward(m, tokens, labels, B, L);
+}
+
+double ach_model_train_forward(ach_model *m, const int *tokens, const int *labels, int B, int L)
+{
+    m->lean = 1;
+    double loss = forward(m, tokens, labels, B, L);
+    m->lean = 0;
+    return loss;
 }
 
 void ach_model_backward(ach_model *m)

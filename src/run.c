@@ -589,7 +589,7 @@ ach_run_status ach_run_advance(ach_run *r, char *err, size_t errlen)
         ach_block_mask(&r->block, r->info, nb, r->L, r->mask);
         ach_model_set_block(&r->model, r->mask, nb, r->L, r->block.layers);
     }
-    double loss = ach_model_forward(&r->model, r->tokens, r->labels, nb, r->L);
+    double loss = ach_model_train_forward(&r->model, r->tokens, r->labels, nb, r->L);
     ach_model_backward(&r->model);
     if (blocked) ach_model_set_block(&r->model, NULL, nb, r->L, 0);
     double gn = ach_optim_step(&r->opt, &r->model, lr);
