@@ -121,6 +121,7 @@ typedef struct {
     float *out, *out2, *dinp, *dw, *dbias, *part;
     const float *inp, *dout, *wt, *bias;
     int ldi, B, L, C, K, Cpad, nchunks, mode;
+    int set; /* backward: dinp overwritten, not added to */
 } conv_ctx;
 
 typedef struct {
@@ -141,6 +142,7 @@ typedef struct {
     float *y, *dx, *dBm, *dCm, *ddt, *part;
     const float *x, *Bm, *Cm, *dt, *dt_bias, *A, *D, *dy;
     int ldx, ldt, B, L, H, P, N, nchunks;
+    int set; /* backward: dx, dBm, dCm, ddt overwritten, not added to */
 } ssd_ctx;
 
 typedef struct {
@@ -360,14 +362,22 @@ AI void F(stk)(float *p, V v, int n)
 }
 
 /* exp(x): Cephes' expf (range reduction by ln 2 in two parts, degree-6
- * polynomial), about 2 ulp on [-86, 88]; 0 below -86, exp(88) above 88,
- * NaN in -> NaN out. */
+ * polynomial), about 2 ulp on [-86, 88]; 0 below -86 (no denormals: they
+ * cost a microcode assist each), exp(88) above 88, NaN in -> NaN out.
+ * AVX-512 scales by 2^n with vscalefps, the others build 2^n in the
+ * exponent bits. */
 AI V F(vexp)(V x)
 {
+#if VL == 16
+    /* max/min return their second operand when one is NaN: x stays NaN */
+    V xc = _mm512_min_ps(F(bc)(88.0f), _mm512_max_ps(F(bc)(-86.0f), x));
+    V n = _mm512_roundscale_ps(xc * F(bc)(1.44269504088896341f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#else
     const V magic = F(bc)(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
     V xc = F(vmin)(F(vmax)(x, F(bc)(-86.0f)), F(bc)(88.0f));
     V t = F(fma)(xc, F(bc)(1.44269504088896341f), magic);
     V n = t - magic;
+#endif
     V r = F(fma)(n, F(bc)(-0.693359375f), xc);
     r = F(fma)(n, F(bc)(2.12194440e-4f), r);
     V p = F(bc)(1.9875691500e-4f);
@@ -377,9 +387,13 @@ AI V F(vexp)(V x)
     p = F(fma)(p, r, F(bc)(1.6666665459e-1f));
     p = F(fma)(p, r, F(bc)(5.0000001201e-1f));
     V y = F(fma)(p, r * r, r) + F(bc)(1.0f);
+#if VL == 16
+    return _mm512_mask_mov_ps(_mm512_scalef_ps(y, n), _mm512_cmp_ps_mask(x, F(bc)(-86.0f), _CMP_LT_OQ), (V){0});
+#else
     y = (V)((VI)y + (((VI)t - (VI)magic) << 23));
     y = F(sel)(x < F(bc)(-86.0f), (V){0}, y);
     return F(sel)(x != x, x, y);
+#endif
 }
 
 /* log(1 + e) for e in [0, 1]: 2 atanh(s), s = e / (2 + e) <= 1/3, by its
@@ -576,13 +590,14 @@ static void F(matmul_forward)(real *out, const real *inp, int ldi, const real *w
     leave();
 }
 
-/* One block of rows: dinp (NULL: skipped) += dout w, this block's weight
- * gradient into part, its bias gradient into bpart (NULL: skipped). */
-static void F(mmb_rows)(const mmb_ctx *c, float *dinp, const float *dout, const float *inp, int rows, float *part,
-                        float *bpart)
+/* One block of rows: dinp (NULL: skipped) += dout w (= when not add), this
+ * block's weight gradient into part, its bias gradient into bpart (NULL:
+ * skipped). */
+static void F(mmb_rows)(const mmb_ctx *c, float *dinp, int add, const float *dout, const float *inp, int rows,
+                        float *part, float *bpart)
 {
     int K = c->K, N = c->N;
-    if (dinp) F(gemm_rows)(dinp, c->ldi, dout, N, c->wp, c->ldwp, N, K, NULL, 1, 0, rows);
+    if (dinp) F(gemm_rows)(dinp, c->ldi, dout, N, c->wp, c->ldwp, N, K, NULL, add, 0, rows);
     /* dW partial: vectorised over K (X = dout, Y = inp) or over N */
     const float *X = c->over_k ? dout : inp, *Y = c->over_k ? inp : dout;
     int ldx = c->over_k ? N : c->ldi, ldy = c->over_k ? c->ldi : N;
@@ -611,7 +626,7 @@ static void F(mmb_task)(void *vc, int t)
 {
     const mmb_ctx *c = vc;
     int m0 = t * CH_ROWS, rows = (m0 + CH_ROWS < c->M ? m0 + CH_ROWS : c->M) - m0;
-    F(mmb_rows)(c, c->dinp ? c->dinp + (size_t)m0 * c->ldi : NULL, c->dout + (size_t)m0 * c->N,
+    F(mmb_rows)(c, c->dinp ? c->dinp + (size_t)m0 * c->ldi : NULL, 1, c->dout + (size_t)m0 * c->N,
                 c->inp + (size_t)m0 * c->ldi, rows, c->part + (size_t)t * c->pstride,
                 c->dbias ? c->bpart + (size_t)t * round_up(c->N, VL) : NULL);
 }
@@ -767,7 +782,7 @@ AI void F(convb_cols)(const conv_ctx *c, int b0, int b1, int cv, int nl, float *
 #pragma GCC unroll 8
             for (int j = 0; j < K; j++)
                 if (ts + K - 1 - j < L) acc = F(fma)(w[j], F(ldk)(g + (size_t)(ts + K - 1 - j) * C, nl), acc);
-            F(stk)(dx + ts * ldi, F(ldk)(dx + ts * ldi, nl) + acc, nl);
+            F(stk)(dx + ts * ldi, c->set ? acc : F(ldk)(dx + ts * ldi, nl) + acc, nl);
         }
     }
     for (int j = 0; j < K; j++) F(st)(pw + (size_t)j * c->Cpad + cv, gw[j]);
@@ -1146,7 +1161,7 @@ static void F(ssdb_task)(void *vc, int task)
                     V acc = F(bc)(c->D[h]) * F(ldk)(gy + (size_t)s * Di + p, nl);
                     for (int t = s; t < L; t++)
                         acc = F(fma)(F(bc)(M[t * L + s]), F(ldk)(gy + (size_t)t * Di + p, nl), acc);
-                    F(stk)(dx + s * ldx + p, F(ldk)(dx + s * ldx + p, nl) + acc, nl);
+                    F(stk)(dx + s * ldx + p, c->set ? acc : F(ldk)(dx + s * ldx + p, nl) + acc, nl);
                 }
             for (int t = 0; t < L; t++) gdelta[t] = ga[t] = 0;
             for (int t = 0; t < L; t++) {
@@ -1166,7 +1181,7 @@ static void F(ssdb_task)(void *vc, int task)
                 gA += ga[k] * delta[k];
                 size_t i = (r0 + k) * c->ldt + h;
                 float g = gdelta[k] * dsg[l0 + (size_t)k * H + h];
-                c->ddt[i] += g;
+                c->ddt[i] = c->set ? g : c->ddt[i] + g;
                 pdtb[h] += g;
             }
             pAl[h] += gA * A;
@@ -1178,7 +1193,7 @@ static void F(ssdb_task)(void *vc, int task)
                 V acc = (V){0};
                 for (int s = 0; s <= t; s++) acc = F(fma)(F(bc)(gG[t * L + s]), F(ldk)(Bm + s * ldx + n, nl), acc);
                 float *d = c->dCm + (r0 + t) * ldx + n;
-                F(stk)(d, F(ldk)(d, nl) + acc, nl);
+                F(stk)(d, c->set ? acc : F(ldk)(d, nl) + acc, nl);
             }
         for (int s = 0; s < L; s++)
             for (int n = 0; n < N; n += VL) {
@@ -1186,7 +1201,7 @@ static void F(ssdb_task)(void *vc, int task)
                 V acc = (V){0};
                 for (int t = s; t < L; t++) acc = F(fma)(F(bc)(gG[t * L + s]), F(ldk)(Cm + t * ldx + n, nl), acc);
                 float *d = c->dBm + (r0 + s) * ldx + n;
-                F(stk)(d, F(ldk)(d, nl) + acc, nl);
+                F(stk)(d, c->set ? acc : F(ldk)(d, nl) + acc, nl);
             }
     }
 }
@@ -1345,10 +1360,10 @@ static void F(m2_setup)(m2_ctx *c, const ach_mamba2_mixer *mx)
     c->mx = mx;
     c->Di = mx->nheads * mx->headdim, c->Cd = c->Di + 2 * mx->d_state, c->Pj = 2 * c->Di + 2 * mx->d_state + mx->nheads;
     c->nseq = ch_seqs(mx->L), c->nchunks = ceil_div(mx->B, c->nseq);
-    c->conv = (conv_ctx){.ldi = c->Pj, .L = mx->L, .C = c->Cd, .K = mx->d_conv, .nchunks = c->nchunks};
+    c->conv = (conv_ctx){.ldi = c->Pj, .L = mx->L, .C = c->Cd, .K = mx->d_conv, .nchunks = c->nchunks, .set = 1};
     F(conv_pack)(&c->conv, mx->conv_w, mx->conv_b);
     c->ssd = (ssd_ctx){.ldx = c->Cd, .ldt = c->Pj, .dt_bias = mx->dt_bias, .D = mx->D, .L = mx->L, .H = mx->nheads,
-                       .P = mx->headdim, .N = mx->d_state, .nchunks = c->nchunks};
+                       .P = mx->headdim, .N = mx->d_state, .nchunks = c->nchunks, .set = 1};
     c->ssd.A = F(ssd_A)(mx->A_log, mx->nheads);
     c->win_t = F(pack_t)(S_PACK2, mx->in_proj, c->Pj, mx->d_model);
 }
@@ -1373,10 +1388,8 @@ static void F(m2b_task)(void *vc, int t)
     m2_acts a, g; /* g.act is d_act, g.y d_y, g.normed d_normed */
     F(m2_scratch)(c, rows, &a, &g);
     F(m2_forward_block)(c, r0, nb, rows, &a);
-    memset(g.proj, 0, (size_t)rows * Pj * sizeof *g.proj);
-    memset(g.act, 0, (size_t)rows * Cd * sizeof *g.act);
-    memset(g.normed, 0, (size_t)rows * Di * sizeof *g.normed);
-    F(mmb_rows)(&c->outp, g.normed, c->dout + r0 * D, a.normed, rows, c->outp.part + (size_t)t * c->outp.pstride,
+    /* every gradient below is written once (set), so no zeroing */
+    F(mmb_rows)(&c->outp, g.normed, 0, c->dout + r0 * D, a.normed, rows, c->outp.part + (size_t)t * c->outp.pstride,
                 NULL);
     float *pw = c->norm.part + (size_t)t * c->norm.Cpad;
     memset(pw, 0, c->norm.Cpad * sizeof *pw);
@@ -1393,7 +1406,7 @@ static void F(m2b_task)(void *vc, int t)
     conv_ctx cv = c->conv;
     cv.inp = a.proj + Di, cv.B = nb, cv.dinp = g.proj + Di, cv.dout = g.act, cv.part = c->conv.part + (size_t)t * (mx->d_conv + 1) * c->conv.Cpad;
     F(convb_task)(&cv, 0);
-    F(mmb_rows)(&c->in, c->dxn + r0 * D, g.proj, mx->xn + r0 * D, rows, c->in.part + (size_t)t * c->in.pstride, NULL);
+    F(mmb_rows)(&c->in, c->dxn + r0 * D, 1, g.proj, mx->xn + r0 * D, rows, c->in.part + (size_t)t * c->in.pstride, NULL);
 }
 
 static void F(mamba2_mixer_backward)(const ach_mamba2_mixer *mx, real *dxn, const real *dout)
