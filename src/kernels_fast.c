@@ -143,6 +143,9 @@ typedef struct {
     const float *x, *Bm, *Cm, *dt, *dt_bias, *A, *D, *dy;
     int ldx, ldt, B, L, H, P, N, nchunks;
     int set; /* backward: dx, dBm, dCm, ddt overwritten, not added to */
+    /* NULL, or per sequence of a task the forward's setup (ssd_kept),
+     * written by ssdf_task and reused by ssdb_task instead of recomputed */
+    float *keep;
 } ssd_ctx;
 
 typedef struct {
@@ -164,7 +167,8 @@ typedef struct {
 
 typedef struct {
     float *proj, *act, *y, *gated, *normed, *rstd;
-    float *sg; /* silu'(conv), kept when a backward follows */
+    float *sg;   /* silu'(conv), kept when a backward follows */
+    float *keep; /* the SSD's setup (ssd_ctx.keep), idem */
 } m2_acts; /* one block's activations (or their gradients) in scratch */
 
 typedef struct {
@@ -181,6 +185,18 @@ typedef struct {
     const int *tokens;
     int n, D;
 } emb_ctx;
+
+/* Where sequence b (of the task's first b0) keeps its Gram matrix G and,
+ * per head h, delta, Lm and M: in c->keep, else in the scratch buf. */
+static size_t ssd_keep_size(int L, int H) { return (size_t)L * L + (size_t)H * (L + 2 * L * L); }
+static void ssd_kept(const ssd_ctx *c, float *buf, int b, int b0, int h, float **G, float **delta, float **Lm,
+                     float **M)
+{
+    int L = c->L;
+    float *p = c->keep ? c->keep + (size_t)(b - b0) * ssd_keep_size(L, c->H) : buf;
+    *G = p;
+    *delta = p + (size_t)L * L + (size_t)h * (L + 2 * L * L), *Lm = *delta + L, *M = *Lm + L * L;
+}
 
 /* ---- the ISA instances ---- */
 #define CAT_(a, b) a##_##b
@@ -380,13 +396,14 @@ AI V F(vexp)(V x)
 #endif
     V r = F(fma)(n, F(bc)(-0.693359375f), xc);
     r = F(fma)(n, F(bc)(2.12194440e-4f), r);
-    V p = F(bc)(1.9875691500e-4f);
-    p = F(fma)(p, r, F(bc)(1.3981999507e-3f));
-    p = F(fma)(p, r, F(bc)(8.3334519073e-3f));
-    p = F(fma)(p, r, F(bc)(4.1665795894e-2f));
-    p = F(fma)(p, r, F(bc)(1.6666665459e-1f));
-    p = F(fma)(p, r, F(bc)(5.0000001201e-1f));
-    V y = F(fma)(p, r * r, r) + F(bc)(1.0f);
+    /* the polynomial by Estrin's scheme: a shorter dependency chain than
+     * Horner's lets more vectors be in flight */
+    V r2 = r * r;
+    V q0 = F(fma)(F(bc)(1.6666665459e-1f), r, F(bc)(5.0000001201e-1f));
+    V q1 = F(fma)(F(bc)(8.3334519073e-3f), r, F(bc)(4.1665795894e-2f));
+    V q2 = F(fma)(F(bc)(1.9875691500e-4f), r, F(bc)(1.3981999507e-3f));
+    V p = F(fma)(F(fma)(q2, r2, q1), r2, q0);
+    V y = F(fma)(p, r2, r) + F(bc)(1.0f);
 #if VL == 16
     return _mm512_mask_mov_ps(_mm512_scalef_ps(y, n), _mm512_cmp_ps_mask(x, F(bc)(-86.0f), _CMP_LT_OQ), (V){0});
 #else
@@ -1076,13 +1093,15 @@ static void F(ssdf_task)(void *vc, int task)
     const ssd_ctx *c = vc;
     int L = c->L, P = c->P, Di = c->H * c->P, ns = ch_seqs(L), b0 = task * ns;
     int b1 = b0 + ns < c->B ? b0 + ns : c->B;
-    float *G = tbuf(T_W1, (size_t)4 * L * L + 2 * L), *Lm = G + L * L, *M = Lm + L * L, *seg = M + L * L;
-    float *delta = seg + L * L;
+    float *buf = tbuf(T_W1, ssd_keep_size(L, c->H) + (size_t)L * L), *seg = buf + ssd_keep_size(L, c->H);
+    float *G, *delta, *Lm, *M;
     float *dsp = F(ssd_delta)(c, b0, b1, NULL);
     for (int b = b0; b < b1; b++) {
         size_t r0 = (size_t)b * L;
+        ssd_kept(c, buf, b, b0, 0, &G, &delta, &Lm, &M);
         F(ssd_gram)(G, c->Bm + r0 * c->ldx, c->Cm + r0 * c->ldx, c->ldx, L, c->N);
         for (int h = 0; h < c->H; h++) {
+            ssd_kept(c, buf, b, b0, h, &G, &delta, &Lm, &M);
             F(ssd_setup)(delta, Lm, M, seg, G, dsp + (r0 - (size_t)b0 * L) * c->H + h, c->H, c->A[h], L);
             const float *x = c->x + r0 * c->ldx + h * P;
             for (int t = 0; t < L; t++) {
@@ -1129,19 +1148,22 @@ static void F(ssdb_task)(void *vc, int task)
     int L = c->L, P = c->P, N = c->N, H = c->H, Di = H * P, ns = ch_seqs(L), b0 = task * ns;
     int b1 = b0 + ns < c->B ? b0 + ns : c->B;
     size_t ldx = c->ldx;
-    float *G = tbuf(T_W1, (size_t)6 * L * L + 3 * L), *Lm = G + L * L, *M = Lm + L * L, *seg = M + L * L;
-    float *gG = seg + L * L, *gM = gG + L * L, *delta = gM + L * L, *gdelta = delta + L, *ga = gdelta + L;
+    float *buf = tbuf(T_W1, ssd_keep_size(L, H) + (size_t)3 * L * L + 2 * L), *seg = buf + ssd_keep_size(L, H);
+    float *gG = seg + L * L, *gM = gG + L * L, *gdelta = gM + L * L, *ga = gdelta + L;
+    float *G, *delta, *Lm, *M;
     float *pD = c->part + (size_t)task * 3 * H, *pdtb = pD + H, *pAl = pdtb + H;
     for (int h = 0; h < 3 * H; h++) pD[h] = 0;
     float *dsg, *dsp = F(ssd_delta)(c, b0, b1, &dsg);
     for (int b = b0; b < b1; b++) {
         size_t r0 = (size_t)b * L, l0 = (r0 - (size_t)b0 * L) * H;
         const float *Bm = c->Bm + r0 * ldx, *Cm = c->Cm + r0 * ldx;
-        F(ssd_gram)(G, Bm, Cm, c->ldx, L, N);
+        ssd_kept(c, buf, b, b0, 0, &G, &delta, &Lm, &M);
+        if (!c->keep) F(ssd_gram)(G, Bm, Cm, c->ldx, L, N);
         for (int i = 0; i < L * L; i++) gG[i] = 0;
         for (int h = 0; h < H; h++) {
             float A = c->A[h], gA = 0;
-            F(ssd_setup)(delta, Lm, M, seg, G, dsp + l0 + h, H, A, L);
+            ssd_kept(c, buf, b, b0, h, &G, &delta, &Lm, &M);
+            if (!c->keep) F(ssd_setup)(delta, Lm, M, seg, G, dsp + l0 + h, H, A, L);
             const float *x = c->x + r0 * ldx + h * P, *gy = c->dy + r0 * Di + h * P;
             float *dx = c->dx + r0 * ldx + h * P;
             /* gM[t,s] = gy_t . x_s */
@@ -1320,12 +1342,13 @@ static void F(m2_scratch)(const m2_ctx *c, int rows, m2_acts *a, m2_acts *g)
 {
     size_t np = round_up(rows * c->Pj, VL), nc = round_up(rows * c->Cd, VL), ni = round_up(rows * c->Di, VL);
     size_t nr = round_up(rows, VL), fwd = np + nc + 3 * ni + nr;
-    float *p = tbuf(T_F, g ? 2 * fwd + nc : fwd);
+    size_t nk = round_up((int)(c->nseq * ssd_keep_size(c->mx->L, c->mx->nheads)), VL);
+    float *p = tbuf(T_F, g ? 2 * fwd + nc + nk : fwd);
     for (m2_acts *s = a; s; s = s == a ? g : NULL) {
         s->proj = p, s->act = p + np, s->y = s->act + nc, s->gated = s->y + ni, s->normed = s->gated + ni;
-        s->rstd = s->normed + ni, p = s->rstd + nr, s->sg = NULL;
+        s->rstd = s->normed + ni, p = s->rstd + nr, s->sg = s->keep = NULL;
     }
-    if (g) a->sg = p;
+    if (g) a->sg = p, a->keep = p + nc;
 }
 
 /* The mixer forward of one block (rows r0.., nb sequences) into scratch. */
@@ -1339,7 +1362,7 @@ static void F(m2_forward_block)(const m2_ctx *c, size_t r0, int nb, int rows, co
     F(convf_task)(&cv, 0);
     ssd_ctx sd = c->ssd;
     sd.y = a->y, sd.x = a->act, sd.Bm = a->act + Di, sd.Cm = a->act + Di + mx->d_state, sd.dt = a->proj + Di + Cd;
-    sd.B = nb;
+    sd.B = nb, sd.keep = a->keep;
     F(ssdf_task)(&sd, 0);
     F(gatenorm_rows)(a->normed, a->gated, a->rstd, a->y, a->proj, Pj, mx->gnorm, rows, Di, mx->eps);
 }
@@ -1396,7 +1419,7 @@ static void F(m2b_task)(void *vc, int t)
     F(gatenorm_back_rows)(g.y, g.proj, pw, g.normed, a.gated, a.rstd, a.y, a.proj, Pj, mx->gnorm, rows, Di);
     ssd_ctx sd = c->ssd;
     sd.dx = g.act, sd.dBm = g.act + Di, sd.dCm = g.act + Di + N, sd.ddt = g.proj + Di + Cd, sd.dy = g.y;
-    sd.x = a.act, sd.Bm = a.act + Di, sd.Cm = a.act + Di + N, sd.dt = a.proj + Di + Cd, sd.B = nb;
+    sd.x = a.act, sd.Bm = a.act + Di, sd.Cm = a.act + Di + N, sd.dt = a.proj + Di + Cd, sd.B = nb, sd.keep = a.keep;
     sd.part = c->ssd.part + (size_t)t * 3 * mx->nheads;
     F(ssdb_task)(&sd, 0);
     for (size_t i = 0; i < (size_t)rows * Cd; i += VL) { /* d_act becomes d_conv */
