@@ -169,6 +169,7 @@ typedef struct {
     float *proj, *act, *y, *gated, *normed, *rstd;
     float *sg;   /* silu'(conv), kept when a backward follows */
     float *keep; /* the SSD's setup (ssd_ctx.keep), idem */
+    float *sz;   /* sigmoid(z) of the gate, idem */
 } m2_acts; /* one block's activations (or their gradients) in scratch */
 
 typedef struct {
@@ -1275,9 +1276,9 @@ static void F(mamba2_ssd_backward)(real *dx, real *dBm, real *dCm, real *ddt, re
  * thread count. */
 
 /* gated = y silu(z); rstd = 1/sqrt(mean(gated^2) + eps); normed = gated rstd w,
- * for each row (gated: [rows, C] scratch) */
-static void F(gatenorm_rows)(float *normed, float *gated, float *rstd, const float *y, const float *z, int ldz,
-                             const float *w, int rows, int C, float eps)
+ * for each row (gated: [rows, C] scratch); sigmoid(z) kept in sz unless NULL */
+static void F(gatenorm_rows)(float *normed, float *gated, float *rstd, float *sz, const float *y, const float *z,
+                             int ldz, const float *w, int rows, int C, float eps)
 {
     for (int r = 0; r < rows; r++) {
         const float *yr = y + (size_t)r * C, *zr = z + (size_t)r * ldz;
@@ -1285,7 +1286,8 @@ static void F(gatenorm_rows)(float *normed, float *gated, float *rstd, const flo
         V ss = (V){0};
         for (int k = 0; k < C; k += VL) {
             int nl = C - k < VL ? C - k : VL;
-            V g = F(ldk)(yr + k, nl) * F(vsilu)(F(ldk)(zr + k, nl));
+            V zv = F(ldk)(zr + k, nl), sg = F(vsigmoid)(zv), g = F(ldk)(yr + k, nl) * (zv * sg);
+            if (sz) F(stk)(sz + (size_t)r * C + k, sg, nl);
             F(stk)(gr + k, g, nl);
             ss = F(fma)(g, g, ss);
         }
@@ -1298,11 +1300,11 @@ static void F(gatenorm_rows)(float *normed, float *gated, float *rstd, const flo
     }
 }
 
-/* Backward of gatenorm_rows: dy and dz (row stride ldz) overwritten from
- * dnormed; the norm weight's gradient added to pw [C]. */
+/* Backward of gatenorm_rows (sz its sigmoid(z)): dy and dz (row stride ldz)
+ * overwritten from dnormed; the norm weight's gradient added to pw [C]. */
 static void F(gatenorm_back_rows)(float *dy, float *dz, float *pw, const float *dnormed, const float *gated,
-                                  const float *rstd, const float *y, const float *z, int ldz, const float *w,
-                                  int rows, int C)
+                                  const float *rstd, const float *sz, const float *y, const float *z, int ldz,
+                                  const float *w, int rows, int C)
 {
     for (int r = 0; r < rows; r++) {
         const float *dn = dnormed + (size_t)r * C, *gr = gated + (size_t)r * C, *yr = y + (size_t)r * C;
@@ -1319,7 +1321,7 @@ static void F(gatenorm_back_rows)(float *dy, float *dz, float *pw, const float *
             V gv = F(ldk)(gr + k, nl), dv = F(ldk)(dn + k, nl), zv = F(ldk)(zr + k, nl);
             V dg = F(fma)(F(bc)(-kk), gv, F(bc)(s) * F(ldk)(w + k, nl) * dv);
             F(st)(pw + k, F(fma)(dv * gv, F(bc)(s), F(ld)(pw + k)));
-            V sg = F(vsigmoid)(zv);
+            V sg = F(ldk)(sz + (size_t)r * C + k, nl);
             F(stk)(dy + (size_t)r * C + k, dg * (zv * sg), nl);
             F(stk)(dz + (size_t)r * ldz + k, dg * F(ldk)(yr + k, nl) * (sg * (F(bc)(1.0f) + zv * (F(bc)(1.0f) - sg))),
                    nl);
@@ -1343,12 +1345,12 @@ static void F(m2_scratch)(const m2_ctx *c, int rows, m2_acts *a, m2_acts *g)
     size_t np = round_up(rows * c->Pj, VL), nc = round_up(rows * c->Cd, VL), ni = round_up(rows * c->Di, VL);
     size_t nr = round_up(rows, VL), fwd = np + nc + 3 * ni + nr;
     size_t nk = round_up((int)(c->nseq * ssd_keep_size(c->mx->L, c->mx->nheads)), VL);
-    float *p = tbuf(T_F, g ? 2 * fwd + nc + nk : fwd);
+    float *p = tbuf(T_F, g ? 2 * fwd + nc + nk + ni : fwd);
     for (m2_acts *s = a; s; s = s == a ? g : NULL) {
         s->proj = p, s->act = p + np, s->y = s->act + nc, s->gated = s->y + ni, s->normed = s->gated + ni;
-        s->rstd = s->normed + ni, p = s->rstd + nr, s->sg = s->keep = NULL;
+        s->rstd = s->normed + ni, p = s->rstd + nr, s->sg = s->keep = s->sz = NULL;
     }
-    if (g) a->sg = p, a->keep = p + nc;
+    if (g) a->sg = p, a->keep = p + nc, a->sz = a->keep + nk;
 }
 
 /* The mixer forward of one block (rows r0.., nb sequences) into scratch. */
@@ -1364,7 +1366,7 @@ static void F(m2_forward_block)(const m2_ctx *c, size_t r0, int nb, int rows, co
     sd.y = a->y, sd.x = a->act, sd.Bm = a->act + Di, sd.Cm = a->act + Di + mx->d_state, sd.dt = a->proj + Di + Cd;
     sd.B = nb, sd.keep = a->keep;
     F(ssdf_task)(&sd, 0);
-    F(gatenorm_rows)(a->normed, a->gated, a->rstd, a->y, a->proj, Pj, mx->gnorm, rows, Di, mx->eps);
+    F(gatenorm_rows)(a->normed, a->gated, a->rstd, a->sz, a->y, a->proj, Pj, mx->gnorm, rows, Di, mx->eps);
 }
 
 static void F(m2f_task)(void *vc, int t)
@@ -1416,7 +1418,7 @@ static void F(m2b_task)(void *vc, int t)
                 NULL);
     float *pw = c->norm.part + (size_t)t * c->norm.Cpad;
     memset(pw, 0, c->norm.Cpad * sizeof *pw);
-    F(gatenorm_back_rows)(g.y, g.proj, pw, g.normed, a.gated, a.rstd, a.y, a.proj, Pj, mx->gnorm, rows, Di);
+    F(gatenorm_back_rows)(g.y, g.proj, pw, g.normed, a.gated, a.rstd, a.sz, a.y, a.proj, Pj, mx->gnorm, rows, Di);
     ssd_ctx sd = c->ssd;
     sd.dx = g.act, sd.dBm = g.act + Di, sd.dCm = g.act + Di + N, sd.ddt = g.proj + Di + Cd, sd.dy = g.y;
     sd.x = a.act, sd.Bm = a.act + Di, sd.Cm = a.act + Di + N, sd.dt = a.proj + Di + Cd, sd.B = nb, sd.keep = a.keep;
