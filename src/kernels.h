@@ -13,15 +13,15 @@
 
 #include "real.h"
 
-/* One Mamba-2 mixer (mamba2.c) for the fused entries below: sizes, weights,
- * their gradients and the input (rows R = B*L). */
+/* One Mamba-2 residual block (model.c, mamba2.c) for the fused entries
+ * below: sizes, weights, their gradients and the input (rows R = B*L). */
 typedef struct {
     int B, L, d_model, nheads, headdim, d_state, d_conv;
-    real eps; /* the gated RMSNorm's */
-    const real *in_proj, *conv_w, *conv_b, *dt_bias, *A_log, *D, *gnorm, *out_proj;
-    real *g_in_proj, *g_conv_w, *g_conv_b, *g_dt_bias, *g_A_log, *g_D, *g_gnorm, *g_out_proj;
-    const real *xn; /* [R, d_model] mixer input */
-} ach_mamba2_mixer;
+    real eps; /* of both RMSNorms */
+    const real *norm, *in_proj, *conv_w, *conv_b, *dt_bias, *A_log, *D, *gnorm, *out_proj;
+    real *g_norm, *g_in_proj, *g_conv_w, *g_conv_b, *g_dt_bias, *g_A_log, *g_D, *g_gnorm, *g_out_proj;
+    const real *resid; /* [R, d_model] the block's input */
+} ach_mamba2_block;
 
 typedef struct ach_kernels {
     const char *name;
@@ -128,14 +128,16 @@ typedef struct ach_kernels {
     void (*adamw_update)(real *w, real *m, real *v, const real *g, size_t n, real gscale, real lr, real wd,
                          real b1, real b2, real eps, real step_size, real bc2_sqrt);
 
-    /* Optional (NULL: mamba2.c composes the kernels above): the whole Mamba-2
-     * mixer in one pass, so a backend can keep each block of rows in cache.
-     * Forward writes out [R, d_model] only, none of the layer's activations;
-     * backward recomputes what it needs from xn and adds into dxn and the
-     * parameter gradients. Used for training steps only (the activations
-     * are what analysis reads), never with blocking or substitution. */
-    void (*mamba2_mixer_forward)(const ach_mamba2_mixer *mx, real *out);
-    void (*mamba2_mixer_backward)(const ach_mamba2_mixer *mx, real *dxn, const real *dout);
+    /* Optional (NULL: the model composes the kernels above): a whole Mamba-2
+     * residual block, out = resid + mixer(rmsnorm(resid)), in one pass, so a
+     * backend can keep each block of rows in cache. Forward writes out
+     * [R, d_model] only, none of the layer's activations; backward
+     * recomputes what it needs from resid, turns dresid from the gradient
+     * of out into that of resid (in place) and adds the parameter
+     * gradients. Used for training steps only (the activations are what
+     * analysis reads), never with blocking or substitution. */
+    void (*mamba2_block_forward)(const ach_mamba2_block *b, real *out);
+    void (*mamba2_block_backward)(const ach_mamba2_block *b, real *dresid);
 } ach_kernels;
 
 size_t mamba1_scan_work(int L, int N);

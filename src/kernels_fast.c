@@ -58,7 +58,7 @@ typedef struct {
     float *p;
     size_t n;
 } fbuf;
-enum { S_PACK, S_BIAS, S_PACK2, S_PACK3, S_PACK4, S_PART, S_PART2, S_PART3, S_PART4, S_PART5, S_MISC, S_COUNT }; /* per call */
+enum { S_PACK, S_BIAS, S_PACK2, S_PACK3, S_PACK4, S_PART, S_PART2, S_PART3, S_PART4, S_PART5, S_PART6, S_MISC, S_COUNT }; /* per call */
 enum { T_A, T_C, T_X, T_Y, T_W1, T_W2, T_W3, T_W4, T_F, T_COUNT }; /* per thread */
 static pthread_mutex_t fast_mu = PTHREAD_MUTEX_INITIALIZER;
 static fbuf shared_bufs[S_COUNT];
@@ -155,17 +155,18 @@ typedef struct {
 } scan_ctx;
 
 typedef struct {
-    const ach_mamba2_mixer *mx;
-    float *out, *dxn;
-    const float *dout, *win_t, *wout_t; /* forward: weights packed transposed */
-    mmb_ctx in, outp;                   /* backward: in_proj, out_proj */
+    const ach_mamba2_block *mx;
+    float *out, *dresid;
+    const float *win_t, *wout_t; /* forward: weights packed transposed */
+    mmb_ctx in, outp;            /* backward: in_proj, out_proj */
     conv_ctx conv;
     ssd_ctx ssd;
-    norm_ctx norm;
+    norm_ctx norm, gnorm;        /* backward: the pre-norm's and the gated norm's partials */
     int Di, Cd, Pj, nseq, nchunks;
 } m2_ctx;
 
 typedef struct {
+    float *xn, *rstdx; /* the pre-norm's output and rstd */
     float *proj, *act, *y, *gated, *normed, *rstd;
     float *sg;   /* silu'(conv), kept when a backward follows */
     float *keep; /* the SSD's setup (ssd_ctx.keep), idem */
@@ -958,25 +959,31 @@ static void F(gate_backward)(real *dy, real *dz, const real *dout, const real *y
 }
 
 /* ---- RMSNorm ---- */
-static void F(normf_task)(void *vc, int t)
+/* Rows [0, rows) of out = inp * rstd * w, rstd = 1/sqrt(mean(inp^2) + eps) */
+static void F(norm_rows)(float *out, float *rstd, const float *inp, const float *w, int rows, int C, float eps)
 {
-    const norm_ctx *c = vc;
-    int r0 = t * CH_ROWS, r1 = r0 + CH_ROWS < c->rows ? r0 + CH_ROWS : c->rows, C = c->C;
-    for (int r = r0; r < r1; r++) {
-        const float *x = c->inp + (size_t)r * C;
-        float *o = c->out + (size_t)r * C;
+    for (int r = 0; r < rows; r++) {
+        const float *x = inp + (size_t)r * C;
+        float *o = out + (size_t)r * C;
         V ss = (V){0};
         for (int k = 0; k < C; k += VL) {
             V xv = F(ldk)(x + k, C - k < VL ? C - k : VL);
             ss = F(fma)(xv, xv, ss);
         }
-        float s = 1.0f / sqrtf(F(hsum)(ss) / C + c->eps);
+        float s = 1.0f / sqrtf(F(hsum)(ss) / C + eps);
         for (int k = 0; k < C; k += VL) {
             int nl = C - k < VL ? C - k : VL;
-            F(stk)(o + k, F(ldk)(x + k, nl) * F(bc)(s) * F(ldk)(c->w + k, nl), nl);
+            F(stk)(o + k, F(ldk)(x + k, nl) * F(bc)(s) * F(ldk)(w + k, nl), nl);
         }
-        c->rstd[r] = s;
+        rstd[r] = s;
     }
+}
+
+static void F(normf_task)(void *vc, int t)
+{
+    const norm_ctx *c = vc;
+    int r0 = t * CH_ROWS, r1 = r0 + CH_ROWS < c->rows ? r0 + CH_ROWS : c->rows, C = c->C;
+    F(norm_rows)(c->out + (size_t)r0 * C, c->rstd + r0, c->inp + (size_t)r0 * C, c->w, r1 - r0, C, c->eps);
 }
 
 static void F(rmsnorm_forward)(real *out, real *rstd, const real *inp, const real *w, int rows, int C, real eps)
@@ -985,29 +992,37 @@ static void F(rmsnorm_forward)(real *out, real *rstd, const real *inp, const rea
     ach_parallel_for(ceil_div(rows, CH_ROWS), F(normf_task), &c);
 }
 
-static void F(normb_task)(void *vc, int t)
+/* Rows [0, rows): dinp += the RMSNorm backward of dout; the weight's
+ * gradient into the partial pw [Cpad] (overwritten). */
+static void F(normb_rows)(float *dinp, float *pw, const float *dout, const float *inp, const float *w,
+                          const float *rstd, int rows, int C, int Cpad)
 {
-    const norm_ctx *c = vc;
-    int r0 = t * CH_ROWS, r1 = r0 + CH_ROWS < c->rows ? r0 + CH_ROWS : c->rows, C = c->C;
-    float *pw = c->part + (size_t)t * c->Cpad;
-    memset(pw, 0, c->Cpad * sizeof *pw);
-    for (int r = r0; r < r1; r++) {
-        const float *x = c->inp + (size_t)r * C, *g = c->dout + (size_t)r * C;
-        float *dx = c->dinp + (size_t)r * C, s = c->rs[r];
+    memset(pw, 0, Cpad * sizeof *pw);
+    for (int r = 0; r < rows; r++) {
+        const float *x = inp + (size_t)r * C, *g = dout + (size_t)r * C;
+        float *dx = dinp + (size_t)r * C, s = rstd[r];
         V dot = (V){0};
         for (int k = 0; k < C; k += VL) {
             int nl = C - k < VL ? C - k : VL;
-            dot = F(fma)(F(ldk)(g + k, nl) * F(ldk)(c->w + k, nl), F(ldk)(x + k, nl), dot);
+            dot = F(fma)(F(ldk)(g + k, nl) * F(ldk)(w + k, nl), F(ldk)(x + k, nl), dot);
         }
         float kk = F(hsum)(dot) * s * s * s / C;
         for (int k = 0; k < C; k += VL) {
             int nl = C - k < VL ? C - k : VL;
             V xv = F(ldk)(x + k, nl), gv = F(ldk)(g + k, nl);
-            V d = F(fma)(F(bc)(-kk), xv, F(bc)(s) * F(ldk)(c->w + k, nl) * gv);
+            V d = F(fma)(F(bc)(-kk), xv, F(bc)(s) * F(ldk)(w + k, nl) * gv);
             F(stk)(dx + k, F(ldk)(dx + k, nl) + d, nl);
             F(st)(pw + k, F(fma)(gv * xv, F(bc)(s), F(ld)(pw + k)));
         }
     }
+}
+
+static void F(normb_task)(void *vc, int t)
+{
+    const norm_ctx *c = vc;
+    int r0 = t * CH_ROWS, r1 = r0 + CH_ROWS < c->rows ? r0 + CH_ROWS : c->rows, C = c->C;
+    F(normb_rows)(c->dinp + (size_t)r0 * C, c->part + (size_t)t * c->Cpad, c->dout + (size_t)r0 * C,
+                  c->inp + (size_t)r0 * C, c->w, c->rs + r0, r1 - r0, C, c->Cpad);
 }
 
 static void F(normb_reduce)(void *vc, int t)
@@ -1339,26 +1354,30 @@ static int F(m2_block)(const m2_ctx *c, int t, size_t *r0, int *nb)
 }
 
 /* Carves this thread's block scratch: the forward's activations, then
- * (backward: g) silu'(conv) and the gradients. */
+ * (backward: g) what the backward reuses (sg, keep, sz) and the gradients. */
 static void F(m2_scratch)(const m2_ctx *c, int rows, m2_acts *a, m2_acts *g)
 {
-    size_t np = round_up(rows * c->Pj, VL), nc = round_up(rows * c->Cd, VL), ni = round_up(rows * c->Di, VL);
-    size_t nr = round_up(rows, VL), fwd = np + nc + 3 * ni + nr;
+    size_t nx = round_up(rows * c->mx->d_model, VL), np = round_up(rows * c->Pj, VL);
+    size_t nc = round_up(rows * c->Cd, VL), ni = round_up(rows * c->Di, VL), nr = round_up(rows, VL);
+    size_t fwd = nx + np + nc + 3 * ni + 2 * nr;
     size_t nk = round_up((int)(c->nseq * ssd_keep_size(c->mx->L, c->mx->nheads)), VL);
     float *p = tbuf(T_F, g ? 2 * fwd + nc + nk + ni : fwd);
     for (m2_acts *s = a; s; s = s == a ? g : NULL) {
-        s->proj = p, s->act = p + np, s->y = s->act + nc, s->gated = s->y + ni, s->normed = s->gated + ni;
-        s->rstd = s->normed + ni, p = s->rstd + nr, s->sg = s->keep = s->sz = NULL;
+        s->xn = p, s->rstdx = p + nx, s->proj = s->rstdx + nr, s->act = s->proj + np, s->y = s->act + nc;
+        s->gated = s->y + ni, s->normed = s->gated + ni, s->rstd = s->normed + ni, p = s->rstd + nr;
+        s->sg = s->keep = s->sz = NULL;
     }
     if (g) a->sg = p, a->keep = p + nc, a->sz = a->keep + nk;
 }
 
-/* The mixer forward of one block (rows r0.., nb sequences) into scratch. */
-static void F(m2_forward_block)(const m2_ctx *c, size_t r0, int nb, int rows, const m2_acts *a)
+/* The block's forward up to the out_proj input, for rows r0.. (nb
+ * sequences), into scratch. */
+static void F(m2_forward_rows)(const m2_ctx *c, size_t r0, int nb, int rows, const m2_acts *a)
 {
-    const ach_mamba2_mixer *mx = c->mx;
+    const ach_mamba2_block *mx = c->mx;
     int D = mx->d_model, Di = c->Di, Cd = c->Cd, Pj = c->Pj;
-    F(gemm_rows)(a->proj, Pj, mx->xn + r0 * D, D, c->win_t, round_up(Pj, VL), D, Pj, NULL, 0, 0, rows);
+    F(norm_rows)(a->xn, a->rstdx, mx->resid + r0 * D, mx->norm, rows, D, mx->eps);
+    F(gemm_rows)(a->proj, Pj, a->xn, D, c->win_t, round_up(Pj, VL), D, Pj, NULL, 0, 0, rows);
     conv_ctx cv = c->conv;
     cv.out = a->act, cv.out2 = a->sg, cv.inp = a->proj + Di, cv.B = nb, cv.mode = a->sg ? CONV_SILU_GRAD : CONV_SILU;
     F(convf_task)(&cv, 0);
@@ -1376,11 +1395,12 @@ static void F(m2f_task)(void *vc, int t)
     int nb, rows = F(m2_block)(c, t, &r0, &nb), D = c->mx->d_model;
     m2_acts a;
     F(m2_scratch)(c, rows, &a, NULL);
-    F(m2_forward_block)(c, r0, nb, rows, &a);
-    F(gemm_rows)(c->out + r0 * D, D, a.normed, c->Di, c->wout_t, round_up(D, VL), c->Di, D, NULL, 0, 0, rows);
+    F(m2_forward_rows)(c, r0, nb, rows, &a);
+    memcpy(c->out + r0 * D, c->mx->resid + r0 * D, (size_t)rows * D * sizeof(float)); /* the residual */
+    F(gemm_rows)(c->out + r0 * D, D, a.normed, c->Di, c->wout_t, round_up(D, VL), c->Di, D, NULL, 1, 0, rows);
 }
 
-static void F(m2_setup)(m2_ctx *c, const ach_mamba2_mixer *mx)
+static void F(m2_setup)(m2_ctx *c, const ach_mamba2_block *mx)
 {
     c->mx = mx;
     c->Di = mx->nheads * mx->headdim, c->Cd = c->Di + 2 * mx->d_state, c->Pj = 2 * c->Di + 2 * mx->d_state + mx->nheads;
@@ -1393,7 +1413,7 @@ static void F(m2_setup)(m2_ctx *c, const ach_mamba2_mixer *mx)
     c->win_t = F(pack_t)(S_PACK2, mx->in_proj, c->Pj, mx->d_model);
 }
 
-static void F(mamba2_mixer_forward)(const ach_mamba2_mixer *mx, real *out)
+static void F(mamba2_block_forward)(const ach_mamba2_block *mx, real *out)
 {
     enter();
     m2_ctx c = {.out = out};
@@ -1406,18 +1426,18 @@ static void F(mamba2_mixer_forward)(const ach_mamba2_mixer *mx, real *out)
 static void F(m2b_task)(void *vc, int t)
 {
     const m2_ctx *c = vc;
-    const ach_mamba2_mixer *mx = c->mx;
+    const ach_mamba2_block *mx = c->mx;
     size_t r0;
     int nb, rows = F(m2_block)(c, t, &r0, &nb), D = mx->d_model, Di = c->Di, Cd = c->Cd, Pj = c->Pj;
     int N = mx->d_state;
-    m2_acts a, g; /* g.act is d_act, g.y d_y, g.normed d_normed */
+    float *dout = c->dresid + r0 * D; /* the gradient of out, replaced by that of resid at the end */
+    m2_acts a, g;                     /* g.xn is d_xn, g.act d_act, g.y d_y, g.normed d_normed */
     F(m2_scratch)(c, rows, &a, &g);
-    F(m2_forward_block)(c, r0, nb, rows, &a);
+    F(m2_forward_rows)(c, r0, nb, rows, &a);
     /* every gradient below is written once (set), so no zeroing */
-    F(mmb_rows)(&c->outp, g.normed, 0, c->dout + r0 * D, a.normed, rows, c->outp.part + (size_t)t * c->outp.pstride,
-                NULL);
-    float *pw = c->norm.part + (size_t)t * c->norm.Cpad;
-    memset(pw, 0, c->norm.Cpad * sizeof *pw);
+    F(mmb_rows)(&c->outp, g.normed, 0, dout, a.normed, rows, c->outp.part + (size_t)t * c->outp.pstride, NULL);
+    float *pw = c->gnorm.part + (size_t)t * c->gnorm.Cpad;
+    memset(pw, 0, c->gnorm.Cpad * sizeof *pw);
     F(gatenorm_back_rows)(g.y, g.proj, pw, g.normed, a.gated, a.rstd, a.sz, a.y, a.proj, Pj, mx->gnorm, rows, Di);
     ssd_ctx sd = c->ssd;
     sd.dx = g.act, sd.dBm = g.act + Di, sd.dCm = g.act + Di + N, sd.ddt = g.proj + Di + Cd, sd.dy = g.y;
@@ -1429,16 +1449,20 @@ static void F(m2b_task)(void *vc, int t)
         F(stk)(g.act + i, F(ldk)(g.act + i, nl) * F(ldk)(a.sg + i, nl), nl);
     }
     conv_ctx cv = c->conv;
-    cv.inp = a.proj + Di, cv.B = nb, cv.dinp = g.proj + Di, cv.dout = g.act, cv.part = c->conv.part + (size_t)t * (mx->d_conv + 1) * c->conv.Cpad;
+    cv.inp = a.proj + Di, cv.B = nb, cv.dinp = g.proj + Di, cv.dout = g.act;
+    cv.part = c->conv.part + (size_t)t * (mx->d_conv + 1) * c->conv.Cpad;
     F(convb_task)(&cv, 0);
-    F(mmb_rows)(&c->in, c->dxn + r0 * D, 1, g.proj, mx->xn + r0 * D, rows, c->in.part + (size_t)t * c->in.pstride, NULL);
+    F(mmb_rows)(&c->in, g.xn, 0, g.proj, a.xn, rows, c->in.part + (size_t)t * c->in.pstride, NULL);
+    /* the residual passes dout through; the pre-norm's backward adds to it */
+    F(normb_rows)(dout, c->norm.part + (size_t)t * c->norm.Cpad, g.xn, mx->resid + r0 * D, mx->norm, a.rstdx, rows,
+                  D, c->norm.Cpad);
 }
 
-static void F(mamba2_mixer_backward)(const ach_mamba2_mixer *mx, real *dxn, const real *dout)
+static void F(mamba2_block_backward)(const ach_mamba2_block *mx, real *dresid)
 {
     if (mx->B <= 0 || mx->L <= 0) return; /* no rows: nothing to add */
     enter();
-    m2_ctx c = {.dxn = dxn, .dout = dout};
+    m2_ctx c = {.dresid = dresid};
     F(m2_setup)(&c, mx);
     int D = mx->d_model;
     c.in = (mmb_ctx){.dw = mx->g_in_proj, .ldi = D, .K = D, .N = c.Pj};
@@ -1447,14 +1471,17 @@ static void F(mamba2_mixer_backward)(const ach_mamba2_mixer *mx, real *dxn, cons
     F(mmb_setup)(&c.outp, mx->out_proj, S_PACK3, S_PART2, c.nchunks);
     c.conv.dw = mx->g_conv_w, c.conv.dbias = mx->g_conv_b;
     c.conv.part = sbuf(S_PART3, (size_t)c.nchunks * (mx->d_conv + 1) * c.conv.Cpad);
-    c.norm = (norm_ctx){.dw = mx->g_gnorm, .C = c.Di, .Cpad = round_up(c.Di, VL), .nchunks = c.nchunks};
-    c.norm.part = sbuf(S_PART4, (size_t)c.nchunks * c.norm.Cpad);
+    c.gnorm = (norm_ctx){.dw = mx->g_gnorm, .C = c.Di, .Cpad = round_up(c.Di, VL), .nchunks = c.nchunks};
+    c.gnorm.part = sbuf(S_PART4, (size_t)c.nchunks * c.gnorm.Cpad);
+    c.norm = (norm_ctx){.dw = mx->g_norm, .C = D, .Cpad = round_up(D, VL), .nchunks = c.nchunks};
+    c.norm.part = sbuf(S_PART6, (size_t)c.nchunks * c.norm.Cpad);
     c.ssd.part = sbuf(S_PART5, (size_t)c.nchunks * 3 * mx->nheads);
     ach_parallel_for(c.nchunks, F(m2b_task), &c);
     ach_parallel_for(ceil_div(c.Pj, RED_ROWS), F(mmb_reduce), &c.in);
     ach_parallel_for(ceil_div(D, RED_ROWS), F(mmb_reduce), &c.outp);
     ach_parallel_for(ceil_div(c.Cd, 64), F(convb_reduce), &c.conv);
-    for (int t = 0; t < ceil_div(c.Di, VL); t++) F(normb_reduce)(&c.norm, t);
+    for (int t = 0; t < ceil_div(c.Di, VL); t++) F(normb_reduce)(&c.gnorm, t);
+    for (int t = 0; t < ceil_div(D, VL); t++) F(normb_reduce)(&c.norm, t);
     F(ssd_reduce)(&c.ssd, mx->g_D, mx->g_dt_bias, mx->g_A_log);
     leave();
 }
@@ -1758,8 +1785,8 @@ static void F(fill)(ach_kernels *k)
     k->crossentropy_forward = F(crossentropy_forward);
     k->crossentropy_backward = F(crossentropy_backward);
     k->adamw_update = F(adamw_update);
-    k->mamba2_mixer_forward = F(mamba2_mixer_forward);
-    k->mamba2_mixer_backward = F(mamba2_mixer_backward);
+    k->mamba2_block_forward = F(mamba2_block_forward);
+    k->mamba2_block_backward = F(mamba2_block_backward);
 }
 
 #undef V

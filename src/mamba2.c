@@ -4,21 +4,38 @@
  * out = out_proj(y). */
 #include "model.h"
 
-static ach_mamba2_mixer mixer_args(ach_model *m, int l)
+static ach_mamba2_block block_args(ach_model *m, int l)
 {
     const ach_config *c = &m->cfg;
     const ach_layer_params *p = &m->lp[l];
-    const ach_layer_acts *a = &m->layers[l];
     const real *w = m->w;
     real *g = m->g;
-    return (ach_mamba2_mixer){
+    return (ach_mamba2_block){
         .B = m->cur_B, .L = m->cur_L, .d_model = c->d_model, .nheads = cfg_nheads(c), .headdim = c->headdim,
         .d_state = c->d_state, .d_conv = c->d_conv, .eps = (real)c->norm_eps,
-        .in_proj = w + p->in_proj, .conv_w = w + p->conv_w, .conv_b = w + p->conv_b, .dt_bias = w + p->dt_bias,
-        .A_log = w + p->A_log, .D = w + p->D, .gnorm = w + p->gnorm, .out_proj = w + p->out_proj,
-        .g_in_proj = g + p->in_proj, .g_conv_w = g + p->conv_w, .g_conv_b = g + p->conv_b,
-        .g_dt_bias = g + p->dt_bias, .g_A_log = g + p->A_log, .g_D = g + p->D, .g_gnorm = g + p->gnorm,
-        .g_out_proj = g + p->out_proj, .xn = a->xn};
+        .norm = w + p->norm, .in_proj = w + p->in_proj, .conv_w = w + p->conv_w, .conv_b = w + p->conv_b,
+        .dt_bias = w + p->dt_bias, .A_log = w + p->A_log, .D = w + p->D, .gnorm = w + p->gnorm,
+        .out_proj = w + p->out_proj, .g_norm = g + p->norm, .g_in_proj = g + p->in_proj, .g_conv_w = g + p->conv_w,
+        .g_conv_b = g + p->conv_b, .g_dt_bias = g + p->dt_bias, .g_A_log = g + p->A_log, .g_D = g + p->D,
+        .g_gnorm = g + p->gnorm, .g_out_proj = g + p->out_proj, .resid = m->layers[l].resid};
+}
+
+int mamba2_fused_forward(ach_model *m, int l, real *out)
+{
+    m->fused_layers &= ~((uint64_t)1 << l);
+    if (!m->k->mamba2_block_forward || !m->lean || ach_model_block_for(m, l) || m->subst_layer == l) return 0;
+    ach_mamba2_block b = block_args(m, l);
+    m->k->mamba2_block_forward(&b, out);
+    m->fused_layers |= (uint64_t)1 << l;
+    return 1;
+}
+
+int mamba2_fused_backward(ach_model *m, int l)
+{
+    if (!(m->fused_layers >> l & 1)) return 0; /* the forward kept the activations the composed path needs */
+    ach_mamba2_block b = block_args(m, l);
+    m->k->mamba2_block_backward(&b, m->d_resid);
+    return 1;
 }
 
 void mamba2_forward(ach_model *m, int l, real *out)
@@ -30,13 +47,6 @@ void mamba2_forward(ach_model *m, int l, real *out)
     const real *w = m->w;
     int B = m->cur_B, L = m->cur_L, R = B * L, D = c->d_model, Di = cfg_d_inner(c), N = c->d_state;
     int Cd = cfg_conv_dim(c), Pj = cfg_in_proj_dim(c), H = cfg_nheads(c);
-    m->fused_layers &= ~((uint64_t)1 << l);
-    if (k->mamba2_mixer_forward && m->lean && !ach_model_block_for(m, l) && m->subst_layer != l) {
-        ach_mamba2_mixer mx = mixer_args(m, l);
-        k->mamba2_mixer_forward(&mx, out);
-        m->fused_layers |= (uint64_t)1 << l;
-        return;
-    }
     k->matmul_forward(a->proj, a->xn, D, w + p->in_proj, NULL, R, D, Pj);
     k->conv1d_forward(a->conv, a->proj + Di, Pj, w + p->conv_w, w + p->conv_b, B, L, Cd, c->d_conv);
     k->silu_forward(a->act, a->conv, (size_t)R * Cd);
@@ -58,11 +68,6 @@ void mamba2_backward(ach_model *m, int l, const real *dout)
     real *g = m->g;
     int B = m->cur_B, L = m->cur_L, R = B * L, D = c->d_model, Di = cfg_d_inner(c), N = c->d_state;
     int Cd = cfg_conv_dim(c), Pj = cfg_in_proj_dim(c), H = cfg_nheads(c);
-    if (m->fused_layers >> l & 1) { /* the forward kept no activations for the path below */
-        ach_mamba2_mixer mx = mixer_args(m, l);
-        k->mamba2_mixer_backward(&mx, m->d_xn, dout);
-        return;
-    }
     k->zero(m->d_normed, (size_t)R * Di);
     k->zero(m->d_gated, (size_t)R * Di);
     k->zero(m->d_y, (size_t)R * Di);

@@ -218,6 +218,7 @@ static double forward(ach_model *m, const int *tokens, const int *labels, int B,
     for (int l = 0; l < c->n_layer; l++) {
         ach_layer_acts *a = &m->layers[l];
         real *next = l + 1 < c->n_layer ? m->layers[l + 1].resid : m->resid_out;
+        if (c->arch == ARCH_MAMBA2 && mamba2_fused_forward(m, l, next)) continue;
         k->rmsnorm_forward(a->xn, a->rstd, a->resid, m->w + m->lp[l].norm, R, D, (real)c->norm_eps);
         if (c->arch == ARCH_MAMBA1) mamba1_forward(m, l, next);
         else mamba2_forward(m, l, next);
@@ -267,6 +268,7 @@ void ach_model_backward(ach_model *m)
     k->last_backward(m->d_resid, m->d_last, B, L, D);
     for (int l = c->n_layer - 1; l >= 0; l--) {
         ach_layer_acts *a = &m->layers[l];
+        if (c->arch == ARCH_MAMBA2 && mamba2_fused_backward(m, l)) continue;
         k->zero(m->d_xn, (size_t)R * D);
         /* the residual passes d_resid through; the mixer's output grad is d_resid too */
         if (c->arch == ARCH_MAMBA1) mamba1_backward(m, l, m->d_resid);

@@ -74,7 +74,7 @@ typedef struct ach_model {
     const unsigned char *subst_mask;
     int cur_B, cur_L;     /* shape of the last forward */
     int lean;             /* the forward in progress is a training step's (ach_model_train_forward) */
-    uint64_t fused_layers; /* bit l: layer l's last forward was the backend's fused mixer */
+    uint64_t fused_layers; /* bit l: layer l's last forward was the backend's fused block */
 } ach_model;
 
 int ach_model_create(ach_model *m, const ach_config *cfg, const ach_kernels *k, char *err, size_t errlen);
@@ -106,4 +106,9 @@ void mamba1_forward(ach_model *m, int l, real *out);
 void mamba1_backward(ach_model *m, int l, const real *dout);
 void mamba2_forward(ach_model *m, int l, real *out);
 void mamba2_backward(ach_model *m, int l, const real *dout);
+/* Layer l's whole residual block by the backend's fused kernels, when it
+ * has them and the pass allows (a training forward, no blocking or
+ * substitution): returns 1 if done, 0 to take the composed path. */
+int mamba2_fused_forward(ach_model *m, int l, real *out);
+int mamba2_fused_backward(ach_model *m, int l);
 #endif
