@@ -1050,18 +1050,94 @@ static void F(rmsnorm_backward)(real *dinp, real *dw, const real *dout, const re
 }
 
 /* ---- Mamba-2 SSD ---- */
+/* Up to 8 vectors of out[0, n) = (out if add) + iw init + sum_{s in [s0, s1)}
+ * w[s * ws] src[s * lds ..]: a short weighted sum of rows, the NV vectors
+ * in registers so each broadcast weight feeds NV independent FMAs. */
+AI void F(combo_nv)(float *out, int add, const float *w, long ws, const float *src, long lds, int s0, int s1,
+                    const float *init, float iw, int n, const int NV)
+{
+    V acc[8];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) {
+        int nl = n - v * VL < VL ? n - v * VL : VL;
+        acc[v] = init ? F(bc)(iw) * F(ldk)(init + v * VL, nl) : (V){0};
+    }
+    for (int s = s0; s < s1; s++) {
+        V wv = F(bc)(w[s * ws]);
+        const float *row = src + s * lds;
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) acc[v] = F(fma)(wv, F(ldk)(row + v * VL, n - v * VL < VL ? n - v * VL : VL), acc[v]);
+    }
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) {
+        int nl = n - v * VL < VL ? n - v * VL : VL;
+        F(stk)(out + v * VL, add ? F(ldk)(out + v * VL, nl) + acc[v] : acc[v], nl);
+    }
+}
+
+static void F(combo)(float *out, int add, const float *w, long ws, const float *src, long lds, int s0, int s1,
+                     const float *init, float iw, int n)
+{
+    for (int k = 0; k < n; k += 8 * VL) {
+        int m = n - k < 8 * VL ? n - k : 8 * VL, nv = ceil_div(m, VL);
+        float *o = out + k;
+        const float *sr = src + k, *in = init ? init + k : NULL;
+        switch (nv) {
+        case 8: F(combo_nv)(o, add, w, ws, sr, lds, s0, s1, in, iw, m, 8); break;
+        case 4: F(combo_nv)(o, add, w, ws, sr, lds, s0, s1, in, iw, m, 4); break;
+        case 2: F(combo_nv)(o, add, w, ws, sr, lds, s0, s1, in, iw, m, 2); break;
+        default:
+            for (int v = 0; v < nv; v++)
+                F(combo_nv)(o + v * VL, add, w, ws, sr + v * VL, lds, s0, s1, in ? in + v * VL : NULL, iw,
+                            m - v * VL < VL ? m - v * VL : VL, 1);
+        }
+    }
+}
+/* out[s] = the lane sum of a[s], s < m <= 8 */
+AI void F(hsum8)(float *out, V a[8], int m)
+{
+#if VL == 16
+    /* three halvings, two vectors folded into one each time */
+    V x[4], y[2], z[2];
+    for (int i = 0; i < 4; i++) /* lanes 0-7: a[2i] folded to 8 partial sums, 8-15: a[2i+1] */
+        x[i] = _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44) + _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xEE);
+    for (int i = 0; i < 2; i++) /* 128-bit quarters: 4 partial sums each of a[4i..4i+3] */
+        y[i] = _mm512_shuffle_f32x4(x[2 * i], x[2 * i + 1], 0x88) + _mm512_shuffle_f32x4(x[2 * i], x[2 * i + 1], 0xDD);
+    for (int i = 0; i < 2; i++) { /* every lane of a quarter: its sum */
+        z[i] = y[i] + _mm512_permute_ps(y[i], 0x4E);
+        z[i] = z[i] + _mm512_permute_ps(z[i], 0xB1);
+    }
+    V r = _mm512_permutex2var_ps(z[0], _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0), z[1]);
+    F(stn)(out, r, m);
+#else
+    for (int i = 0; i < m; i++) out[i] = F(hsum)(a[i]);
+#endif
+}
+
+/* out[s] = a . b[s * ldb ..] over n floats, for s < ns: eight dot products
+ * at a time, summed across lanes together. */
+static void F(dots)(float *out, const float *a, const float *b, long ldb, int ns, int n)
+{
+    for (int s0 = 0; s0 < ns; s0 += 8) {
+        int m = ns - s0 < 8 ? ns - s0 : 8;
+        V acc[8];
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; s++) acc[s] = (V){0};
+        for (int k = 0; k < n; k += VL) {
+            int nl = n - k < VL ? n - k : VL;
+            V av = F(ldk)(a + k, nl);
+#pragma GCC unroll 8
+            for (int s = 0; s < 8; s++)
+                if (s < m) acc[s] = F(fma)(av, F(ldk)(b + (s0 + s) * ldb + k, nl), acc[s]);
+        }
+        F(hsum8)(out + s0, acc, m);
+    }
+}
+
 /* G[t*L + s] = C_t . B_s for s <= t */
 static void F(ssd_gram)(float *G, const float *Bm, const float *Cm, int ldx, int L, int N)
 {
-    for (int t = 0; t < L; t++)
-        for (int s = 0; s <= t; s++) {
-            V acc = (V){0};
-            for (int n = 0; n < N; n += VL) {
-                int nl = N - n < VL ? N - n : VL;
-                acc = F(fma)(F(ldk)(Cm + (size_t)t * ldx + n, nl), F(ldk)(Bm + (size_t)s * ldx + n, nl), acc);
-            }
-            G[t * L + s] = F(hsum)(acc);
-        }
+    for (int t = 0; t < L; t++) F(dots)(G + t * L, Cm + (size_t)t * ldx, Bm, ldx, t + 1, N);
 }
 
 /* softplus(dt + dt_bias) for the rows of sequences [b0, b1), every head,
@@ -1120,16 +1196,9 @@ static void F(ssdf_task)(void *vc, int task)
             ssd_kept(c, buf, b, b0, h, &G, &delta, &Lm, &M);
             F(ssd_setup)(delta, Lm, M, seg, G, dsp + (r0 - (size_t)b0 * L) * c->H + h, c->H, c->A[h], L);
             const float *x = c->x + r0 * c->ldx + h * P;
-            for (int t = 0; t < L; t++) {
-                float *yt = c->y + (r0 + t) * Di + h * P;
-                for (int p = 0; p < P; p += VL) {
-                    int nl = P - p < VL ? P - p : VL;
-                    V acc = F(bc)(c->D[h]) * F(ldk)(x + (size_t)t * c->ldx + p, nl);
-                    for (int s = 0; s <= t; s++)
-                        acc = F(fma)(F(bc)(M[t * L + s]), F(ldk)(x + (size_t)s * c->ldx + p, nl), acc);
-                    F(stk)(yt + p, acc, nl);
-                }
-            }
+            for (int t = 0; t < L; t++) /* y_t = D x_t + sum_{s<=t} M[t,s] x_s */
+                F(combo)(c->y + (r0 + t) * Di + h * P, 0, M + t * L, 1, x, c->ldx, 0, t + 1, x + (size_t)t * c->ldx,
+                         c->D[h], P);
         }
     }
 }
@@ -1183,24 +1252,10 @@ static void F(ssdb_task)(void *vc, int task)
             const float *x = c->x + r0 * ldx + h * P, *gy = c->dy + r0 * Di + h * P;
             float *dx = c->dx + r0 * ldx + h * P;
             /* gM[t,s] = gy_t . x_s */
-            for (int t = 0; t < L; t++)
-                for (int s = 0; s <= t; s++) {
-                    V acc = (V){0};
-                    for (int p = 0; p < P; p += VL) {
-                        int nl = P - p < VL ? P - p : VL;
-                        acc = F(fma)(F(ldk)(gy + (size_t)t * Di + p, nl), F(ldk)(x + s * ldx + p, nl), acc);
-                    }
-                    gM[t * L + s] = F(hsum)(acc);
-                }
+            for (int t = 0; t < L; t++) F(dots)(gM + t * L, gy + (size_t)t * Di, x, ldx, t + 1, P);
             /* dx_s += D gy_s + sum_{t >= s} M[t,s] gy_t */
             for (int s = 0; s < L; s++)
-                for (int p = 0; p < P; p += VL) {
-                    int nl = P - p < VL ? P - p : VL;
-                    V acc = F(bc)(c->D[h]) * F(ldk)(gy + (size_t)s * Di + p, nl);
-                    for (int t = s; t < L; t++)
-                        acc = F(fma)(F(bc)(M[t * L + s]), F(ldk)(gy + (size_t)t * Di + p, nl), acc);
-                    F(stk)(dx + s * ldx + p, c->set ? acc : F(ldk)(dx + s * ldx + p, nl) + acc, nl);
-                }
+                F(combo)(dx + s * ldx, !c->set, M + s, L, gy, Di, s, L, gy + (size_t)s * Di, c->D[h], P);
             for (int t = 0; t < L; t++) gdelta[t] = ga[t] = 0;
             for (int t = 0; t < L; t++) {
                 float run = 0;
@@ -1226,21 +1281,9 @@ static void F(ssdb_task)(void *vc, int task)
         }
         /* dC_t += sum_{s<=t} gG[t,s] B_s; dB_s += sum_{t>=s} gG[t,s] C_t */
         for (int t = 0; t < L; t++)
-            for (int n = 0; n < N; n += VL) {
-                int nl = N - n < VL ? N - n : VL;
-                V acc = (V){0};
-                for (int s = 0; s <= t; s++) acc = F(fma)(F(bc)(gG[t * L + s]), F(ldk)(Bm + s * ldx + n, nl), acc);
-                float *d = c->dCm + (r0 + t) * ldx + n;
-                F(stk)(d, c->set ? acc : F(ldk)(d, nl) + acc, nl);
-            }
+            F(combo)(c->dCm + (r0 + t) * ldx, !c->set, gG + t * L, 1, Bm, ldx, 0, t + 1, NULL, 0, N);
         for (int s = 0; s < L; s++)
-            for (int n = 0; n < N; n += VL) {
-                int nl = N - n < VL ? N - n : VL;
-                V acc = (V){0};
-                for (int t = s; t < L; t++) acc = F(fma)(F(bc)(gG[t * L + s]), F(ldk)(Cm + t * ldx + n, nl), acc);
-                float *d = c->dBm + (r0 + s) * ldx + n;
-                F(stk)(d, c->set ? acc : F(ldk)(d, nl) + acc, nl);
-            }
+            F(combo)(c->dBm + (r0 + s) * ldx, !c->set, gG + s, L, Cm, ldx, s, L, NULL, 0, N);
     }
 }
 
