@@ -777,16 +777,18 @@ static void F(conv1d_forward)(real *out, const real *inp, int ldi, const real *w
     leave();
 }
 
-/* Columns [cv, cv + nl) of sequences [b0, b1): dinp += the transposed conv
- * of dout; the weight and bias gradients summed in registers, then stored
- * to the task's partials pw [K][Cpad] and pb. */
-AI void F(convb_cols)(const conv_ctx *c, int b0, int b1, int cv, int nl, float *pw, float *pb, const int K)
+/* Columns [cv, cv + nl) of sequence b: dinp += the transposed conv of
+ * dout; the weight and bias gradients summed in registers and added to the
+ * task's partials pw [K][Cpad] and pb (set instead when first). Sequence by
+ * sequence, the rows stay in L1 while the columns are walked. */
+AI void F(convb_cols)(const conv_ctx *c, int b, int first, int cv, int nl, float *pw, float *pb, const int K)
 {
     int C = c->C, L = c->L;
     size_t ldi = c->ldi;
-    V w[K], gw[K], gb = (V){0};
-    for (int j = 0; j < K; j++) w[j] = F(ld)(c->wt + (size_t)j * c->Cpad + cv), gw[j] = (V){0};
-    for (int b = b0; b < b1; b++) {
+    V w[K], gw[K], gb = first ? (V){0} : F(ld)(pb + cv);
+    for (int j = 0; j < K; j++)
+        w[j] = F(ld)(c->wt + (size_t)j * c->Cpad + cv), gw[j] = first ? (V){0} : F(ld)(pw + (size_t)j * c->Cpad + cv);
+    {
         const float *g = c->dout + (size_t)b * L * C + cv, *x = c->inp + (size_t)b * L * ldi + cv;
         float *dx = c->dinp + (size_t)b * L * ldi + cv;
         for (int tt = 0; tt < L; tt++) {
@@ -813,11 +815,12 @@ static void F(convb_task)(void *vc, int t)
     const conv_ctx *c = vc;
     int ns = ch_seqs(c->L), b0 = t * ns, b1 = b0 + ns < c->B ? b0 + ns : c->B;
     float *pw = c->part + (size_t)t * (c->K + 1) * c->Cpad, *pb = pw + (size_t)c->K * c->Cpad;
-    for (int cv = 0; cv < c->C; cv += VL) {
-        int nl = c->C - cv < VL ? c->C - cv : VL;
-        if (c->K == 4) F(convb_cols)(c, b0, b1, cv, nl, pw, pb, 4); /* the paper's */
-        else F(convb_cols)(c, b0, b1, cv, nl, pw, pb, c->K);
-    }
+    for (int b = b0; b < b1; b++)
+        for (int cv = 0; cv < c->C; cv += VL) {
+            int nl = c->C - cv < VL ? c->C - cv : VL;
+            if (c->K == 4) F(convb_cols)(c, b, b == b0, cv, nl, pw, pb, 4); /* the paper's */
+            else F(convb_cols)(c, b, b == b0, cv, nl, pw, pb, c->K);
+        }
 }
 
 static void F(convb_reduce)(void *vc, int t)

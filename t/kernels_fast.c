@@ -2,8 +2,10 @@
  * kernel by kernel on random inputs at awkward sizes (rows not a multiple of
  * the 256-row task, widths not multiples of the SIMD width, strided inputs
  * and outputs as the mixers use them), for every SIMD instance this CPU can
- * run; then bit-identity of each kernel and of whole training steps
- * (forward + backward + AdamW) at 1, 2 and 3 threads.
+ * run; then whole training steps (forward + backward + AdamW) against the
+ * reference, which for Mamba-2 exercises the fused residual block
+ * (mamba2_block_*: paper shape, odd widths, partial blocks, L > 256), and
+ * their bit-identity at 1, 2 and 3 threads.
  *
  * Tolerances. The fast kernels compute the same sums as the reference in
  * another order (FMA, vector partial sums, per-task partial sums) and use a
