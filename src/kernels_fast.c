@@ -1336,58 +1336,40 @@ static void F(mamba2_ssd_backward)(real *dx, real *dBm, real *dCm, real *ddt, re
  * block order, as in the single kernels, so results do not depend on the
  * thread count. */
 
-/* gated = y silu(z); rstd = 1/sqrt(mean(gated^2) + eps); normed = gated rstd w,
- * for each row (gated: [rows, C] scratch); sigmoid(z) kept in sz unless NULL */
+/* gated = y silu(z) (sigmoid(z) kept in sz unless NULL), then normed =
+ * rmsnorm(gated) w, for each row; y, gated, normed, sz are [rows, C]. */
 static void F(gatenorm_rows)(float *normed, float *gated, float *rstd, float *sz, const float *y, const float *z,
                              int ldz, const float *w, int rows, int C, float eps)
 {
-    for (int r = 0; r < rows; r++) {
-        const float *yr = y + (size_t)r * C, *zr = z + (size_t)r * ldz;
-        float *gr = gated + (size_t)r * C, *nr = normed + (size_t)r * C;
-        V ss = (V){0};
+    for (int r = 0; r < rows; r++)
         for (int k = 0; k < C; k += VL) {
             int nl = C - k < VL ? C - k : VL;
-            V zv = F(ldk)(zr + k, nl), sg = F(vsigmoid)(zv), g = F(ldk)(yr + k, nl) * (zv * sg);
-            if (sz) F(stk)(sz + (size_t)r * C + k, sg, nl);
-            F(stk)(gr + k, g, nl);
-            ss = F(fma)(g, g, ss);
+            size_t i = (size_t)r * C + k;
+            V zv = F(ldk)(z + (size_t)r * ldz + k, nl), sg = F(vsigmoid)(zv);
+            if (sz) F(stk)(sz + i, sg, nl);
+            F(stk)(gated + i, F(ldk)(y + i, nl) * (zv * sg), nl);
         }
-        float s = 1.0f / sqrtf(F(hsum)(ss) / C + eps);
-        for (int k = 0; k < C; k += VL) {
-            int nl = C - k < VL ? C - k : VL;
-            F(stk)(nr + k, F(ldk)(gr + k, nl) * F(bc)(s) * F(ldk)(w + k, nl), nl);
-        }
-        rstd[r] = s;
-    }
+    F(norm_rows)(normed, rstd, gated, w, rows, C, eps);
 }
 
 /* Backward of gatenorm_rows (sz its sigmoid(z)): dy and dz (row stride ldz)
- * overwritten from dnormed; the norm weight's gradient added to pw [C]. */
-static void F(gatenorm_back_rows)(float *dy, float *dz, float *pw, const float *dnormed, const float *gated,
-                                  const float *rstd, const float *sz, const float *y, const float *z, int ldz,
-                                  const float *w, int rows, int C)
+ * overwritten from dnormed; the norm weight's gradient into the partial pw
+ * [Cpad]; dgated is [rows, C] scratch. */
+static void F(gatenorm_back_rows)(float *dy, float *dz, float *pw, float *dgated, const float *dnormed,
+                                  const float *gated, const float *rstd, const float *sz, const float *y,
+                                  const float *z, int ldz, const float *w, int rows, int C, int Cpad)
 {
-    for (int r = 0; r < rows; r++) {
-        const float *dn = dnormed + (size_t)r * C, *gr = gated + (size_t)r * C, *yr = y + (size_t)r * C;
-        const float *zr = z + (size_t)r * ldz;
-        float s = rstd[r];
-        V dot = (V){0};
+    memset(dgated, 0, (size_t)rows * C * sizeof *dgated);
+    F(normb_rows)(dgated, pw, dnormed, gated, w, rstd, rows, C, Cpad);
+    for (int r = 0; r < rows; r++)
         for (int k = 0; k < C; k += VL) {
             int nl = C - k < VL ? C - k : VL;
-            dot = F(fma)(F(ldk)(dn + k, nl) * F(ldk)(w + k, nl), F(ldk)(gr + k, nl), dot);
-        }
-        float kk = F(hsum)(dot) * s * s * s / C;
-        for (int k = 0; k < C; k += VL) {
-            int nl = C - k < VL ? C - k : VL;
-            V gv = F(ldk)(gr + k, nl), dv = F(ldk)(dn + k, nl), zv = F(ldk)(zr + k, nl);
-            V dg = F(fma)(F(bc)(-kk), gv, F(bc)(s) * F(ldk)(w + k, nl) * dv);
-            F(st)(pw + k, F(fma)(dv * gv, F(bc)(s), F(ld)(pw + k)));
-            V sg = F(ldk)(sz + (size_t)r * C + k, nl);
-            F(stk)(dy + (size_t)r * C + k, dg * (zv * sg), nl);
-            F(stk)(dz + (size_t)r * ldz + k, dg * F(ldk)(yr + k, nl) * (sg * (F(bc)(1.0f) + zv * (F(bc)(1.0f) - sg))),
+            size_t i = (size_t)r * C + k;
+            V dg = F(ldk)(dgated + i, nl), zv = F(ldk)(z + (size_t)r * ldz + k, nl), sg = F(ldk)(sz + i, nl);
+            F(stk)(dy + i, dg * (zv * sg), nl);
+            F(stk)(dz + (size_t)r * ldz + k, dg * F(ldk)(y + i, nl) * (sg * (F(bc)(1.0f) + zv * (F(bc)(1.0f) - sg))),
                    nl);
         }
-    }
 }
 
 /* The rows of task t: first sequence *b0, count *nb; returns the row count. */
@@ -1477,14 +1459,13 @@ static void F(m2b_task)(void *vc, int t)
     int nb, rows = F(m2_block)(c, t, &r0, &nb), D = mx->d_model, Di = c->Di, Cd = c->Cd, Pj = c->Pj;
     int N = mx->d_state;
     float *dout = c->dresid + r0 * D; /* the gradient of out, replaced by that of resid at the end */
-    m2_acts a, g;                     /* g.xn is d_xn, g.act d_act, g.y d_y, g.normed d_normed */
+    m2_acts a, g; /* g.xn is d_xn, g.act d_act, g.y d_y, g.gated d_gated, g.normed d_normed */
     F(m2_scratch)(c, rows, &a, &g);
     F(m2_forward_rows)(c, r0, nb, rows, &a);
     /* every gradient below is written once (set), so no zeroing */
     F(mmb_rows)(&c->outp, g.normed, 0, dout, a.normed, rows, c->outp.part + (size_t)t * c->outp.pstride, NULL);
-    float *pw = c->gnorm.part + (size_t)t * c->gnorm.Cpad;
-    memset(pw, 0, c->gnorm.Cpad * sizeof *pw);
-    F(gatenorm_back_rows)(g.y, g.proj, pw, g.normed, a.gated, a.rstd, a.sz, a.y, a.proj, Pj, mx->gnorm, rows, Di);
+    F(gatenorm_back_rows)(g.y, g.proj, c->gnorm.part + (size_t)t * c->gnorm.Cpad, g.gated, g.normed, a.gated, a.rstd,
+                          a.sz, a.y, a.proj, Pj, mx->gnorm, rows, Di, c->gnorm.Cpad);
     ssd_ctx sd = c->ssd;
     sd.dx = g.act, sd.dBm = g.act + Di, sd.dCm = g.act + Di + N, sd.ddt = g.proj + Di + Cd, sd.dy = g.y;
     sd.x = a.act, sd.Bm = a.act + Di, sd.Cm = a.act + Di + N, sd.dt = a.proj + Di + Cd, sd.B = nb, sd.keep = a.keep;
