@@ -198,8 +198,8 @@ void ach_block_mask(const ach_block_spec *b, const ach_seq_info *info, int B, in
     }
 }
 
-double ach_predict(ach_model *m, const int32_t *tokens, const int32_t *labels, int B, int L, const ach_block_spec *blk,
-                   const ach_seq_info *info, int32_t *pred)
+double ach_predict(ach_model *m, const int32_t *tokens, const int32_t *labels, int B, int L, int lean,
+                   const ach_block_spec *blk, const ach_seq_info *info, int32_t *pred)
 {
     int V = m->cfg.vocab_size;
     real *z = malloc((size_t)B * V * sizeof *z);
@@ -208,7 +208,7 @@ double ach_predict(ach_model *m, const int32_t *tokens, const int32_t *labels, i
         ach_block_mask(blk, info, B, L, mask);
         ach_model_set_block(m, mask, B, L, blk->layers);
     }
-    double loss = ach_model_forward(m, tokens, labels, B, L);
+    double loss = lean ? ach_model_forward_lean(m, tokens, labels, B, L) : ach_model_forward(m, tokens, labels, B, L);
     ach_model_set_block(m, NULL, B, L, 0);
     free(mask);
     if (!z) return NAN;
@@ -273,8 +273,8 @@ int ach_blocking_eval(ach_model *m, const ach_task *t, uint64_t seed, const ach_
             int nb = (int)(n - j0 < (uint64_t)B ? n - j0 : (uint64_t)B);
             for (int s = 0; s < nb; s++)
                 task_sequence(t, seed, TASK_TEST, i * sp->per_pair + j0 + s, tok + (size_t)s * L, &lab[s], &info[s]);
-            ach_predict(m, tok, lab, nb, L, NULL, info, p0);
-            ach_predict(m, tok, lab, nb, L, b, info, p1);
+            ach_predict(m, tok, lab, nb, L, 1, NULL, info, p0);
+            ach_predict(m, tok, lab, nb, L, 1, b, info, p1);
             for (int s = 0; s < nb; s++) agree += p0[s] == p1[s];
         }
         out->n[i] = (long)n;
@@ -310,12 +310,12 @@ int ach_substitute(ach_model *m, const int32_t *tokens, const int32_t *twins, co
     unsigned char *dmask = m->k->alloc((size_t)nb * L);
     int rc = -1;
     if (host && src && lab && dmask) {
-        ach_predict(m, twins, lab, nb, L, NULL, NULL, pred_twin);
+        ach_predict(m, twins, lab, nb, L, 0, NULL, NULL, pred_twin); /* its activations are the source */
         m->k->to_host(host, m->layers[layer].act, n * sizeof(real));
         m->k->to_device(src, host, n * sizeof(real));
         m->k->to_device(dmask, mask, (size_t)nb * L);
         m->subst_layer = layer, m->subst_src = src, m->subst_mask = dmask;
-        ach_predict(m, tokens, lab, nb, L, NULL, NULL, pred_sub);
+        ach_predict(m, tokens, lab, nb, L, 1, NULL, NULL, pred_sub);
         m->subst_layer = -1, m->subst_src = NULL, m->subst_mask = NULL;
         rc = 0;
     }

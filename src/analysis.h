@@ -40,9 +40,10 @@ int ach_block_active(const ach_block_spec *b);
  * resolved through info[b]: key at pos, anchors at pos+1, pos+2). */
 void ach_block_mask(const ach_block_spec *b, const ach_seq_info *info, int B, int L, unsigned char *mask);
 /* Forward of B sequences, blocked by `blk` if it is active (info needed
- * then), the argmax of each into pred; returns the mean loss. */
-double ach_predict(ach_model *m, const int32_t *tokens, const int32_t *labels, int B, int L, const ach_block_spec *blk,
-                   const ach_seq_info *info, int32_t *pred);
+ * then), the argmax of each into pred; returns the mean loss. lean: the
+ * layer activations need not be kept (ach_model_forward_lean). */
+double ach_predict(ach_model *m, const int32_t *tokens, const int32_t *labels, int B, int L, int lean,
+                   const ach_block_spec *blk, const ach_seq_info *info, int32_t *pred);
 
 /* Per-pair results over the test split (layout order of split TASK_TEST). */
 typedef struct {

@@ -144,7 +144,7 @@ int cli_bench(int argc, char **argv)
     double tf = 0, tb = 0, to = 0, loss = 0;
     for (int s = -1; s < steps; s++) { /* step -1: warm-up, not timed */
         double t0 = now();
-        loss = ach_model_train_forward(&m, tok, lab, B, L);
+        loss = ach_model_forward_lean(&m, tok, lab, B, L);
         double t1 = now();
         ach_model_backward(&m);
         double t2 = now();

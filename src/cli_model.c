@@ -188,7 +188,7 @@ int cli_grad(int argc, char **argv)
         }
     }
     if (ach_model_reserve(&m, B, L, err, sizeof err)) goto fail;
-    float loss = (float)ach_model_train_forward(&m, tokens, labels, B, L);
+    float loss = (float)ach_model_forward_lean(&m, tokens, labels, B, L);
     ach_model_backward(&m);
 
     /* loss, logits, then grad.NAME in the checkpoint's order and the tied head */

@@ -244,7 +244,7 @@ double ach_model_forward(ach_model *m, const int *tokens, const int *labels, int
     return forward(m, tokens, labels, B, L);
 }
 
-double ach_model_train_forward(ach_model *m, const int *tokens, const int *labels, int B, int L)
+double ach_model_forward_lean(ach_model *m, const int *tokens, const int *labels, int B, int L)
 {
     m->lean = 1;
     double loss = forward(m, tokens, labels, B, L);

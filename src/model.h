@@ -73,7 +73,7 @@ typedef struct ach_model {
     const real *subst_src;
     const unsigned char *subst_mask;
     int cur_B, cur_L;     /* shape of the last forward */
-    int lean;             /* the forward in progress is a training step's (ach_model_train_forward) */
+    int lean;             /* the forward in progress is ach_model_forward_lean's */
     uint64_t fused_layers; /* bit l: layer l's last forward was the backend's fused block */
 } ach_model;
 
@@ -86,10 +86,10 @@ const ach_param *ach_model_param(const ach_model *m, const char *name);
 /* Forward on host tokens [B, L] and labels [B] (B <= reserved). Returns the
  * mean cross-entropy at the last position; logits stay in m->logits. */
 double ach_model_forward(ach_model *m, const int *tokens, const int *labels, int B, int L);
-/* The same for a training step, to be followed by ach_model_backward: the
- * backend may then skip keeping the layer activations (m->layers) that
- * analysis reads, and recompute them in the backward pass instead. */
-double ach_model_train_forward(ach_model *m, const int *tokens, const int *labels, int B, int L);
+/* The same, but the backend may skip keeping the layer activations
+ * (m->layers) that analysis reads (ach_model_backward then recomputes
+ * them): for training steps and evaluation. */
+double ach_model_forward_lean(ach_model *m, const int *tokens, const int *labels, int B, int L);
 /* Blocking (SPEC §4) for the following passes: mask [B*L] on the host, 1
  * where a source position's contribution to later positions is removed, in
  * the layers of the bit set. mask NULL or layers 0 turns it off. */

@@ -218,10 +218,10 @@ static void eval_indices(ach_run *r, int split, uint64_t start, uint64_t stride,
         for (int b = 0; b < nb; b++)
             task_sequence(&r->task, r->cfg.seed, split, start + (b0 + b) * stride, r->tokens + (size_t)b * r->L,
                           &r->labels[b], &r->info[b]);
-        acc->loss += ach_predict(&r->model, r->tokens, r->labels, nb, r->L, train_blk, r->info, r->pred) * nb;
+        acc->loss += ach_predict(&r->model, r->tokens, r->labels, nb, r->L, 1, train_blk, r->info, r->pred) * nb;
         acc->n += nb;
         if (blocking)
-            ach_predict(&r->model, r->tokens, r->labels, nb, r->L, train_blk ? NULL : &r->block, r->info,
+            ach_predict(&r->model, r->tokens, r->labels, nb, r->L, 1, train_blk ? NULL : &r->block, r->info,
                         r->pred_blocked);
         for (int b = 0; b < nb; b++) {
             int p = r->info[b].pair;
@@ -589,7 +589,7 @@ ach_run_status ach_run_advance(ach_run *r, char *err, size_t errlen)
         ach_block_mask(&r->block, r->info, nb, r->L, r->mask);
         ach_model_set_block(&r->model, r->mask, nb, r->L, r->block.layers);
     }
-    double loss = ach_model_train_forward(&r->model, r->tokens, r->labels, nb, r->L);
+    double loss = ach_model_forward_lean(&r->model, r->tokens, r->labels, nb, r->L);
     ach_model_backward(&r->model);
     if (blocked) ach_model_set_block(&r->model, NULL, nb, r->L, 0);
     double gn = ach_optim_step(&r->opt, &r->model, lr);

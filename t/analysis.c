@@ -86,9 +86,9 @@ static void check_blocking_vs_matrix(ach_arch arch)
     ach_block_parse(&all, "key", "all", L, 2, err, sizeof err);
     int32_t p0, p1;
     double l0 = ach_model_forward(&m, tok, &label, 1, L);
-    double l1 = ach_predict(&m, tok, &label, 1, L, &none, &info, &p0);
+    double l1 = ach_predict(&m, tok, &label, 1, L, 0, &none, &info, &p0);
     ok(l0 == l1, "%s: an empty block spec is exactly the ordinary forward (%.9g)", an, l1);
-    double l2 = ach_predict(&m, tok, &label, 1, L, &all, &info, &p1);
+    double l2 = ach_predict(&m, tok, &label, 1, L, 0, &all, &info, &p1);
     ok(l2 != l0, "%s: blocking the key changes the loss (%.6g vs %.6g)", an, l2, l0);
     ach_model_free(&m);
     task_free(&t);
@@ -174,8 +174,8 @@ static void check_substitution(void)
             }
             memcpy(twin, tok, sizeof tok);
             twin[info.pos + 1] = 4, twin[info.pos + 2] = 3;
-            ach_predict(&m, tok, &lab, 1, L, NULL, NULL, &p0);
-            ach_predict(&m, twin, &lab, 1, L, NULL, NULL, &p1);
+            ach_predict(&m, tok, &lab, 1, L, 1, NULL, NULL, &p0);
+            ach_predict(&m, twin, &lab, 1, L, 1, NULL, NULL, &p1);
             same += p0 == p1, n++;
         }
         double d = fabs((double)same / n - rep.value[i]);
