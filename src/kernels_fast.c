@@ -240,6 +240,8 @@ static ach_kernels table_avx512, table_avx2;
 #endif
 static const ach_kernels *table_best;
 
+/* An instance's fill function is compiled for its ISA (it may use those
+ * instructions itself), so it runs only where the CPU has them. */
 static void build_tables(void)
 {
     table_generic = ach_cpu_kernels;
@@ -247,18 +249,22 @@ static void build_tables(void)
     fill_generic(&table_generic);
     table_best = &table_generic;
 #ifdef ACH_X86
-    table_avx2 = ach_cpu_kernels;
-    table_avx2.name = "fast-avx2";
-    fill_avx2(&table_avx2);
-    table_avx512 = ach_cpu_kernels;
-    table_avx512.name = "fast-avx512";
-    fill_avx512(&table_avx512);
     __builtin_cpu_init();
     int has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     int has_avx512 = has_avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-    if (has_avx512) table_best = &table_avx512;
-    else if (has_avx2) table_best = &table_avx2;
+    if (has_avx2) {
+        table_avx2 = ach_cpu_kernels;
+        table_avx2.name = "fast-avx2";
+        fill_avx2(&table_avx2);
+        table_best = &table_avx2;
+    }
+    if (has_avx512) {
+        table_avx512 = ach_cpu_kernels;
+        table_avx512.name = "fast-avx512";
+        fill_avx512(&table_avx512);
+        table_best = &table_avx512;
+    }
 #endif
 }
 
