@@ -1,6 +1,9 @@
 /* The fast CPU backend: ach_fast_kernels() is ach_cpu_kernels with the
  * expensive kernels replaced by SIMD, multi-threaded versions (float32
- * only; the float64 build returns the reference table).
+ * only; the float64 build returns the reference table), plus the fused
+ * Mamba-2 residual block (mamba2_block_*), which runs a whole layer per
+ * block of rows in cache and recomputes its activations in the backward
+ * pass instead of storing them (see "the fused Mamba-2 block" below).
  *
  * Determinism. Results are bit-identical for any number of threads:
  * - work is split into tasks by fixed sizes that depend only on the shapes
