@@ -1335,15 +1335,16 @@ static void F(mamba2_ssd_backward)(real *dx, real *dBm, real *dCm, real *ddt, re
     leave();
 }
 
-/* ---- the fused Mamba-2 mixer ----
- * One task per block of ch_seqs(L) sequences runs the whole mixer on its
- * rows, so the block's intermediates (conv, gated, normed, d_proj, d_act)
- * stay in this core's cache instead of round trips to memory. Nothing but
- * the output is written: the backward recomputes the forward from the input
- * xn (about a third more arithmetic, but a layer then moves ~10 MB through
- * memory per step instead of ~150 MB). The weight gradients go to per-block partials summed in
- * block order, as in the single kernels, so results do not depend on the
- * thread count. */
+/* ---- the fused Mamba-2 block ----
+ * One task per block of ch_seqs(L) sequences runs the whole residual block
+ * (pre-norm, mixer, residual add) on its rows, so the block's intermediates
+ * (xn, proj, act, y, gated, normed and their gradients) stay in this core's
+ * cache instead of round trips to memory. Nothing but the output is
+ * written: the backward recomputes the forward from the block's input
+ * (about a third more arithmetic, but a layer then moves ~10 MB through
+ * memory per step instead of ~150 MB). The weight gradients go to
+ * per-block partials summed in block order, as in the single kernels, so
+ * results do not depend on the thread count. */
 
 /* gated = y silu(z) (sigmoid(z) kept in sz unless NULL), then normed =
  * rmsnorm(gated) w, for each row; y, gated, normed, sz are [rows, C]. */
