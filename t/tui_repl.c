@@ -2,6 +2,7 @@
  * out; readline fed through its callback interface (INPUTRC=/dev/null);
  * completion; mistyped commands; snapshots that continue exactly. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -428,6 +429,57 @@ static void test_exact_continuation(void)
     close_app(&c);
 }
 
+/* A NaN in the first weight of the final norm of a run's saved state. */
+static int plant_nan(const char *run_dir)
+{
+    char path[1100];
+    snprintf(path, sizeof path, "%s/state.safetensors", run_dir);
+    FILE *f = fopen(path, "r+b");
+    unsigned char len[8];
+    int ok = 0;
+    if (f && fread(len, 1, 8, f) == 8) {
+        uint64_t n = 0;
+        for (int i = 7; i >= 0; i--) n = n << 8 | len[i];
+        char *h = n < (1 << 24) ? calloc(1, n + 1) : NULL;
+        cJSON *j = h && fread(h, 1, n, f) == n ? cJSON_Parse(h) : NULL;
+        cJSON *off = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "backbone.norm_f.weight"),
+                                                            "data_offsets"), 0);
+        const unsigned char nan[4] = {0x00, 0x00, 0xc0, 0x7f}; /* float32 quiet NaN, little-endian */
+        ok = off && !fseek(f, (long)(8 + n + (uint64_t)off->valuedouble), SEEK_SET) && fwrite(nan, 1, 4, f) == 4;
+        cJSON_Delete(j);
+        free(h);
+    }
+    if (f && fclose(f)) ok = 0;
+    return ok;
+}
+
+/* Divergence in the workbench: a run whose state holds a NaN fails with
+ * the reason shown; the other run goes on. */
+static void test_divergence(void)
+{
+    static tui a, b;
+    if (open_app(&a, "diverge") || run(&a, "new " SMALL " epochs=100000 name=bad") ||
+        run(&a, "new " SMALL " epochs=2 name=good")) {
+        ok(0, "two runs");
+        return;
+    }
+    ok(wait_epoch(&a, 1, 1, 60), "run 1 trains");
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", a.runs[0].dir);
+    close_app(&a); /* saves run 1's state at a step boundary */
+    ok(plant_nan(dir), "a NaN planted in run 1's saved state");
+    if (open_app(&b, "diverge")) {
+        ok(0, "reopen");
+        return;
+    }
+    ok(wait_state(&b, 1, RS_FAILED, 60), "run 1 trains again and fails");
+    tui_run *r = tui_run_find(&b, 1);
+    ok(r && strstr(r->note, "diverged at epoch") && strstr(r->note, "loss nan") && log_has(&b, "run 1 failed: ", 40),
+       "the reason is its note and in the log: %s", r ? r->note : "");
+    ok(wait_state(&b, 2, RS_DONE, 120), "run 2 goes on and finishes");
+    close_app(&b);
+}
+
 static void write_text(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -501,6 +553,7 @@ int main(void)
     }
     test_commands();
     test_exact_continuation();
+    test_divergence();
     test_bad_sessions();
     if (!tap_failed) {
         char cmd[600];
