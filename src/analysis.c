@@ -237,8 +237,9 @@ static void report_init(ach_pair_report *out, const ach_task *t)
     out->npairs = t->split[TASK_TEST].npairs;
     for (int i = 0; i < out->npairs; i++) {
         task_pair_name(t, t->split[TASK_TEST].pairs[i], out->pair_name[i], sizeof out->pair_name[i]);
-        out->value[i] = NAN;
+        out->value[i] = out->unchanged[i] = NAN;
     }
+    out->unchanged_overall = NAN;
 }
 
 int ach_blocking_eval(ach_model *m, const ach_task *t, uint64_t seed, const ach_block_spec *b, int per_pair,
@@ -347,19 +348,19 @@ int ach_substitution_eval(ach_model *m, const ach_task *t, uint64_t seed, int la
     int B = m->B;
     size_t rows = (size_t)B * L;
     int32_t *tok = malloc(rows * sizeof *tok), *twin = malloc(rows * sizeof *twin), *lab = malloc(B * sizeof *lab);
-    int32_t *pt = malloc(B * sizeof *pt), *ps = malloc(B * sizeof *ps);
+    int32_t *pt = malloc(B * sizeof *pt), *ps = malloc(B * sizeof *ps), *po = malloc(B * sizeof *po);
     unsigned char *mask = malloc(rows);
     ach_seq_info *info = malloc(B * sizeof *info);
     int rc = -1;
-    if (!tok || !twin || !lab || !pt || !ps || !mask || !info) {
+    if (!tok || !twin || !lab || !pt || !ps || !po || !mask || !info) {
         snprintf(err, errlen, "out of memory");
         goto out;
     }
     report_init(out, t);
-    long coll_all = 0, n_all = 0;
+    long coll_all = 0, same_all = 0, n_all = 0;
     for (int i = 0; i < sp->npairs; i++) {
         if (sp->pairs[i] == held) continue;
-        long coll = 0, counted = 0;
+        long coll = 0, same = 0, counted = 0;
         for (uint64_t j0 = 0; j0 < n; j0 += B) {
             int nb = (int)(n - j0 < (uint64_t)B ? n - j0 : (uint64_t)B);
             for (int s = 0; s < nb; s++) {
@@ -370,6 +371,7 @@ int ach_substitution_eval(ach_model *m, const ach_task *t, uint64_t seed, int la
                 for (int u = 0; u < L; u++)
                     mask[(size_t)s * L + u] = mode < 0 ? (u < 64 && (fixed >> u & 1)) : u >= info[s].pos + mode;
             }
+            ach_predict(m, tok, lab, nb, L, 1, NULL, NULL, po);
             if (ach_substitute(m, tok, twin, mask, nb, L, layer, pt, ps)) {
                 snprintf(err, errlen, "out of memory");
                 goto out;
@@ -383,15 +385,18 @@ int ach_substitution_eval(ach_model *m, const ach_task *t, uint64_t seed, int la
                 }
                 counted++;
                 coll += ps[s] == pt[s];
+                same += ps[s] == po[s];
             }
         }
         out->n[i] = counted;
         out->value[i] = counted ? (double)coll / counted : NAN;
-        coll_all += coll, n_all += counted;
+        out->unchanged[i] = counted ? (double)same / counted : NAN;
+        coll_all += coll, same_all += same, n_all += counted;
     }
     out->overall = n_all ? (double)coll_all / n_all : NAN;
+    out->unchanged_overall = n_all ? (double)same_all / n_all : NAN;
     rc = 0;
 out:
-    free(tok), free(twin), free(lab), free(pt), free(ps), free(mask), free(info);
+    free(tok), free(twin), free(lab), free(pt), free(ps), free(po), free(mask), free(info);
     return rc;
 }

@@ -53,6 +53,9 @@ typedef struct {
     double value[TASK_MAX_PAIRS]; /* blocking: agreement; substitution: collapse rate */
     double overall;
     long skipped;                 /* substitution: sequences with nothing to substitute */
+    /* substitution: the fraction of predictions it leaves as they were; 1
+     * with collapse near 0 means the model never reads the replaced states */
+    double unchanged[TASK_MAX_PAIRS], unchanged_overall;
 } ach_pair_report;
 
 /* Blocking: the fraction of predictions unchanged when the spec's positions

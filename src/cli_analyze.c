@@ -35,7 +35,8 @@ const char *cli_analyze_help =
     "  blocking      per pair, the fraction of test predictions unchanged when the\n"
     "                SSM contributions of chosen positions to later ones are removed\n"
     "  substitution  per pair, the fraction of predictions that collapse to the\n"
-    "                (4,3) twin's when its post-convolution states are swapped in\n"
+    "                (4,3) twin's when its post-convolution states are swapped in,\n"
+    "                and the fraction the swap leaves unchanged\n"
     "\n"
     "  --epoch N            run directory: analyse ckpt/epoch_NNNN.safetensors, not\n"
     "                       the latest state\n"
@@ -707,11 +708,15 @@ static int pair_report(const opts *o, const source *s, const ach_model *m, int e
             cJSON_AddStringToObject(p, "pair", r->pair_name[i]);
             cJSON_AddNumberToObject(p, "n", (double)r->n[i]);
             cJSON_AddItemToObject(p, col, num(r->value[i]));
+            if (subst) cJSON_AddItemToObject(p, "unchanged", num(r->unchanged[i]));
             cJSON_AddItemToArray(pairs, p);
         }
         cJSON_AddItemToObject(j, "pairs", pairs);
         cJSON_AddItemToObject(j, "overall", num(r->overall));
-        if (subst) cJSON_AddNumberToObject(j, "skipped", (double)r->skipped);
+        if (subst) {
+            cJSON_AddItemToObject(j, "unchanged", num(r->unchanged_overall));
+            cJSON_AddNumberToObject(j, "skipped", (double)r->skipped);
+        }
         cJSON *p = cJSON_AddObjectToObject(j, "paper");
         cJSON_AddNumberToObject(p, "per_pair", 480);
         if (subst) {
@@ -732,7 +737,8 @@ static int pair_report(const opts *o, const source *s, const ach_model *m, int e
         else if (!strcmp(spec, "anchors")) snprintf(where, sizeof where, "from the anchors on");
         else snprintf(where, sizeof where, "at positions %s", spec);
         printf("substitution in layer %d: the post-convolution states %s replaced by the twin's\n"
-               "(anchors 4,3); collapse: the prediction becomes the twin's\n", o->layer, where);
+               "(anchors 4,3); collapse: the prediction becomes the twin's; unchanged: it stays\n"
+               "what it was without substitution\n", o->layer, where);
     }
     else
         printf("blocking %s in layers %s: predictions unchanged when the SSM drops those\n"
@@ -742,16 +748,20 @@ static int pair_report(const opts *o, const source *s, const ach_model *m, int e
         printf("preset %s, seed %llu, test split: up to %d sequences per pair (n: how many were used)\n\n",
                t->name, (unsigned long long)s->seed, o->per_pair);
     else printf("preset %s, seed %llu, test split: every sequence\n\n", t->name, (unsigned long long)s->seed);
-    printf("%-8s %6s  %9s  %s\n", "pair", "n", col, "paper");
+    printf("%-8s %6s  %9s  %s%s\n", "pair", "n", col, subst ? "unchanged  " : "", "paper");
     for (int i = 0; i < r->npairs; i++) {
         const char *nm = r->pair_name[i];
         if (subst && !strcmp(nm, "43")) continue;
         const char *paper = !paper_pair(nm) ? "" : subst ? "0.983-1.0" : !strcmp(nm, "43") ? "0.994" : "1.00";
-        printf("%-8s %6ld  %9.3f  %s\n", nm, r->n[i], r->value[i], paper);
+        printf("%-8s %6ld  %9.3f  ", nm, r->n[i], r->value[i]);
+        if (subst) printf("%9.3f  ", r->unchanged[i]);
+        printf("%s\n", paper);
     }
     long total = 0;
     for (int i = 0; i < r->npairs; i++) total += r->n[i];
-    printf("%-8s %6ld  %9.3f  %s\n", "overall", total, r->overall, subst ? "0.983-1.0 for all 15 pairs" : "");
+    printf("%-8s %6ld  %9.3f  ", "overall", total, r->overall);
+    if (subst) printf("%9.3f  ", r->unchanged_overall);
+    printf("%s\n", subst ? "0.983-1.0 for all 15 pairs" : "");
     if (subst) printf("skipped: %ld sequences with nothing to substitute\n", r->skipped);
     printf("\npaper (SPEC §4): %s, 480 sequences per pair\n",
            subst ? "layer 0, the states after the anchors; collapse 0.983-1.0 for all 15 pairs"

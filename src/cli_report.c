@@ -295,7 +295,8 @@ static void section_analyses(strbuf *b, item *it, int n, int per_pair)
     char err[2048], path[4400];
     sb_printf(b, "\n## Substitution\n\n**Paper** (SPEC §4): %s.\n\n", PAPER_SUBST);
     sb_printf(b, "**Ours** (computed now from each finished run's state: layer 0, the positions after the anchors, "
-                 "%d test sequences per pair%s):\n\n| run | pairs | min | max | mean |\n|---|---|---|---|---|\n",
+                 "%d test sequences per pair%s; unchanged: the fraction of predictions the substitution leaves as "
+                 "they were):\n\n| run | pairs | min | max | mean | unchanged |\n|---|---|---|---|---|---|\n",
               per_pair, per_pair ? " or the split's all if fewer" : "");
     int rows = 0;
     for (int k = 0; k < n; k++) {
@@ -306,7 +307,7 @@ static void section_analyses(strbuf *b, item *it, int n, int per_pair)
         ach_pair_report rep;
         snprintf(path, sizeof path, "%.4000s/state.safetensors", r->dir);
         if (ach_ckpt_load(&m, &ach_cpu_kernels, path, err, sizeof err)) {
-            sb_printf(b, "| `%s` | cannot load: %s | | | |\n", it[k].name, err);
+            sb_printf(b, "| `%s` | cannot load: %s | | | | |\n", it[k].name, err);
             rows++;
             continue;
         }
@@ -318,7 +319,7 @@ static void section_analyses(strbuf *b, item *it, int n, int per_pair)
         }
         ach_model_free(&m);
         if (rc) {
-            sb_printf(b, "| `%s` | %s | | | |\n", it[k].name, err);
+            sb_printf(b, "| `%s` | %s | | | | |\n", it[k].name, err);
             rows++;
             continue;
         }
@@ -327,12 +328,13 @@ static void section_analyses(strbuf *b, item *it, int n, int per_pair)
         for (int i = 0; i < rep.npairs; i++)
             if (rep.n[i] > 0 && !isnan(rep.value[i]))
                 lo = fmin(lo, rep.value[i]), hi = fmax(hi, rep.value[i]), sum += rep.value[i], cnt++;
-        char x[32], y[32], z[32];
-        sb_printf(b, "| `%s` | %d | %s | %s | %s |\n", it[k].name, cnt, num(cnt ? lo : NAN, x, sizeof x),
-                  num(cnt ? hi : NAN, y, sizeof y), num(cnt ? sum / cnt : NAN, z, sizeof z));
+        char x[32], y[32], z[32], u[32];
+        sb_printf(b, "| `%s` | %d | %s | %s | %s | %s |\n", it[k].name, cnt, num(cnt ? lo : NAN, x, sizeof x),
+                  num(cnt ? hi : NAN, y, sizeof y), num(cnt ? sum / cnt : NAN, z, sizeof z),
+                  num(rep.unchanged_overall, u, sizeof u));
         rows++;
     }
-    if (!rows) sb_printf(b, "| (no finished runs) | | | | |\n");
+    if (!rows) sb_printf(b, "| (no finished runs) | | | | | |\n");
 
     sb_printf(b, "\n## Conv cosine similarity\n\n**Paper** (SPEC §4): %s.\n\n", PAPER_COSINE);
     sb_printf(b, "**Ours** (off-diagonal entries of each layer's K x K tap cosine matrix, all layers together; an "

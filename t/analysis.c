@@ -131,6 +131,9 @@ static void check_substitution(void)
     ok(ach_substitution_eval(&m, &t, 0, 0, "after", 30, &rep, err, sizeof err) == 0, "substitution runs");
     ok(rep.npairs == 16 && isnan(rep.value[task_pair_index(&t, 4, 3)]) && rep.overall >= 0 && rep.overall <= 1,
        "16 pairs reported, 43 (the twin itself) left out; overall collapse %.3f", rep.overall);
+    ach_substitution_eval(&m, &t, 0, 0, "anchors", 30, &rep, err, sizeof err);
+    ok(rep.unchanged_overall < 1, "the twin's anchor states change some predictions (unchanged %.3f)",
+       rep.unchanged_overall);
     /* the twin equal to the sequence itself: every position substituted
      * by its own state, so every prediction "collapses" */
     {
@@ -184,6 +187,10 @@ static void check_substitution(void)
     ok(worst == 0, "K = 1: collapse equals the direct agreement of sequence and twin on every pair (worst %g at %d)",
        worst, worst_pair);
     ok(rep.skipped == skipped, "sequences with nothing after the anchors are counted as skipped (%ld)", rep.skipped);
+    int all_kept = rep.unchanged_overall == 1;
+    for (int i = 0; i < sp->npairs; i++) all_kept &= sp->pairs[i] == held || rep.unchanged[i] == 1;
+    ok(all_kept, "K = 1: the replaced states equal the sequence's own, so every prediction is unchanged (%.3f)",
+       rep.unchanged_overall);
     ach_model_free(&m);
     task_free(&t);
 

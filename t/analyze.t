@@ -155,6 +155,8 @@ like($out, qr/^overall +160 +[01]\.\d{3}/m, 'and the overall value');
 # --- substitution ------------------------------------------------------------------
 $j = analyze_json($run, 'substitution');
 check_pairs($j, 'collapse', undef, 15, 'substitution after the anchors');
+ok(!grep({ !in01($_->{unchanged}) } @{ $j->{pairs} }) && in01($j->{unchanged}),
+   'with the fraction of predictions it leaves unchanged, per pair and overall');
 ok(!grep({ $_->{pair} eq '43' } @{ $j->{pairs} }), 'pair 43 (the twin) is left out');
 my $counted = 0;
 $counted += $_->{n} for @{ $j->{pairs} };
@@ -167,7 +169,8 @@ is($j->{skipped}, 0, 'from the anchors on: nothing skipped');
 
 ($st, $out, $err) = run($ach, 'analyze', $run, 'substitution', '--per-pair', 20);
 is($st, 0, 'substitution table') or diag $err;
-is(scalar(() = $out =~ /^\d\d +\d+ +[01]\.\d{3}  0\.983-1\.0$/mg), 15, 'a row per pair with the paper\'s range');
+is(scalar(() = $out =~ /^\d\d +\d+ +[01]\.\d{3} +[01]\.\d{3}  0\.983-1\.0$/mg), 15,
+   'a row per pair: collapse, unchanged and the paper\'s range');
 like($out, qr/^skipped: \d+ sequences/m, 'the skipped count');
 
 # --- bad requests ------------------------------------------------------------------------

@@ -210,6 +210,35 @@ static void check_without_43(void)
     cJSON_Delete(o);
 }
 
+/* composite-len9 is composite with one more noise token: the anchors never
+ * end its sequences, and all else is the same, sequence for sequence. */
+static void check_len9(void)
+{
+    ach_task a, b;
+    char err[600];
+    if (!ok(task_load(&a, "composite", err, sizeof err) == 0 && task_load(&b, "composite-len9", err, sizeof err) == 0,
+            "composite-len9 loads")) {
+        diag("%s", err);
+        return;
+    }
+    int same = b.seq_len == L + 1, after = 1;
+    for (int split = 0; split < TASK_NSPLITS; split++)
+        for (uint64_t i = 0; i < task_split_size(&a, split) && same; i++) {
+            int32_t ta[L], tb[L + 1], la, lb;
+            ach_seq_info ia, ib;
+            task_sequence(&a, 0, split, i, ta, &la, &ia);
+            task_sequence(&b, 0, split, i, tb, &lb, &ib);
+            same &= !memcmp(ta, tb, sizeof ta) && la == lb && !memcmp(&ia, &ib, sizeof ia) && tb[L] >= 20 && tb[L] < 100;
+            after &= ib.pos + 2 < L;
+        }
+    ok(same && task_split_size(&a, TASK_TRAIN) == task_split_size(&b, TASK_TRAIN) &&
+           task_split_size(&a, TASK_TEST) == task_split_size(&b, TASK_TEST),
+       "composite-len9: composite's sequences, labels and splits, plus a noise token");
+    ok(after, "composite-len9: a token always follows the anchors");
+    task_free(&a);
+    task_free(&b);
+}
+
 int main(void)
 {
     char err[600];
@@ -248,5 +277,6 @@ int main(void)
        "a path loads as is");
     task_free(&t);
     check_without_43();
+    check_len9();
     return done_testing();
 }
