@@ -232,7 +232,8 @@ static void test_commands(void)
     /* analyses */
     ok(run(&app, "eval block 1 key,anchors n=20") == 0 && wait_log(&app, "agreement", 60), "eval block: agreement");
     ok(log_has(&app, " 43 ", 6), "per pair, pair 43 included");
-    ok(run(&app, "eval subst n=20") == 0 && wait_log(&app, "collapse", 60), "eval subst: collapse rates");
+    ok(run(&app, "eval subst n=20") == 0 && wait_log(&app, "collapse", 60) && log_has(&app, "of predictions unchanged", 20),
+       "eval subst: collapse rates, and how many predictions it leaves unchanged");
     ok(run(&app, "eval nothing") < 0 && log_has(&app, "usage: eval", 3), "eval nothing: usage");
     ok(run(&app, "heatmap 1 layer=1") == 0 && wait_log(&app, "conv cosine, layer 1", 60), "heatmap: conv cosine of layer 1");
     ok(app.heat.kind == HEAT_COSINE && app.heat.rows == 4 && app.heat.a && app.heat.b, "a 4 x 4 matrix at epoch 0 and now");

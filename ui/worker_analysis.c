@@ -17,6 +17,8 @@ static char *report_text(const char *head, const ach_pair_report *rep)
     char *s = malloc(n);
     if (!s) return NULL;
     k += snprintf(s + k, n - k, "%s: %.3f overall", head, rep->overall);
+    if (!isnan(rep->unchanged_overall)) /* substitution: near 1 means the states are not read at all */
+        k += snprintf(s + k, n - k, ", %.3f of predictions unchanged", rep->unchanged_overall);
     if (rep->skipped) k += snprintf(s + k, n - k, " (%ld sequences had nothing to substitute)", rep->skipped);
     for (int i = 0; i < rep->npairs; i++) {
         if (i % 8 == 0) k += snprintf(s + k, n - k, "\n ");
