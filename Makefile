@@ -42,7 +42,7 @@ UI_LDLIBS := $(CURSES_LIBS) -lreadline $(LDLIBS)
 TEST_SRC := $(wildcard t/*.c)
 TEST_BIN := $(TEST_SRC:t/%.c=$(BUILD)/t/%)
 
-.PHONY: all check clean install fixtures bench run cuda
+.PHONY: all check clean install fixtures bench run cuda valgrind
 all: $(BIN) $(UI_BIN) $(TEST_BIN)
 
 # task.c compiles in the install prefix: rebuild it when PREFIX changes.
@@ -124,9 +124,51 @@ $(BUILD)/cuda/devices: cuda/devices.c | $(BUILD)/cuda
 $(BUILD)/cuda $(BUILD)/cuda-emu:
 	mkdir -p $@
 
+# Fuzzing: each fuzz/NAME.c is a libFuzzer target for one parser of outside
+# input. `make` also links each with fuzz/replay.c instead of libFuzzer, so
+# `make check` replays the committed inputs without clang. `make fuzz
+# FUZZ_SECONDS=N` rebuilds the library with clang, ASan and UBSan under
+# $(BUILD)/fuzz (a recursive make) and runs the targets one after another
+# for N seconds each on fuzz/corpus/NAME; new inputs and crashes stay there.
+FUZZ_NAMES   := $(patsubst fuzz/%.c,%,$(filter-out fuzz/replay.c,$(wildcard fuzz/*.c)))
+FUZZ_REPLAY  := $(FUZZ_NAMES:%=$(BUILD)/fuzz-replay/%)
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_CFLAGS  := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+.PHONY: fuzz fuzz-targets
+all: $(FUZZ_REPLAY)
+$(FUZZ_REPLAY): $(BUILD)/fuzz-replay/%: fuzz/%.c fuzz/replay.c $(UI_TOBJ) $(LIB32)
+	@mkdir -p $(@D)
+	$(CC) $(UI_CFLAGS) $(LDFLAGS) -o $@ $< fuzz/replay.c $(UI_TOBJ) $(LIB32) $(UI_LDLIBS)
+fuzz:
+	$(MAKE) BUILD=$(BUILD)/fuzz CC=$(FUZZ_CC) SANITIZE= CFLAGS='$(FUZZ_CFLAGS)' FUZZING=1 fuzz-targets
+	sh fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_NAMES)
+ifeq ($(FUZZING),1)
+# kernels_fast.c needs GCC's target pragmas, and no target runs its kernels: gcc, uninstrumented.
+$(BUILD)/f32/kernels_fast.o: override CC := gcc
+$(BUILD)/f32/kernels_fast.o: override ALL_CFLAGS := $(filter-out $(FUZZ_CFLAGS),$(ALL_CFLAGS)) -O2
+endif
+fuzz-targets: $(FUZZ_NAMES:%=$(BUILD)/fuzz-%)
+$(FUZZ_NAMES:%=$(BUILD)/fuzz-%): $(BUILD)/fuzz-%: fuzz/%.c $(UI_TOBJ) $(LIB32)
+	$(CC) $(UI_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(UI_TOBJ) $(LIB32) $(UI_LDLIBS)
+
+# SANITIZE=1 builds into the same $(BUILD) as a plain build (the tests run
+# build/): a stamp names the flavour, and switching rebuilds every object.
+SAN_STAMP := $(BUILD)/sanitize$(SANITIZE).stamp
+$(SAN_STAMP): | $(BUILD)/f32
+	rm -f $(BUILD)/sanitize*.stamp
+	touch $@
+$(OBJ32) $(OBJ64) $(UI_OBJ) $(EMU_OBJ): $(SAN_STAMP)
 
 check: all
 	prove -j2 t/
+
+# memcheck over the CLI paths the tests use and a long workbench session
+# (t/valgrind.pl; minutes, so not in `make check`). Not with SANITIZE=1:
+# ASan and valgrind do not mix.
+valgrind: all
+	@test "$(SANITIZE)" != 1 || { echo "make valgrind: build without SANITIZE=1"; exit 2; }
+	prove -v t/valgrind.pl
 
 # The workbench on its built-in default session (sessions/default).
 run: $(UI_BIN)

@@ -2,6 +2,7 @@
  * safetensors files. */
 #include "checkpoint.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +99,14 @@ int ach_ckpt_load(ach_model *m, const ach_kernels *k, const char *path, char *er
     return rc;
 }
 
+/* Bytes of F32 data any file with this config holds at least: the
+ * embedding and every layer's in_proj and out_proj. */
+static uint64_t min_data_bytes(const ach_config *c)
+{
+    uint64_t D = (uint64_t)c->d_model, proj = (uint64_t)cfg_in_proj_dim(c) + (uint64_t)cfg_d_inner(c);
+    return 4 * D * ((uint64_t)c->vocab_size + (uint64_t)c->n_layer * proj);
+}
+
 int ach_ckpt_load_st(ach_model *m, const ach_kernels *k, const st_file *fp, const char *path, char *err,
                      size_t errlen)
 {
@@ -109,7 +118,15 @@ int ach_ckpt_load_st(ach_model *m, const ach_kernels *k, const st_file *fp, cons
         return -1;
     }
     cfg_default(&cfg, ARCH_MAMBA2);
-    if (cfg_from_json(&cfg, json, path, err, errlen) || ach_model_create(m, &cfg, k, err, errlen)) return -1;
+    if (cfg_from_json(&cfg, json, path, err, errlen)) return -1;
+    /* A small file whose config claims a huge model is refused here, before
+     * the model's arenas are allocated for it. */
+    if (min_data_bytes(&cfg) > f.data_len) {
+        snprintf(err, errlen, "%s: its config describes a model of at least %llu bytes of tensors, but the file "
+                 "holds %zu", path, (unsigned long long)min_data_bytes(&cfg), f.data_len);
+        return -1;
+    }
+    if (ach_model_create(m, &cfg, k, err, errlen)) return -1;
     /* every file tensor must be a model tensor (or the tied lm_head) */
     const st_tensor *head = NULL;
     for (int i = 0; i < f.n; i++) {

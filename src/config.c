@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,8 +165,11 @@ static int get_int(const cJSON *o, const char *key, int *out, const char *where,
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v || cJSON_IsNull(v)) return 0;
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble)
-        FAIL("%s: config field '%s' must be an integer", where, key);
+    if (!cJSON_IsNumber(v)) FAIL("%s: config field '%s' must be an integer", where, key);
+    /* range first: converting a double outside int's range is undefined */
+    if (!(v->valuedouble >= INT_MIN && v->valuedouble <= INT_MAX))
+        FAIL("%s: config field '%s': %g is out of range", where, key, v->valuedouble);
+    if (v->valuedouble != (double)(int)v->valuedouble) FAIL("%s: config field '%s' must be an integer", where, key);
     *out = (int)v->valuedouble;
     return 0;
 }

@@ -76,12 +76,27 @@ char *read_file(const char *path, size_t max, size_t *len, char *err, size_t err
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return NULL;
     }
-    char *buf = malloc(max + 1);
-    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+    /* The buffer grows with what is read: max is a limit, not a size to
+     * allocate (1 GiB up front for every metrics.jsonl failed under
+     * ulimit -v or strict overcommit, however small the file). */
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    int oom = 0;
+    while (n == cap && n <= max) {
+        size_t want = cap ? 2 * cap : 4096;
+        if (want > max + 1 || want < cap) want = max + 1;
+        char *nb = realloc(buf, want + 1);
+        if (!nb) {
+            oom = 1;
+            break;
+        }
+        buf = nb, cap = want;
+        n += fread(buf + n, 1, cap - n, f);
+    }
     int bad = ferror(f);
     fclose(f);
-    if (!buf || bad || n > max) {
-        snprintf(err, errlen, "%s: %s", path, !buf ? "out of memory" : bad ? "read error" : "file too large");
+    if (oom || bad || n > max) {
+        snprintf(err, errlen, "%s: %s", path, oom ? "out of memory" : bad ? "read error" : "file too large");
         free(buf);
         return NULL;
     }

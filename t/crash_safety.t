@@ -3,6 +3,7 @@
 # torn file. Checkpoint saves (achilles init over the same path) and run
 # states (achilles train over the same run) are killed again and again; after
 # every kill the file on disk loads (old or new content) and the run resumes.
+# The workbench's session saves, in place and as snapshots, likewise.
 use strict;
 use warnings;
 use Test::More;
@@ -73,4 +74,40 @@ sub tensors {
 }
 is_deeply(tensors("$dir/run/state.safetensors"), tensors("$dir/straight/state.safetensors"),
           'and the final weights and optimizer state equal the uninterrupted run\'s, bit for bit');
+
+# --- 100 workbench session saves killed at random instants ----------------
+# t/tui_snapshots.c saves the session sessions/live in place and as the
+# snapshot sessions/snap, over and over, while a run trains. After every kill
+# each session left behind loads with the workbench's loader, every run
+# resumes from its state, and a snapshot's records end where its state does.
+my $snap_tool = './build/t/tui_snapshots';
+my $ss = "$dir/sessions";
+mkdir $ss or die;
+local $ENV{ACHILLES_THREADS} = 1;
+is(quiet_system($snap_tool, 'make', $ss), 0, 'a workbench session with two runs');
+my ($torn, $lost, $mixed, $mid, $checked) = (0, 0, 0, 0, 0);
+my $have_snap = 0;
+for my $i (1 .. 100) {
+    kill_after(int(rand(250000)), $snap_tool, 'save', $ss);
+    opendir my $dh, $ss or die;
+    my @left = grep { !/^\.\.?$/ } readdir $dh;
+    closedir $dh;
+    $mid++ if grep { /^\./ } @left; # a snapshot being written when killed
+    for my $s (@left) {
+        # hidden: a snapshot being written, a session only once complete
+        next if $s =~ /^\./ && !-e "$ss/$s/session.json";
+        my $out = `$snap_tool check $ss/$s 2>&1`;
+        $checked++;
+        if ($?) { $torn++; diag("after kill $i, $s: $out"); next }
+        $mixed++ if $s eq 'snap' && grep { $_->[0] != $_->[1] } map { [/(\d+) (\d+)/] } $out =~ /^epochs .*$/mg;
+    }
+    $have_snap ||= -e "$ss/snap";
+    $lost++ if $have_snap && !-e "$ss/snap";
+}
+diag("$mid of 100 kills came while a snapshot was being written; $checked sessions checked");
+cmp_ok($mid, '>', 10, 'many snapshot saves were interrupted');
+ok($have_snap, 'the snapshot was written');
+is($torn, 0, 'after every kill every session left behind loads, and its runs resume');
+is($lost, 0, 'the snapshot, once written, is never missing');
+is($mixed, 0, 'each snapshot is one save: its records end at its state\'s epoch');
 done_testing();

@@ -12,7 +12,11 @@ use File::Temp qw(tempdir);
 use JSON::PP;
 use Time::HiRes qw(sleep time);
 
-if (!grep { -x "$_/tmux" } split /:/, $ENV{PATH}) {
+use FindBin;
+use lib $FindBin::Bin;
+use TuiTmux;
+
+if (!have_tmux()) {
     print "1..0 # SKIP tmux not installed\n";
     exit 0;
 }
@@ -21,60 +25,16 @@ $repo = abs_path("$repo/..") if !-d "$repo/t";
 chdir $repo or die;
 my $bin = abs_path($ENV{ACHILLES_TUI_BIN} // 'build/achilles-tui');
 my $dir = tempdir(CLEANUP => 1);
-my $sock = "achilles-test-$$";
-my @tmux = ('tmux', '-L', $sock, '-f', '/dev/null');
-END { system(@tmux, 'kill-server') if @tmux; }
 
 my $small = "$repo/t/data/small.json n_layer=2 d_state=16 headdim=16 lr_max=1e-2 lr_min=1e-4 warmup_epochs=1 batch_size=500";
 
-sub slurp { local $/; open my $f, '<:raw', $_[0] or return undef; my $d = <$f>; close $f; $d }
-sub screen { my $s = `@tmux capture-pane -p -t t 2>/dev/null`; return $s // '' }
-sub rows { my ($s, $from, $to) = @_; my @l = split /\n/, $s, -1; return join("\n", @l[$from .. $to]) }
-# waits until the screen matches; returns the screen (or '' on timeout)
-sub wait_for {
-    my ($re, $secs) = @_;
-    my $t0 = time;
-    while (time - $t0 < ($secs // 30)) {
-        my $s = screen();
-        return $s if $s =~ $re;
-        sleep 0.2;
-    }
-    diag("timed out waiting for $re; the screen:\n" . screen());
-    return '';
-}
-# waits until a test on the screen holds; returns the screen (or the last one)
-sub wait_until {
-    my ($test, $secs) = @_;
-    my $t0 = time;
-    my $s = screen();
-    while (time - $t0 < ($secs // 30)) {
-        return $s if $test->($s);
-        sleep 0.2;
-        $s = screen();
-    }
-    return $s;
-}
-sub type { my ($text) = @_; system(@tmux, 'send-keys', '-t', 't', '-l', $text); system(@tmux, 'send-keys', '-t', 't', 'Enter') }
-sub key { system(@tmux, 'send-keys', '-t', 't', @_) }
-# starts achilles-tui in the pane (replacing what ran there); $dir/pid gets its pid
-sub start {
-    my ($env, $args) = @_;
-    open my $f, '>', "$dir/run.sh" or die;
-    print $f "cd '$dir' && echo \$\$ > '$dir/pid' && exec env HOME='$dir' XDG_STATE_HOME='$dir/state' "
-        . "ACHILLES_THREADS=1 $env '$bin' $args\n";
-    close $f;
-    unlink "$dir/pid";
-    system(@tmux, 'respawn-pane', '-k', '-t', 't', "sh '$dir/run.sh'; echo EXIT=\$?; sleep 600") == 0
-        or die "respawn-pane failed";
-}
 sub last_record {
     my $m = slurp("$dir/sessions/$_[0]/runs/$_[1]/metrics.jsonl") // return {};
     my @l = split /\n/, $m;
     return decode_json($l[-1]);
 }
 
-system(@tmux, 'new-session', '-d', '-s', 't', '-x', 100, '-y', 30, 'sleep 600') == 0 or die "tmux new-session failed";
-system(@tmux, 'set-option', '-t', 't', 'remain-on-exit', 'on');
+tmux_start($dir, $bin, 100, 30);
 my $utf8 = 'LANG=C.UTF-8 LC_ALL=C.UTF-8';
 
 # --- a fresh session, a run, moving curves -----------------------------------

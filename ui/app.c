@@ -189,6 +189,10 @@ long tui_send(tui *app, tui_run *r, tui_job *job)
         job->run = r->id;
         snprintf(job->dir, sizeof job->dir, "%s", r->dir);
     }
+    if (!app->worker) { /* an app made without one (the REPL fuzzer): commands parse, jobs go nowhere */
+        tui_job_free(job);
+        return req;
+    }
     tui_worker_send(app->worker, job); /* the worker owns (and may free) it from here */
     return req;
 }
@@ -384,7 +388,7 @@ int tui_save(tui *app, const char *dest, int wait, char *err, size_t errlen)
         snprintf(err, errlen, "a save is already in progress");
         return -1;
     }
-    char dir[TUI_PATH], name[128];
+    char dir[TUI_PATH], name[128], stage[TUI_PATH] = "";
     int in_place = 1;
     if (dest) {
         if (session_resolve(app->sessions_root, dest, dir, sizeof dir, name, sizeof name, err, errlen)) return -1;
@@ -412,9 +416,11 @@ int tui_save(tui *app, const char *dest, int wait, char *err, size_t errlen)
                 snprintf(err, errlen, "%s exists and is not a session snapshot; choose another name", dir);
                 return -1;
             }
-            if (tui_remove_tree(dir, err, errlen)) return -1;
             tui_log(app, "replacing the snapshot in %s", dir);
         }
+        /* written beside it, then swapped in whole: a crash keeps the old one */
+        tui_staging_dir(dir, stage, sizeof stage);
+        if (tui_remove_tree(stage, err, errlen)) return -1; /* from a save that died */
         j = job(JOB_COPY);
         if (j) {
             int n = app->nruns ? app->nruns : 1;
@@ -428,7 +434,7 @@ int tui_save(tui *app, const char *dest, int wait, char *err, size_t errlen)
                 j->copy_id[i] = app->runs[i].id;
             }
             j->ncopy = app->nruns;
-            snprintf(j->dst, sizeof j->dst, "%s", dir);
+            snprintf(j->dst, sizeof j->dst, "%s", stage);
         }
     }
     if (!j) {
@@ -437,6 +443,7 @@ int tui_save(tui *app, const char *dest, int wait, char *err, size_t errlen)
     }
     snprintf(app->save_dest, sizeof app->save_dest, "%s", dir);
     snprintf(app->save_name, sizeof app->save_name, "%s", name);
+    snprintf(app->save_stage, sizeof app->save_stage, "%s", stage);
     app->save_error[0] = 0;
     app->save_req = tui_send(app, NULL, j);
     if (!wait) return 0;
@@ -514,9 +521,12 @@ static void on_event(tui *app, tui_event *e)
     case EV_SAVED:
         if (e->req != app->save_req) break;
         app->save_req = 0;
-        if (!e->ok || session_write(app, app->save_dest, app->save_name, err, sizeof err)) {
+        const char *stage = app->save_stage;
+        if (!e->ok || session_write(app, *stage ? stage : app->save_dest, app->save_name, err, sizeof err) ||
+            (*stage && tui_replace_tree(stage, app->save_dest, err, sizeof err))) {
             tui_strlcpy(app->save_error, e->ok ? err : e->text, sizeof app->save_error);
             tui_log(app, "save failed: %s", app->save_error);
+            if (*stage) tui_remove_tree(stage, err, sizeof err);
             break;
         }
         if (!strcmp(app->save_dest, app->session_dir)) tui_log(app, "session saved to %s", app->save_dest);

@@ -709,7 +709,7 @@ const tui_command *tui_command_find(const char *name)
 /* ---- parsing and dispatch ------------------------------------------------ */
 
 /* Splits at blanks; "double quotes" group, backslash escapes inside them. */
-static int tokenize(char *s, char **argv, int max, const char **why)
+int tui_tokenize(char *s, char **argv, int max, const char **why)
 {
     int argc = 0;
     char *out = s;
@@ -750,7 +750,7 @@ int tui_execute(tui *app, const char *line)
     char buf[4096], *argv[MAX_ARGS + 1];
     memcpy(buf, line, n + 1);
     const char *why = "";
-    int argc = tokenize(buf, argv, MAX_ARGS, &why);
+    int argc = tui_tokenize(buf, argv, MAX_ARGS, &why);
     if (argc < 0) {
         tui_log(app, "%s", why);
         return -1;
@@ -924,7 +924,7 @@ char **tui_complete(tui *app, const char *line, int start, int end)
     snprintf(word, sizeof word, "%.*s", end - start, line + start);
     char *argv[MAX_ARGS + 1];
     const char *why;
-    int argc = tokenize(head, argv, MAX_ARGS, &why);
+    int argc = tui_tokenize(head, argv, MAX_ARGS, &why);
     if (argc < 0) return NULL;
     cands c = {NULL, 0, 0, word};
     if (argc == 0) {

@@ -38,6 +38,9 @@ extern const int tui_ncommands;
 /* Parses and runs one line (echoed to the log). Unknown or mistyped
  * commands get the closest name and the usage. 0, or -1 on error. */
 int tui_execute(tui *app, const char *line);
+/* The words of a line as tui_execute sees them: s is split in place into
+ * argv[<= max]. argc, or -1 with *why (too many words, an open quote). */
+int tui_tokenize(char *s, char **argv, int max, const char **why);
 /* Exact name, or a unique prefix; NULL otherwise. */
 const tui_command *tui_command_find(const char *name);
 /* The candidates for the word line[start, end) (NULL-terminated, malloc'd

@@ -1,4 +1,5 @@
-/* Directory trees for snapshots: copy, remove, list. */
+/* Directory trees for snapshots: copy, remove, replace, list. */
+#define _GNU_SOURCE /* renameat2 */
 #include "files.h"
 
 #include <dirent.h>
@@ -143,6 +144,31 @@ int tui_remove_tree(const char *path, char *err, size_t errlen)
         return -1;
     }
     return 0;
+}
+
+void tui_staging_dir(const char *dir, char *out, size_t n)
+{
+    const char *base = strrchr(dir, '/');
+    base = base ? base + 1 : dir;
+    snprintf(out, n, "%.*s.%s.saving", (int)(base - dir), dir, base);
+}
+
+int tui_replace_tree(const char *staged, const char *dir, char *err, size_t errlen)
+{
+    if (!tui_exists(dir)) {
+        if (!rename(staged, dir)) return 0;
+    } else if (!renameat2(AT_FDCWD, staged, AT_FDCWD, dir, RENAME_EXCHANGE)) {
+        return tui_remove_tree(staged, err, errlen); /* the old tree, swapped out */
+    } else if (errno == EINVAL || errno == ENOSYS) {
+        /* no swap on this file system (NFS, say): dir is missing for an
+         * instant, the old tree waiting in OLD */
+        char old[2100];
+        snprintf(old, sizeof old, "%s.old", staged);
+        if (tui_remove_tree(old, err, errlen)) return -1;
+        if (!rename(dir, old) && !rename(staged, dir)) return tui_remove_tree(old, err, errlen);
+    }
+    snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+    return -1;
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }

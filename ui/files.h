@@ -7,6 +7,13 @@
 /* Copies the tree at src to dst (created; files written to a temporary
  * name and renamed, so a file is whole or absent). */
 int tui_copy_tree(const char *src, const char *dst, char *err, size_t errlen);
+/* Where a snapshot is written before it takes dir's place:
+ * a/NAME -> a/.NAME.saving (hidden, so not listed as a session). */
+void tui_staging_dir(const char *dir, char *out, size_t n);
+/* Puts the tree at staged in dir's place and removes the old one. The swap
+ * is atomic (RENAME_EXCHANGE) where the file system has it: a crash leaves
+ * dir old or new, never missing or half-written. */
+int tui_replace_tree(const char *staged, const char *dir, char *err, size_t errlen);
 /* rm -r path. */
 int tui_remove_tree(const char *path, char *err, size_t errlen);
 /* Whether path exists (as anything) / is a directory. */

@@ -51,6 +51,13 @@ static void on_signal(int sig)
     errno = saved;
 }
 
+/* A crash (or SIGQUIT): give the terminal back, then die of the signal. */
+static void on_fatal(int sig)
+{
+    tui_screen_crash_restore();
+    raise(sig); /* SA_RESETHAND: the default action, once this returns */
+}
+
 static int install_signals(void)
 {
     if (pipe(tui_proc.sig_pipe)) return -1;
@@ -64,6 +71,10 @@ static int install_signals(void)
     sigemptyset(&sa.sa_mask);
     const int sigs[] = {SIGHUP, SIGTERM, SIGINT, SIGWINCH};
     for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) sigaction(sigs[i], &sa, NULL);
+    sa.sa_handler = on_fatal;
+    sa.sa_flags = SA_RESETHAND;
+    const int fatal[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGQUIT};
+    for (size_t i = 0; i < sizeof fatal / sizeof *fatal; i++) sigaction(fatal[i], &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     return 0;
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "commands.h"
@@ -40,6 +41,34 @@ struct tui_screen {
     long heat_serial;        /* the app's, when last seen */
     const glyphs *g;
 };
+
+/* What gives the terminal back after a crash, made while the screen starts:
+ * a signal handler may not call curses, only write() and tcsetattr(). */
+static struct {
+    volatile sig_atomic_t armed;
+    struct termios tio;       /* the terminal's modes before curses */
+    char seq[256];            /* sgr0 rmkx cnorm rmcup, without padding */
+    size_t len;
+} crash;
+
+/* Appends terminfo capability cap to crash.seq, dropping $<..> delays. */
+static void crash_add(const char *cap)
+{
+    const char *s = tigetstr(cap);
+    if (!s || s == (const char *)-1) return;
+    for (; *s && crash.len < sizeof crash.seq; s++) {
+        if (s[0] == '$' && s[1] == '<' && strchr(s, '>')) s = strchr(s, '>');
+        else crash.seq[crash.len++] = *s;
+    }
+}
+
+void tui_screen_crash_restore(void)
+{
+    if (!crash.armed) return;
+    ssize_t ignored = write(STDOUT_FILENO, crash.seq, crash.len);
+    (void)ignored;
+    tcsetattr(STDIN_FILENO, TCSANOW, &crash.tio);
+}
 
 /* ---- helpers ---------------------------------------------------------------- */
 
@@ -638,11 +667,16 @@ int tui_screen_init(tui *app, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    int have_tio = tcgetattr(STDIN_FILENO, &crash.tio) == 0;
     if (!initscr()) {
         snprintf(err, errlen, "cannot start the terminal (TERM=%s)", getenv("TERM") ? getenv("TERM") : "");
         free(s);
         return -1;
     }
+    crash.len = 0;
+    const char *caps[] = {"sgr0", "rmkx", "cnorm", "rmcup"};
+    for (size_t i = 0; i < sizeof caps / sizeof *caps; i++) crash_add(caps[i]);
+    crash.armed = have_tio;
     app->screen = s;
     s->g = app->utf8 ? &kUtf8 : &kAscii;
     raw();
@@ -759,6 +793,7 @@ void tui_screen_end(tui *app)
 {
     struct tui_screen *s = app->screen;
     if (!s) return;
+    crash.armed = 0;
     for (int p = 0; p < NPANES; p++)
         if (s->w[p]) delwin(s->w[p]);
     endwin();

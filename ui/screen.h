@@ -23,4 +23,7 @@ int tui_screen_log_rows(const tui *app);
 /* Full repaint (Ctrl-L). */
 void tui_screen_repaint(tui *app);
 void tui_screen_end(tui *app);
+/* For a crash handler (async-signal-safe): the terminal's modes as before
+ * the screen started, the cursor shown, the main screen back. */
+void tui_screen_crash_restore(void);
 #endif

@@ -97,7 +97,8 @@ typedef struct tui {
     tui_worker *worker;
     long next_req;
     long save_req;                /* the JOB_SAVE/JOB_COPY being waited for, 0 if none */
-    char save_dest[TUI_PATH];     /* where that save writes session.json */
+    char save_dest[TUI_PATH];     /* the session or snapshot that save writes */
+    char save_stage[TUI_PATH];    /* a snapshot's staging directory, "" in place */
     char save_name[128];
     char save_error[256];         /* why the last save failed, "" if it did not */
     /* display options, and screen.c's windows (NULL without a terminal) */

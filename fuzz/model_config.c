@@ -1,0 +1,30 @@
+/* Fuzz target: a model config as JSON (mamba_ssm's MambaConfig form), read
+ * by cfg_from_json as checkpoints' __metadata__ "config" is. A config that
+ * reads must write back (cfg_to_json) to JSON that reads again to the same
+ * config. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *json = malloc(size + 1), err[1024];
+    if (!json) abort();
+    memcpy(json, data, size);
+    json[size] = 0;
+    ach_config c, back;
+    cfg_default(&c, ARCH_MAMBA2);
+    if (!cfg_from_json(&c, json, "fuzz", err, sizeof err)) {
+        char *out = cfg_to_json(&c);
+        cfg_default(&back, ARCH_MAMBA1);
+        if (!out || cfg_from_json(&back, out, "round trip", err, sizeof err)) abort();
+        char *again = cfg_to_json(&back);
+        if (!again || strcmp(out, again)) abort();
+        free(out);
+        free(again);
+    }
+    free(json);
+    return 0;
+}
