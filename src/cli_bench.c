@@ -39,7 +39,10 @@ const char *cli_bench_help =
     "matmuls 2*R*in*out each; conv 2*R*C*K; RMSNorm 4*R*C; SiLU 4 and gate 5 per\n"
     "element; Mamba-2 SSD per sequence and head N*L(L+1) (C.B) + P*L(L+1)\n"
     "(mixing) + 2*L*P (D skip); Mamba-1 scan 7*R*Di*N (exp, decay, input, output)\n"
-    "+ 6*R*Di (softplus, D skip); head: 2*B*D*V + 4*B*D + 3*B*V. exp counts as one.\n";
+    "+ 6*R*Di (softplus, D skip); head: 2*B*D*V + 4*B*D + 3*B*V. exp counts as one.\n"
+    "The fast kernels run each Mamba-2 residual block fused and recompute its\n"
+    "forward in the backward pass, as training does; that recomputation is not\n"
+    "counted.\n";
 
 static double now(void)
 {
