@@ -8,10 +8,10 @@
 // precision, whatever NVIDIA_TF32_OVERRIDE says). Different GPU models or
 // toolkits may differ in the last bits.
 //
-// Launch overhead: a Mamba-2 training step is about 120 kernel launches, 15
-// GEMMs and 25 memsets, and waits for the device about 24 times (the loss,
-// one sumsq per tensor for clipping, the largest token, the batch copies);
-// cuda/README.md says what would cut that (a fused optimizer, CUDA graphs).
+// Launch overhead: a training step (src/step.c) copies its batch and the
+// optimizer's plan in, runs as one CUDA graph (recorded on the step's second
+// call for its shapes, host.cuh graph_run), and copies the loss and the norm
+// out: two waits per step, not one per kernel.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <stdarg.h>
@@ -94,6 +94,27 @@ void plat_gemm(int ta, int tb, int m, int n, int k, const float *A, int lda, con
                     &beta, C, ldc),
         "cublasSgemm");
 }
+
+// Graphs: the stream's work between begin and end is captured, not run.
+// Relaxed mode, so other threads' CUDA calls are not disturbed; host.cuh
+// refuses copies and frees inside (plat_capture_misuse).
+typedef cudaGraphExec_t plat_graph;
+void plat_capture_begin() { ck(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed), "cudaStreamBeginCapture"); }
+plat_graph plat_capture_end()
+{
+    cudaGraph_t g;
+    cudaGraphExec_t e;
+    ck(cudaStreamEndCapture(stream, &g), "cudaStreamEndCapture");
+    ck(cudaGraphInstantiate(&e, g, 0), "cudaGraphInstantiate");
+    ck(cudaGraphDestroy(g), "cudaGraphDestroy");
+    return e;
+}
+void plat_graph_launch(plat_graph e) { ck(cudaGraphLaunch(e, stream), "cudaGraphLaunch"); }
+void plat_graph_destroy(plat_graph e) { ck(cudaGraphExecDestroy(e), "cudaGraphExecDestroy"); }
+void plat_capture_misuse(const char *what)
+{
+    plat_fatal("%s while recording a graph of a training step (a bug: the step must not do that)", what);
+}
 } // namespace
 
 #define ACH_DYN_SHARED(type, name)                         \
@@ -112,6 +133,16 @@ static char device_name[300] = "cuda";
 static ach_kernels table;
 static char why[512];
 static int state; /* 0 untried, 1 ready, -1 unavailable */
+
+// cuBLAS would allocate its workspace lazily, which a graph being recorded
+// cannot do: give it one up front (32 MiB, NVIDIA's advice for sm_90).
+static cublasStatus_t set_workspace(void)
+{
+    const size_t bytes = 32 << 20;
+    void *ws = NULL;
+    if (cudaMalloc(&ws, bytes) != cudaSuccess) return CUBLAS_STATUS_ALLOC_FAILED;
+    return cublasSetWorkspace(blas, ws, bytes);
+}
 
 // Picks the device and sets up the stream and cuBLAS; on failure says why.
 static int init(void)
@@ -143,7 +174,8 @@ static int init(void)
     cublasStatus_t s;
     if ((s = cublasCreate(&blas)) != CUBLAS_STATUS_SUCCESS || (s = cublasSetStream(blas, stream)) ||
         (s = cublasSetMathMode(blas, CUBLAS_PEDANTIC_MATH)) ||
-        (s = cublasSetAtomicsMode(blas, CUBLAS_ATOMICS_NOT_ALLOWED))) {
+        (s = cublasSetAtomicsMode(blas, CUBLAS_ATOMICS_NOT_ALLOWED)) ||
+        (s = set_workspace())) {
         snprintf(why, sizeof why, "cuBLAS on device %d: %s", dev, cublasGetStatusString(s));
         return -1;
     }
@@ -163,4 +195,10 @@ extern "C" const char *ach_cuda_error(void) { return why[0] ? why : "the CUDA ba
 extern "C" void ach_cuda_set_shape(int threads, int max_blocks, int seq_threads)
 {
     set_shape(threads, max_blocks, seq_threads);
+}
+
+extern "C" void ach_cuda_set_graphs(int on) { set_graphs(on); }
+extern "C" void ach_cuda_graph_stats(unsigned long *recorded, unsigned long *replayed)
+{
+    graph_stats(recorded, replayed);
 }

@@ -25,6 +25,14 @@ const ach_kernels *ach_cuda_emu_kernels(void);
 void ach_cuda_set_shape(int threads, int max_blocks, int seq_threads);
 void ach_cuda_emu_set_shape(int threads, int max_blocks, int seq_threads);
 
+/* Graphs of training steps (kernels.h graph_run): on 0 steps run kernel by
+ * kernel (also ACHILLES_CUDA_GRAPHS=0 in the environment); counts of graphs
+ * recorded and of replays since start. */
+void ach_cuda_set_graphs(int on);
+void ach_cuda_emu_set_graphs(int on);
+void ach_cuda_graph_stats(unsigned long *recorded, unsigned long *replayed);
+void ach_cuda_emu_graph_stats(unsigned long *recorded, unsigned long *replayed);
+
 /* Emulator controls (emu.h): errors found since the last call; the order
  * in which a block's threads resume after a barrier (0 thread order, 1
  * reverse, 2 shuffled). */

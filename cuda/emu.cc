@@ -48,7 +48,9 @@ int nerrors;
 char first_error[512];
 unsigned long long n_launches, n_blocks, n_threads, n_barriers;
 
-void error(const char *fmt, ...)
+} // namespace
+
+void report(const char *fmt, ...)
 {
     char buf[512];
     va_list ap;
@@ -58,6 +60,8 @@ void error(const char *fmt, ...)
     fprintf(stderr, "achilles: cuda emulator: %s\n", buf);
     if (!nerrors++) snprintf(first_error, sizeof first_error, "%s", buf);
 }
+
+namespace {
 
 void trampoline()
 {
@@ -126,7 +130,7 @@ int run_block(const char *name, unsigned nthreads)
         if (!waiting) return 0;
         n_barriers++;
         if (done) {
-            error("%s: block (%u,%u,%u): __syncthreads() reached by %u threads while %u had returned", name,
+            report("%s: block (%u,%u,%u): __syncthreads() reached by %u threads while %u had returned", name,
                   block_idx.x, block_idx.y, block_idx.z, waiting, done);
             return -1; // the waiting fibers are abandoned; their stacks are reset at the next launch
         }
@@ -137,7 +141,7 @@ int run_block(const char *name, unsigned nthreads)
 void syncthreads()
 {
     if (cur < 0) {
-        error("__syncthreads() outside a kernel");
+        report("__syncthreads() outside a kernel");
         return;
     }
     fiber &f = fibers[cur];
@@ -147,29 +151,31 @@ void syncthreads()
 
 void *dyn_shared() { return dyn.empty() ? nullptr : dyn.data(); }
 
+std::vector<graph_op> *recording;
+
 void launch_erased(const char *name, dim3 grid, dim3 block, size_t shmem, void (*fn)(void *), void *ctx)
 {
     unsigned long long nthreads = (unsigned long long)block.x * block.y * block.z;
     if (cur >= 0) {
-        error("%s: launched from inside a kernel", name);
+        report("%s: launched from inside a kernel", name);
         return;
     }
     if (!grid.x || !grid.y || !grid.z || !nthreads) {
-        error("%s: empty launch (grid %u,%u,%u, block %u,%u,%u)", name, grid.x, grid.y, grid.z, block.x, block.y,
+        report("%s: empty launch (grid %u,%u,%u, block %u,%u,%u)", name, grid.x, grid.y, grid.z, block.x, block.y,
               block.z);
         return;
     }
     if (nthreads > 1024 || block.z > 64) {
-        error("%s: block of %llu threads (%u,%u,%u): the hardware allows 1024, z <= 64", name, nthreads, block.x,
+        report("%s: block of %llu threads (%u,%u,%u): the hardware allows 1024, z <= 64", name, nthreads, block.x,
               block.y, block.z);
         return;
     }
     if (grid.y > 65535 || grid.z > 65535) {
-        error("%s: grid (%u,%u,%u): y and z are at most 65535", name, grid.x, grid.y, grid.z);
+        report("%s: grid (%u,%u,%u): y and z are at most 65535", name, grid.x, grid.y, grid.z);
         return;
     }
     if (shmem > (227u << 10)) {
-        error("%s: %zu bytes of dynamic shared memory (at most 227 KiB per block)", name, shmem);
+        report("%s: %zu bytes of dynamic shared memory (at most 227 KiB per block)", name, shmem);
         return;
     }
     ensure_fibers(nthreads);

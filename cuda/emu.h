@@ -20,7 +20,10 @@
 #ifndef ACH_CUDA_EMU_H
 #define ACH_CUDA_EMU_H
 #include <cstddef>
+#include <functional>
+#include <tuple>
 #include <type_traits>
+#include <vector>
 
 struct uint3 {
     unsigned x, y, z;
@@ -39,12 +42,25 @@ extern dim3 block_dim, grid_dim;
 void syncthreads();
 void *dyn_shared();
 void launch_erased(const char *name, dim3 grid, dim3 block, size_t shmem, void (*fn)(void *), void *ctx);
+/* Reports misuse as the scheduler does (ach_emu_errors). */
+void report(const char *fmt, ...);
 
-/* Runs f() as every thread of every block of the grid. */
+/* Stream capture, as for a CUDA graph: while `recording` is set, launches
+ * (and the backend's stream operations: memsets, GEMMs) are appended to it,
+ * with their arguments copied, instead of run; replaying runs them in order. */
+using graph_op = std::function<void()>;
+extern std::vector<graph_op> *recording;
+
+/* Runs f() as every thread of every block of the grid (or records it). */
 template <class F> void launch(const char *name, dim3 grid, dim3 block, size_t shmem, F &&f)
 {
     using T = std::remove_reference_t<F>;
-    launch_erased(name, grid, block, shmem, [](void *p) { (*static_cast<T *>(p))(); }, &f);
+    auto run = [](void *p) { (*static_cast<T *>(p))(); };
+    if (recording) {
+        recording->push_back([=]() mutable { launch_erased(name, grid, block, shmem, run, &f); });
+        return;
+    }
+    launch_erased(name, grid, block, shmem, run, &f);
 }
 } // namespace ach_emu
 
@@ -72,6 +88,9 @@ void ach_emu_stats(unsigned long long *launches, unsigned long long *blocks, uns
 #define __shared__ static
 #define __syncthreads() ach_emu::syncthreads()
 #define ACH_DYN_SHARED(type, name) type *name = static_cast<type *>(ach_emu::dyn_shared())
-#define ACH_LAUNCH(kernel, grid, block, shmem, ...) \
-    ach_emu::launch(#kernel, (grid), (block), (shmem), [&]() { kernel(__VA_ARGS__); })
+/* The arguments are evaluated and copied at the launch, as a launch (and a
+ * graph) takes them. */
+#define ACH_LAUNCH(kernel, grid, block, shmem, ...)                   \
+    ach_emu::launch(#kernel, (grid), (block), (shmem),                \
+                    [ach_args = std::make_tuple(__VA_ARGS__)]() { std::apply(kernel, ach_args); })
 #endif

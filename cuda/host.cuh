@@ -9,6 +9,9 @@
  *   plat_gemm(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc)
  *       C = op(A) op(B) + beta C, column-major, as cublasSgemm with alpha 1
  *   plat_fatal(fmt, ...)                               report and exit
+ *   plat_graph, plat_capture_begin(), plat_capture_end() -> plat_graph,
+ *   plat_graph_launch(g), plat_graph_destroy(g)        stream capture
+ *   plat_capture_misuse(what)                          what a graph cannot hold
  *   ACH_CU_NAME                                        the table's name
  * Everything here has internal linkage, so both builds may share a binary. */
 #include <stdarg.h>
@@ -61,11 +64,18 @@ struct scratch_buf {
 };
 scratch_buf scratch_bufs[S_COUNT];
 
+/* Graphs hold device pointers: every free bumps mem_gen, which retires the
+ * graphs recorded before it. capturing: a graph is being recorded. */
+unsigned long mem_gen;
+int capturing;
+
 template <class T> T *scratch(int slot, size_t n)
 {
     scratch_buf *s = &scratch_bufs[slot];
     size_t bytes = n * sizeof(T);
     if (bytes > s->bytes) {
+        if (capturing) plat_capture_misuse("a scratch buffer growing");
+        mem_gen++;
         plat_free(s->p);
         s->p = plat_alloc(bytes);
         if (!s->p) plat_fatal("out of device memory for %zu bytes of kernel scratch", bytes);
@@ -91,13 +101,21 @@ void colsum_add(real *out, const real *in, int rows, int C, int ld)
 }
 
 void *cu_alloc(size_t bytes) { return plat_alloc(bytes ? bytes : 1); }
-void cu_release(void *p) { plat_free(p); }
+void cu_release(void *p)
+{
+    if (!p) return;
+    if (capturing) plat_capture_misuse("release");
+    mem_gen++;
+    plat_free(p);
+}
 void cu_to_device(void *dst, const void *src, size_t bytes)
 {
+    if (capturing) plat_capture_misuse("a copy to the device");
     if (bytes) plat_h2d(dst, src, bytes);
 }
 void cu_to_host(void *dst, const void *src, size_t bytes)
 {
+    if (capturing) plat_capture_misuse("a copy to the host");
     if (bytes) plat_d2h(dst, src, bytes);
 }
 void cu_zero(real *p, size_t n)
@@ -110,19 +128,10 @@ void embedding_forward(real *out, const int *tokens, const real *wte, int n, int
     if (n > 0 && D > 0) ACH_LAUNCH(k_embedding_forward, grid_for((size_t)n * D), shape.threads, 0, out, tokens, wte, n, D);
 }
 
-/* The partials need one row per token id, and the interface does not pass
- * the vocabulary: the largest token is found on the device and read back
- * (one small copy per backward pass). */
-void embedding_backward(real *dwte, const real *dout, const int *tokens, int n, int D)
+/* Partials of V rows (one per token id) per chunk of rows. */
+void embedding_backward(real *dwte, const real *dout, const int *tokens, int n, int D, int V)
 {
-    if (!n || !D) return;
-    unsigned g = grid_for(n);
-    int *mx = scratch<int>(S_RED, g + 1), V;
-    ACH_LAUNCH(k_max_part, g, shape.threads, 0, mx, tokens, (size_t)n);
-    ACH_LAUNCH(k_max_part, 1, shape.threads, 0, mx + g, mx, (size_t)g);
-    plat_d2h(&V, mx + g, sizeof V);
-    if (V < 0) return;
-    V += 1;
+    if (!n || !D || V <= 0) return;
     int nc = nchunks_of(n);
     real *part = scratch<real>(S_PART, (size_t)nc * V * D);
     plat_memset0(part, (size_t)nc * V * D * sizeof *part);
@@ -350,6 +359,83 @@ void adamw_update(real *w, real *m, real *v, const real *g, size_t n, real gscal
                    bc2_sqrt);
 }
 
+/* The optimizer step in three launches, no host wait: sums of squares per
+ * tensor, the norm and scale (one thread, table order), AdamW over every
+ * tensor (one grid row per tensor). */
+const unsigned ADAMW_BLOCKS = 32; /* per tensor; the loop strides over the rest */
+
+void adamw_step(real *w, real *m, real *v, const real *g, const ach_adamw_plan *plan, int ntensors, double *norm)
+{
+    if (ntensors <= 0) return;
+    double *part = scratch<double>(S_RED, ntensors);
+    ACH_LAUNCH(k_sumsq_tensors, ntensors, shape.threads, 0, part, g, plan);
+    ACH_LAUNCH(k_clip_scale, 1, 1, 0, norm, part, ntensors, plan);
+    ACH_LAUNCH(k_adamw_tensors, dim3(ADAMW_BLOCKS, ntensors), shape.threads, 0, w, m, v, g, plan, norm);
+}
+
+/* Graphs (kernels.h graph_run). A key's first call runs body directly, so
+ * scratch buffers grow to its shapes; the second records it; later ones
+ * replay the recording. A few keys are kept (a run's full and last partial
+ * batch, evaluation shapes), the least recently used one goes first. */
+const int GRAPH_SLOTS = 8;
+const size_t GRAPH_KEY_MAX = 128;
+struct graph_slot {
+    unsigned char key[GRAPH_KEY_MAX];
+    size_t keylen;
+    int state; /* 0 free, 1 run once, 2 recorded */
+    unsigned long gen, used;
+    plat_graph g;
+};
+graph_slot graph_slots[GRAPH_SLOTS];
+unsigned long graph_clock, graphs_recorded, graphs_replayed;
+int graphs_off; /* ACHILLES_CUDA_GRAPHS=0 */
+
+void graph_drop(graph_slot *s)
+{
+    if (s->state == 2) plat_graph_destroy(s->g);
+    s->state = 0;
+}
+
+void graph_run(const void *key, size_t keylen, void (*body)(void *), void *ctx)
+{
+    if (graphs_off || keylen > GRAPH_KEY_MAX) {
+        body(ctx);
+        return;
+    }
+    graph_slot *s = NULL, *victim = &graph_slots[0];
+    for (graph_slot *t = graph_slots; t < graph_slots + GRAPH_SLOTS; t++) {
+        if (t->state && t->gen != mem_gen) graph_drop(t); /* its pointers may be gone */
+        if (t->state && t->keylen == keylen && !memcmp(t->key, key, keylen)) s = t;
+        if (victim->state && (!t->state || t->used < victim->used)) victim = t; /* free, else oldest */
+    }
+    if (!s) {
+        s = victim;
+        graph_drop(s);
+        memcpy(s->key, key, keylen);
+        s->keylen = keylen;
+        body(ctx);
+        s->state = 1, s->gen = mem_gen, s->used = ++graph_clock;
+        return;
+    }
+    if (s->state == 1) {
+        capturing = 1;
+        plat_capture_begin();
+        body(ctx);
+        s->g = plat_capture_end();
+        capturing = 0;
+        s->state = 2;
+        graphs_recorded++;
+    }
+    s->used = ++graph_clock;
+    graphs_replayed++;
+    plat_graph_launch(s->g);
+}
+
+void graph_stats(unsigned long *recorded, unsigned long *replayed)
+{
+    *recorded = graphs_recorded, *replayed = graphs_replayed;
+}
+
 void set_shape(int threads, int max_blocks, int seq_threads)
 {
     if (threads > 0 && threads <= ACH_CU_MAX_THREADS) shape.threads = threads;
@@ -391,5 +477,16 @@ void fill_table(ach_kernels *k)
     k->crossentropy_backward = crossentropy_backward;
     k->sumsq = sumsq;
     k->adamw_update = adamw_update;
+    k->adamw_step = adamw_step;
+    k->graph_run = graph_run;
+    const char *env = getenv("ACHILLES_CUDA_GRAPHS");
+    graphs_off = env && !strcmp(env, "0");
+}
+
+/* on 0: steps run kernel by kernel (as with ACHILLES_CUDA_GRAPHS=0) */
+void set_graphs(int on)
+{
+    graphs_off = !on;
+    for (graph_slot *t = graph_slots; t < graph_slots + GRAPH_SLOTS; t++) graph_drop(t);
 }
 } // namespace

@@ -23,6 +23,21 @@ typedef struct {
     const real *resid; /* [R, d_model] the block's input */
 } ach_mamba2_block;
 
+/* The optimizer step of adamw_step below, in backend memory: the caller
+ * writes it (to_device) before each step, so a recorded step replays with
+ * the current learning rate and bias corrections. */
+typedef struct {
+    size_t offset, numel; /* into the weight, moment and gradient arenas */
+    real wd;              /* weight decay of this tensor */
+    real step_size, bc2_sqrt;
+    int frozen;           /* 1: not updated, not in the norm */
+} ach_adamw_tensor;
+typedef struct {
+    double clip;          /* global norm; <= 0: no clipping */
+    real lr, b1, b2, eps;
+    ach_adamw_tensor t[]; /* in parameter-table order */
+} ach_adamw_plan;
+
 typedef struct ach_kernels {
     const char *name;
     void *(*alloc)(size_t bytes); /* zero-filled */
@@ -31,9 +46,10 @@ typedef struct ach_kernels {
     void (*to_host)(void *dst, const void *src, size_t bytes);
     void (*zero)(real *p, size_t n);
 
-    /* out[i] = wte[tokens[i]] */
+    /* out[i] = wte[tokens[i]]; backward dwte[tokens[i]] += dout[i]. Every
+     * token is below V (the vocabulary: dwte has V rows). */
     void (*embedding_forward)(real *out, const int *tokens, const real *wte, int n, int D);
-    void (*embedding_backward)(real *dwte, const real *dout, const int *tokens, int n, int D);
+    void (*embedding_backward)(real *dwte, const real *dout, const int *tokens, int n, int D, int V);
 
     /* out = inp * rsqrt(mean(inp^2) + eps) * w, per row; rstd saved. */
     void (*rmsnorm_forward)(real *out, real *rstd, const real *inp, const real *w, int rows, int C, real eps);
@@ -138,6 +154,26 @@ typedef struct ach_kernels {
      * analysis reads), never with blocking or substitution. */
     void (*mamba2_block_forward)(const ach_mamba2_block *b, real *out);
     void (*mamba2_block_backward)(const ach_mamba2_block *b, real *dresid);
+
+    /* Optional (NULL: optim.c calls sumsq and adamw_update per tensor and
+     * reads each norm back): the whole optimizer step without waiting for
+     * the device. norm (2 doubles of backend memory) receives the global
+     * gradient norm of the tensors not frozen (each tensor's sum of squares
+     * in double, added in table order), then the gradient scale
+     * min(1, clip / (norm + 1e-6)) (1 when clip <= 0); every tensor not
+     * frozen then gets adamw_update with that scale and its plan entry. */
+    void (*adamw_step)(real *w, real *m, real *v, const real *g, const ach_adamw_plan *plan, int ntensors,
+                       double *norm);
+
+    /* Optional (NULL: the caller runs body itself): runs body(ctx), a
+     * training step's kernels, as a graph recorded on the first call with
+     * this key (key bytes) and replayed on later ones, so the device runs
+     * it without a launch per kernel. body must not copy to or from the
+     * host, and what it launches (shapes, pointers, scalar arguments) must
+     * be a function of the key; data that changes from step to step goes
+     * through backend memory written before the call. Freeing backend
+     * memory (release, a scratch buffer growing) drops the recorded graphs. */
+    void (*graph_run)(const void *key, size_t keylen, void (*body)(void *ctx), void *ctx);
 } ach_kernels;
 
 size_t mamba1_scan_work(int L, int N);

@@ -19,8 +19,9 @@ static void embedding_forward(real *out, const int *tokens, const real *wte, int
     for (int i = 0; i < n; i++) memcpy(out + (size_t)i * D, wte + (size_t)tokens[i] * D, D * sizeof *out);
 }
 
-static void embedding_backward(real *dwte, const real *dout, const int *tokens, int n, int D)
+static void embedding_backward(real *dwte, const real *dout, const int *tokens, int n, int D, int V)
 {
+    (void)V;
     for (int i = 0; i < n; i++) {
         real *dw = dwte + (size_t)tokens[i] * D;
         const real *g = dout + (size_t)i * D;

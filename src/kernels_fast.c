@@ -1766,8 +1766,9 @@ static void F(embb_task)(void *vc, int t)
     }
 }
 
-static void F(embedding_backward)(real *dwte, const real *dout, const int *tokens, int n, int D)
+static void F(embedding_backward)(real *dwte, const real *dout, const int *tokens, int n, int D, int V)
 {
+    (void)V;
     emb_ctx c = {.dw = dwte, .dout = dout, .tokens = tokens, .n = n, .D = D};
     ach_parallel_for(ceil_div(D, EMB_COLS), F(embb_task), &c);
 }

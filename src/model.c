@@ -204,14 +204,19 @@ const unsigned char *ach_model_block_for(const ach_model *m, int l)
     return m->block_layers >> l & 1 ? m->block_mask : NULL;
 }
 
-static double forward(ach_model *m, const int *tokens, const int *labels, int B, int L)
+void ach_model_set_batch(ach_model *m, const int *tokens, const int *labels, int B, int L)
+{
+    m->cur_B = B, m->cur_L = L;
+    m->k->to_device(m->tokens, tokens, (size_t)B * L * sizeof(int));
+    m->k->to_device(m->labels, labels, (size_t)B * sizeof(int));
+}
+
+void ach_model_launch_forward(ach_model *m, int lean)
 {
     const ach_kernels *k = m->k;
     const ach_config *c = &m->cfg;
-    int D = c->d_model, V = c->vocab_size, R = B * L;
-    m->cur_B = B, m->cur_L = L;
-    k->to_device(m->tokens, tokens, (size_t)R * sizeof(int));
-    k->to_device(m->labels, labels, (size_t)B * sizeof(int));
+    int B = m->cur_B, L = m->cur_L, D = c->d_model, V = c->vocab_size, R = B * L;
+    m->lean = lean;
     k->embedding_forward(m->layers[0].resid, m->tokens, m->w + m->embedding, R, D);
     if (c->pos_enc == POS_SINUSOIDAL) k->posenc_forward(m->layers[0].resid, m->pe_sin, B, L, D);
     if (c->pos_enc == POS_LEARNED) k->posenc_forward(m->layers[0].resid, m->w + m->pos, B, L, D);
@@ -228,6 +233,13 @@ static double forward(ach_model *m, const int *tokens, const int *labels, int B,
     k->rmsnorm_forward(m->last_n, m->rstd_f, m->last, m->w + m->norm_f, B, D, (real)c->norm_eps);
     k->matmul_forward(m->logits, m->last_n, D, m->w + m->embedding, NULL, B, D, V);
     k->crossentropy_forward(m->losses, m->probs, m->logits, m->labels, B, V);
+    m->lean = 0;
+}
+
+double ach_model_loss(const ach_model *m)
+{
+    const ach_kernels *k = m->k;
+    int B = m->cur_B;
     real host[256];
     double sum = 0;
     for (int b0 = 0; b0 < B; b0 += 256) { /* summed on the host in a fixed order */
@@ -240,16 +252,16 @@ static double forward(ach_model *m, const int *tokens, const int *labels, int B,
 
 double ach_model_forward(ach_model *m, const int *tokens, const int *labels, int B, int L)
 {
-    m->lean = 0;
-    return forward(m, tokens, labels, B, L);
+    ach_model_set_batch(m, tokens, labels, B, L);
+    ach_model_launch_forward(m, 0);
+    return ach_model_loss(m);
 }
 
 double ach_model_forward_lean(ach_model *m, const int *tokens, const int *labels, int B, int L)
 {
-    m->lean = 1;
-    double loss = forward(m, tokens, labels, B, L);
-    m->lean = 0;
-    return loss;
+    ach_model_set_batch(m, tokens, labels, B, L);
+    ach_model_launch_forward(m, 1);
+    return ach_model_loss(m);
 }
 
 void ach_model_backward(ach_model *m)
@@ -275,6 +287,6 @@ void ach_model_backward(ach_model *m)
         else mamba2_backward(m, l, m->d_resid);
         k->rmsnorm_backward(m->d_resid, m->g + m->lp[l].norm, m->d_xn, a->resid, m->w + m->lp[l].norm, a->rstd, R, D);
     }
-    k->embedding_backward(m->g + m->embedding, m->d_resid, m->tokens, R, D);
+    k->embedding_backward(m->g + m->embedding, m->d_resid, m->tokens, R, D, V);
     if (c->pos_enc == POS_LEARNED) k->posenc_backward(m->g + m->pos, m->d_resid, B, L, D);
 }

@@ -90,6 +90,13 @@ double ach_model_forward(ach_model *m, const int *tokens, const int *labels, int
  * (m->layers) that analysis reads (ach_model_backward then recomputes
  * them): for training steps and evaluation. */
 double ach_model_forward_lean(ach_model *m, const int *tokens, const int *labels, int B, int L);
+/* The three parts of a forward, for a step that must not wait on the
+ * device between its kernels (step.c): copy the batch to the backend;
+ * queue the forward's kernels (lean as above); the mean loss, which waits
+ * for them. */
+void ach_model_set_batch(ach_model *m, const int *tokens, const int *labels, int B, int L);
+void ach_model_launch_forward(ach_model *m, int lean);
+double ach_model_loss(const ach_model *m);
 /* Blocking (SPEC §4) for the following passes: mask [B*L] on the host, 1
  * where a source position's contribution to later positions is removed, in
  * the layers of the bit set. mask NULL or layers 0 turns it off. */

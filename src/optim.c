@@ -20,6 +20,11 @@ void ach_optim_defaults(ach_optim_cfg *c)
     c->clip = 1.0;
 }
 
+static size_t plan_bytes(const ach_model *m)
+{
+    return sizeof(ach_adamw_plan) + (size_t)m->nparams * sizeof(ach_adamw_tensor);
+}
+
 int ach_optim_create(ach_optim *o, const ach_model *m, const ach_optim_cfg *c)
 {
     memset(o, 0, sizeof *o);
@@ -28,7 +33,16 @@ int ach_optim_create(ach_optim *o, const ach_model *m, const ach_optim_cfg *c)
     o->v = m->k->alloc(m->nweights * sizeof(real));
     o->frozen = calloc(m->nparams, 1);
     o->steps = calloc(m->nparams, sizeof *o->steps);
-    if (!o->m || !o->v || !o->frozen || !o->steps) {
+    o->plan = calloc(1, plan_bytes(m));
+    if (m->k->adamw_step) {
+        o->plan_dev = m->k->alloc(plan_bytes(m));
+        o->norm_dev = m->k->alloc(2 * sizeof(double));
+        if (!o->plan_dev || !o->norm_dev) {
+            ach_optim_free(o, m);
+            return -1;
+        }
+    }
+    if (!o->m || !o->v || !o->frozen || !o->steps || !o->plan) {
         ach_optim_free(o, m);
         return -1;
     }
@@ -40,9 +54,12 @@ void ach_optim_free(ach_optim *o, const ach_model *m)
     if (m->k) {
         m->k->release(o->m);
         m->k->release(o->v);
+        m->k->release(o->plan_dev);
+        m->k->release(o->norm_dev);
     }
     free(o->frozen);
     free(o->steps);
+    free(o->plan);
     memset(o, 0, sizeof *o);
 }
 
@@ -56,30 +73,62 @@ double ach_lr_at(const ach_optim_cfg *c, double epoch)
     return c->lr_min + 0.5 * span * (1 + cos(3.14159265358979323846 * x));
 }
 
-double ach_optim_step(ach_optim *o, ach_model *m, double lr)
+void ach_optim_prepare(ach_optim *o, const ach_model *m, double lr)
 {
-    const ach_kernels *k = m->k;
     const ach_optim_cfg *c = &o->cfg;
-    double ss = 0;
-    for (int i = 0; i < m->nparams; i++) /* per tensor, in table order: fixed */
-        if (!o->frozen[i]) ss += k->sumsq(m->g + m->params[i].offset, m->params[i].numel);
-    double norm = sqrt(ss);
-    double scale = 1;
-    if (c->clip > 0) { /* clip_grad_norm_: coef = max / (norm + 1e-6), clamped at 1 */
-        scale = c->clip / (norm + 1e-6);
-        if (scale > 1) scale = 1;
-    }
+    ach_adamw_plan *p = o->plan;
+    p->clip = c->clip;
+    p->lr = (real)lr, p->b1 = (real)c->beta1, p->b2 = (real)c->beta2, p->eps = (real)c->eps;
     o->step++;
     for (int i = 0; i < m->nparams; i++) {
-        const ach_param *p = &m->params[i];
-        if (o->frozen[i]) continue;
-        long t = ++o->steps[i];
-        double step_size = lr / (1 - pow(c->beta1, (double)t));
-        double bc2_sqrt = sqrt(1 - pow(c->beta2, (double)t));
-        double wd = (p->kind & c->no_decay_kinds) ? 0 : c->weight_decay;
-        k->adamw_update(m->w + p->offset, o->m + p->offset, o->v + p->offset, m->g + p->offset, p->numel, (real)scale,
-                        (real)lr, (real)wd, (real)c->beta1, (real)c->beta2, (real)c->eps, (real)step_size,
-                        (real)bc2_sqrt);
+        ach_adamw_tensor *t = &p->t[i];
+        t->offset = m->params[i].offset, t->numel = m->params[i].numel;
+        t->frozen = o->frozen[i];
+        if (t->frozen) continue;
+        long n = ++o->steps[i];
+        t->wd = (real)((m->params[i].kind & c->no_decay_kinds) ? 0 : c->weight_decay);
+        t->step_size = (real)(lr / (1 - pow(c->beta1, (double)n)));
+        t->bc2_sqrt = (real)sqrt(1 - pow(c->beta2, (double)n));
     }
+    if (o->plan_dev) m->k->to_device(o->plan_dev, p, plan_bytes(m));
+}
+
+void ach_optim_launch(ach_optim *o, ach_model *m)
+{
+    const ach_kernels *k = m->k;
+    const ach_adamw_plan *p = o->plan;
+    if (k->adamw_step) {
+        k->adamw_step(m->w, o->m, o->v, m->g, o->plan_dev, m->nparams, o->norm_dev);
+        return;
+    }
+    double ss = 0;
+    for (int i = 0; i < m->nparams; i++) /* per tensor, in table order: fixed */
+        if (!p->t[i].frozen) ss += k->sumsq(m->g + p->t[i].offset, p->t[i].numel);
+    o->norm = sqrt(ss);
+    double scale = 1;
+    if (p->clip > 0) { /* clip_grad_norm_: coef = max / (norm + 1e-6), clamped at 1 */
+        scale = p->clip / (o->norm + 1e-6);
+        if (scale > 1) scale = 1;
+    }
+    for (int i = 0; i < m->nparams; i++) {
+        const ach_adamw_tensor *t = &p->t[i];
+        if (t->frozen) continue;
+        k->adamw_update(m->w + t->offset, o->m + t->offset, o->v + t->offset, m->g + t->offset, t->numel,
+                        (real)scale, p->lr, t->wd, p->b1, p->b2, p->eps, t->step_size, t->bc2_sqrt);
+    }
+}
+
+double ach_optim_norm(const ach_optim *o, const ach_model *m)
+{
+    if (!o->norm_dev) return o->norm;
+    double norm;
+    m->k->to_host(&norm, o->norm_dev, sizeof norm);
     return norm;
+}
+
+double ach_optim_step(ach_optim *o, ach_model *m, double lr)
+{
+    ach_optim_prepare(o, m, lr);
+    ach_optim_launch(o, m);
+    return ach_optim_norm(o, m);
 }

@@ -23,6 +23,11 @@ typedef struct {
                                       keeps one per parameter: a frozen tensor
                                       does not advance its bias correction) */
     unsigned char *frozen;         /* [nparams]: 1 = no update, no decay, not in the norm */
+    /* the step being taken: the plan (host copy, and backend copies when
+     * the backend has adamw_step) or, without it, the norm found */
+    double norm;
+    ach_adamw_plan *plan, *plan_dev;
+    double *norm_dev;              /* [2] norm, gradient scale */
 } ach_optim;
 
 void ach_optim_defaults(ach_optim_cfg *c);
@@ -33,4 +38,10 @@ double ach_lr_at(const ach_optim_cfg *c, double epoch);
 /* Clips m->g to the global norm, then one AdamW step at learning rate lr.
  * Returns the gradient norm before clipping (NaN/Inf pass through). */
 double ach_optim_step(ach_optim *o, ach_model *m, double lr);
+/* The same in three parts, for a step that must not wait on the device
+ * between its kernels (step.c): count the step and write its plan to the
+ * backend; queue its kernels; the norm, which waits for them. */
+void ach_optim_prepare(ach_optim *o, const ach_model *m, double lr);
+void ach_optim_launch(ach_optim *o, ach_model *m);
+double ach_optim_norm(const ach_optim *o, const ach_model *m);
 #endif

@@ -16,6 +16,7 @@
 #include "fsutil.h"
 #include "init.h"
 #include "rng.h"
+#include "step.h"
 #include "strbuf.h"
 #include "threads.h"
 
@@ -589,10 +590,8 @@ ach_run_status ach_run_advance(ach_run *r, char *err, size_t errlen)
         ach_block_mask(&r->block, r->info, nb, r->L, r->mask);
         ach_model_set_block(&r->model, r->mask, nb, r->L, r->block.layers);
     }
-    double loss = ach_model_forward_lean(&r->model, r->tokens, r->labels, nb, r->L);
-    ach_model_backward(&r->model);
+    double gn, loss = ach_train_step(&r->model, &r->opt, r->tokens, r->labels, nb, r->L, lr, &gn);
     if (blocked) ach_model_set_block(&r->model, NULL, nb, r->L, 0);
-    double gn = ach_optim_step(&r->opt, &r->model, lr);
     r->loss_sum += loss * nb, r->loss_n += nb;
     r->gnorm_sum += gn, r->gnorm_n++;
     r->batch++;

@@ -47,6 +47,11 @@ check "GPU and CPU runs agree: $(cols gpu1) vs $(cols cpu)" \
 # everything but the timing columns (seq_per_s, elapsed_s)
 check "two GPU runs are bit-identical (training_log.csv)" \
     "[ \"\$(cut -d, -f1-9,12- $tmp/gpu1/training_log.csv)\" = \"\$(cut -d, -f1-9,12- $tmp/gpu2/training_log.csv)\" ]"
+# steps as CUDA graphs (the default) and kernel by kernel: the same bits
+check "achilles-cuda train --backend cuda, without graphs" \
+    "env ACHILLES_CUDA_GRAPHS=0 $B/achilles-cuda train --backend cuda preset=demo epochs=1 batch_size=256 seed=5 --quiet --out $tmp/nograph"
+check "graphs change no bit (training_log.csv)" \
+    "[ \"\$(cut -d, -f1-9,12- $tmp/gpu1/training_log.csv)\" = \"\$(cut -d, -f1-9,12- $tmp/nograph/training_log.csv)\" ]"
 
 # 3. throughput (printed; the target is in bench/RESULTS.md and cuda/README.md)
 for arch in mamba2 mamba1; do
@@ -54,6 +59,7 @@ for arch in mamba2 mamba1; do
     rc=$?
     sed 's/^/# /' "$tmp/bench.out"
     check "achilles-cuda bench --backend cuda --arch $arch" "[ $rc = 0 ]"
+    ACHILLES_CUDA_GRAPHS=0 $B/achilles-cuda bench --backend cuda --arch $arch --steps 50 2>&1 | sed 's/^/# without graphs: /'
 done
 echo "1..$n"
 exit $fail

@@ -20,6 +20,12 @@
  *    and blocking, Mamba-1 with blocking): loss, every gradient tensor and
  *    the weights after two AdamW steps against the CPU engine; the same run
  *    twice is bit-identical.
+ * 3. Graphs of training steps (kernels.h graph_run): runs of several steps
+ *    through ach_train_step whose batch size and blocking change between
+ *    steps, with graphs and without: bit-identical losses, norms and weights,
+ *    graphs recorded and replayed as expected, and no host copy or free while
+ *    one is being recorded; the recording catches such a copy; a free retires
+ *    the recorded graphs.
  *
  * Tolerances, |got - want| <= tol * max|want| per tensor (normwise, as in
  * t/kernels_fast.c): the emulated kernels add in the reference's order with
@@ -42,6 +48,7 @@
 #include "model.h"
 #include "optim.h"
 #include "rng.h"
+#include "step.h"
 #include "tap.h"
 
 #define TOL_EW 2e-6
@@ -62,6 +69,13 @@ static int backend_errors(char *msg, size_t n) /* the device reports errors itse
 #define BACKEND() ach_cuda_emu_kernels()
 #define SET_SHAPE ach_cuda_emu_set_shape
 #define backend_errors ach_emu_errors
+#endif
+#ifdef ACH_CUDA_DEVICE
+#define SET_GRAPHS ach_cuda_set_graphs
+#define GRAPH_STATS ach_cuda_graph_stats
+#else
+#define SET_GRAPHS ach_cuda_emu_set_graphs
+#define GRAPH_STATS ach_cuda_emu_graph_stats
 #endif
 
 static const ach_kernels *bk;
@@ -515,7 +529,7 @@ static void run_embf(const ach_kernels *k, tcase *c, float **o, float **in, int 
 }
 static void run_embb(const ach_kernels *k, tcase *c, float **o, float **in, int **ii, unsigned char *m)
 {
-    k->embedding_backward(o[0], in[0], ii[0], c->s[0], c->s[1]);
+    k->embedding_backward(o[0], in[0], ii[0], c->s[0], c->s[1], c->s[2]);
 }
 static void run_lastf(const ach_kernels *k, tcase *c, float **o, float **in, int **ii, unsigned char *m)
 {
@@ -564,7 +578,7 @@ static void embedding_cases(int n, int D, int V)
     add_out(&f, "out", (size_t)n * D, 1);
     check(&f);
     /* few distinct tokens, so rows collide within and across chunks */
-    tcase b = {.tol = TOL_SUM, .run = run_embb, .s = {n, D}};
+    tcase b = {.tol = TOL_SUM, .run = run_embb, .s = {n, D, V}};
     snprintf(b.name, sizeof b.name, "embedding_backward n %d D %d V %d", n, D, V);
     set_in(&b, 0, (size_t)n * D, -1, 1);
     set_iin(&b, 0, n, V);
@@ -725,6 +739,133 @@ static void model_case(const model_spec *ms)
     ach_model_free(&m);
 }
 
+/* ---- graphs of training steps ---- */
+#define GSTEPS 7
+typedef struct {
+    double loss[GSTEPS], norm[GSTEPS];
+    float *w;
+    size_t n;
+} run_result;
+
+/* GSTEPS steps of ach_train_step; batch sizes and blocking change between
+ * them, so graphs are recorded for several keys and retired by nothing. */
+static run_result train_run(const ach_kernels *k, ach_arch arch)
+{
+    static const int Bs[GSTEPS] = {6, 6, 4, 6, 4, 6, 6}, blocked[GSTEPS] = {0, 0, 0, 0, 0, 1, 1};
+    const int L = 8, Bmax = 6;
+    ach_config cfg;
+    ach_model m;
+    ach_optim o;
+    ach_optim_cfg oc;
+    char err[256];
+    run_result r = {{0}, {0}, NULL, 0};
+    cfg_default(&cfg, arch);
+    cfg.n_layer = 2;
+    cfg.seed = 5;
+    if (ach_model_create(&m, &cfg, k, err, sizeof err) || ach_model_reserve(&m, Bmax, L, err, sizeof err)) {
+        diag("%s", err);
+        return r;
+    }
+    ach_init_params(&m);
+    ach_optim_defaults(&oc);
+    oc.clip = 0.05; /* small enough that clipping scales every step */
+    ach_optim_create(&o, &m, &oc);
+    o.frozen[1] = 1; /* one tensor out of the norm and the update */
+    ach_rng tr;
+    rng_init(&tr, 17, 1);
+    int tok[6 * 8], lab[6];
+    unsigned char mask[6 * 8];
+    for (int s = 0; s < GSTEPS; s++) {
+        int B = Bs[s];
+        for (int i = 0; i < B * L; i++) tok[i] = (int)rng_below(&tr, cfg.vocab_size), mask[i] = rng_below(&tr, 3) == 0;
+        for (int b = 0; b < B; b++) lab[b] = (int)rng_below(&tr, cfg.vocab_size);
+        ach_model_set_block(&m, blocked[s] ? mask : NULL, B, L, 1);
+        r.loss[s] = ach_train_step(&m, &o, tok, lab, B, L, 1e-3 * (s + 1), &r.norm[s]);
+    }
+    r.n = m.nweights;
+    r.w = malloc(r.n * sizeof *r.w);
+    k->to_host(r.w, m.w, r.n * sizeof *r.w);
+    ach_optim_free(&o, &m);
+    ach_model_free(&m);
+    return r;
+}
+
+static void graph_case(ach_arch arch)
+{
+    const char *what = arch == ARCH_MAMBA1 ? "mamba1" : "mamba2";
+    char msg[512];
+    unsigned long rec0, rep0, rec1, rep1;
+    run_result ref = train_run(&ach_cpu_kernels, arch);
+    SET_GRAPHS(0);
+    run_result plain = train_run(bk, arch);
+    SET_GRAPHS(1);
+    GRAPH_STATS(&rec0, &rep0);
+    run_result graph = train_run(bk, arch);
+    GRAPH_STATS(&rec1, &rep1);
+    int ne = backend_errors(msg, sizeof msg);
+    if (!ref.w || !plain.w || !graph.w) {
+        ok(0, "%s: the runs run", what);
+        return;
+    }
+    /* keys: B 6, B 4, B 6 blocked. B 6 runs, records, replays (steps 1, 2,
+     * 4), B 4 runs then records (3, 5), blocked runs then records (6, 7) */
+    ok(rec1 - rec0 == 3 && rep1 - rep0 == 4, "%s: %lu graphs recorded (want 3), %lu replays (want 4)", what,
+       rec1 - rec0, rep1 - rep0);
+    ok(ne == 0, "%s: no host copy, free or scratch growth while recording%s%s", what, ne ? ": " : "", msg);
+    int same = !memcmp(plain.w, graph.w, plain.n * sizeof(float));
+    for (int s = 0; s < GSTEPS; s++) same &= plain.loss[s] == graph.loss[s] && plain.norm[s] == graph.norm[s];
+    ok(same, "%s: %d steps with graphs and without: losses, norms and weights bit-identical", what, GSTEPS);
+    double worst = 0;
+    for (int s = 0; s < GSTEPS; s++) {
+        double e = fabs(graph.loss[s] - ref.loss[s]) / fabs(ref.loss[s]);
+        if (!(e <= worst)) worst = e;
+    }
+    ok(worst <= 1e-5, "%s: the %d losses match the CPU engine's (worst relative error %.2g, tol 1e-5)", what, GSTEPS,
+       worst);
+    double scale, werr = rel_err(graph.w, ref.w, ref.n, &scale, &(size_t){0});
+    ok(werr <= TOL_MODEL, "%s: weights after %d steps vs the CPU engine: error %.2g of max %.2g (tol %.0e)", what,
+       GSTEPS, werr, scale, TOL_MODEL);
+    free(ref.w), free(plain.w), free(graph.w);
+}
+
+#ifndef ACH_CUDA_DEVICE /* the device build exits on such a copy */
+/* A body that breaks the rule: it reads the device back. */
+typedef struct {
+    float *dev;
+    float host;
+} copy_body_ctx;
+static void copy_body(void *p)
+{
+    copy_body_ctx *c = p;
+    bk->zero(c->dev, 1);
+    bk->to_host(&c->host, c->dev, sizeof c->host);
+}
+
+static void graph_rules(void)
+{
+    char msg[512];
+    unsigned long rec0, rep0, rec1, rep1;
+    copy_body_ctx c = {bk->alloc(sizeof(float)), 0};
+    int key = 12345;
+    GRAPH_STATS(&rec0, &rep0);
+    bk->graph_run(&key, sizeof key, copy_body, &c); /* first call: runs directly */
+    int ne1 = backend_errors(msg, sizeof msg);
+    bk->graph_run(&key, sizeof key, copy_body, &c); /* second: recorded */
+    int ne2 = backend_errors(msg, sizeof msg);
+    ok(ne1 == 0 && ne2 == 1 && strstr(msg, "a copy to the host while recording a graph"),
+       "a body that copies to the host runs directly, then is caught when recorded: %s", msg);
+    bk->graph_run(&key, sizeof key, copy_body, &c); /* replayed */
+    bk->release(bk->alloc(4));                      /* retires it */
+    bk->graph_run(&key, sizeof key, copy_body, &c); /* runs directly again */
+    GRAPH_STATS(&rec1, &rep1);
+    ne1 = backend_errors(msg, sizeof msg);
+    ok(rec1 - rec0 == 1 && rep1 - rep0 == 2 && ne1 == 0,
+       "a release retires recorded graphs: %lu recorded (want 1), %lu replays (want 2: the recording's, one more)",
+       rec1 - rec0, rep1 - rep0);
+    bk->release(c.dev);
+}
+#endif
+
 int main(void)
 {
     bk = BACKEND();
@@ -799,6 +940,11 @@ int main(void)
         {ARCH_MAMBA1, 1, 3, 6, 0, 1},
     };
     for (size_t i = 0; i < sizeof models / sizeof *models; i++) model_case(&models[i]);
+    graph_case(ARCH_MAMBA2);
+    graph_case(ARCH_MAMBA1);
+#ifndef ACH_CUDA_DEVICE
+    graph_rules();
+#endif
 #ifdef ACH_CUDA_DEVICE
     /* the paper's batch: long sums over rows (cuBLAS, the chunked reductions) */
     static const model_spec paper[] = {{ARCH_MAMBA2, 2, 2048, 8, 0, 0}, {ARCH_MAMBA1, 2, 512, 8, 0, 1}};

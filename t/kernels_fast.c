@@ -401,7 +401,7 @@ static void run_ceb(const ach_kernels *k, tcase *c)
 }
 static void run_embb(const ach_kernels *k, tcase *c)
 {
-    k->embedding_backward(c->out[0], c->in[0], c->iin[0], c->s[0], c->s[1]);
+    k->embedding_backward(c->out[0], c->in[0], c->iin[0], c->s[0], c->s[1], c->s[2]);
 }
 static void run_adamw(const ach_kernels *k, tcase *c)
 {
@@ -424,7 +424,7 @@ static void misc_cases(int B, int V)
     b.iin[0] = rnd_int(B, V);
     add_out(&b, "dlogits", (size_t)B * V, 1);
     check(&b);
-    tcase e = {.tol = 0, .run = run_embb, .s = {B * 8, 20 + V % 17}};
+    tcase e = {.tol = 0, .run = run_embb, .s = {B * 8, 20 + V % 17, V}};
     snprintf(e.name, sizeof e.name, "embedding_backward n %d D %d (exact)", B * 8, e.s[1]);
     e.in[0] = rnd((size_t)e.s[0] * e.s[1], -1, 1);
     e.iin[0] = rnd_int(e.s[0], V);

@@ -86,6 +86,20 @@ static __global__ void k_adamw(real *w, real *m, real *v, const real *g, size_t 
     ACH_FOR(i, n) adamw_elem_r(&w[i], &m[i], &v[i], g[i] * gscale, decay, b1, b2, eps, step_size, bc2_sqrt);
 }
 
+/* AdamW over every tensor of the plan not frozen (grid row y = tensor y),
+ * the gradient scaled by norm[1]: adamw_update's arithmetic, per tensor. */
+static __global__ void k_adamw_tensors(real *w, real *m, real *v, const real *g, const ach_adamw_plan *plan,
+                                       const double *norm)
+{
+    const ach_adamw_tensor *t = &plan->t[blockIdx.y];
+    if (t->frozen) return;
+    real gscale = (real)norm[1], decay = 1 - plan->lr * t->wd;
+    size_t o = t->offset;
+    ACH_FOR(i, t->numel)
+    adamw_elem_r(&w[o + i], &m[o + i], &v[o + i], g[o + i] * gscale, decay, plan->b1, plan->b2, plan->eps,
+                 t->step_size, t->bc2_sqrt);
+}
+
 /* delta = softplus(dt): the Mamba-1 scan kernels read it many times */
 static __global__ void k_softplus(real *out, const real *inp, size_t n)
 {

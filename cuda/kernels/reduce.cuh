@@ -1,4 +1,4 @@
-/* Whole-array reductions (sum of squares, largest token) and the embedding
+/* Whole-array reductions (sums of squares, the clipping scale) and the embedding
  * gradient, all without atomics: each block reduces a fixed slice through a
  * shared-memory tree in a fixed order, and a second pass combines the
  * blocks' results in block order. */
@@ -27,22 +27,6 @@ static __device__ double block_sum_d(double v, double *red)
     return r;
 }
 
-static __device__ int block_max_i(int v, int *red)
-{
-    int tid = (int)threadIdx.x, n = (int)blockDim.x;
-    red[tid] = v;
-    __syncthreads();
-    int half = 1;
-    while (half < n) half <<= 1;
-    for (half >>= 1; half > 0; half >>= 1) {
-        if (tid < half && tid + half < n && red[tid + half] > red[tid]) red[tid] = red[tid + half];
-        __syncthreads();
-    }
-    int r = red[0];
-    __syncthreads();
-    return r;
-}
-
 /* part[s] = sum of x^2 over slice s (in double); blocks stride over slices. */
 static __global__ void k_sumsq_part(double *part, const real *x, size_t n)
 {
@@ -67,20 +51,38 @@ static __global__ void k_sum_final(double *out, const double *part, size_t n)
     if (threadIdx.x == 0) *out = tot;
 }
 
-/* part[b] = max of tokens over block b's stride; then one block over part
- * (max is exact, but the shape stays the same as the sums'). */
-static __global__ void k_max_part(int *part, const int *v, size_t n)
+/* The optimizer step's norm, first pass: part[t] = sum of g^2 over tensor t
+ * of the plan (in double), 0 for a frozen one; one block per tensor. */
+static __global__ void k_sumsq_tensors(double *part, const real *g, const ach_adamw_plan *plan)
 {
-    __shared__ int red[ACH_CU_MAX_THREADS];
-    int acc = -1;
-    ACH_FOR(i, n) acc = v[i] > acc ? v[i] : acc;
-    int m = block_max_i(acc, red);
-    if (threadIdx.x == 0) part[blockIdx.x] = m;
+    __shared__ double red[ACH_CU_MAX_THREADS];
+    const ach_adamw_tensor *t = &plan->t[blockIdx.x];
+    const real *x = g + t->offset;
+    double acc = 0;
+    if (!t->frozen)
+        for (size_t i = threadIdx.x; i < t->numel; i += blockDim.x) acc += (double)x[i] * x[i];
+    double tot = block_sum_d(acc, red);
+    if (threadIdx.x == 0) part[blockIdx.x] = tot;
+}
+
+/* norm[0] = the global norm (the parts added in table order, as the CPU's
+ * optimizer does), norm[1] = clip_grad_norm_'s scale; one thread. */
+static __global__ void k_clip_scale(double *norm, const double *part, int n, const ach_adamw_plan *plan)
+{
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += part[i];
+    double nr = sqrt(ss), scale = 1;
+    if (plan->clip > 0) {
+        scale = plan->clip / (nr + 1e-6);
+        if (scale > 1) scale = 1;
+    }
+    norm[0] = nr;
+    norm[1] = scale;
 }
 
 /* Embedding gradient, first pass: part[k, v, c] = sum of dout[i, c] over the
  * rows i of chunk k with tokens[i] == v, in row order; part is zeroed first
- * and has V = largest token + 1 rows per chunk. k_reduce_chunks adds the
+ * and has V rows (the vocabulary) per chunk. k_reduce_chunks adds the
  * chunks in order into dwte. */
 static __global__ void k_embedding_part(real *part, const real *dout, const int *tokens, int n, int D, int V)
 {
