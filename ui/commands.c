@@ -110,6 +110,8 @@ static const char *closest(const char *s, const char *const *names, int n)
     const char *best = NULL;
     int bd = 99, limit = strlen(s) <= 3 ? 1 : strlen(s) <= 6 ? 2 : 3;
     for (int i = 0; i < n; i++) {
+        int dl = (int)strlen(names[i]) - (int)strlen(s);
+        if (dl > limit || -dl > limit) continue; /* the lengths alone say it is too far */
         int d = tui_edit_distance(s, names[i]);
         if (d < bd) bd = d, best = names[i];
     }
