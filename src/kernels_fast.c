@@ -62,7 +62,7 @@ typedef struct {
     size_t n;
 } fbuf;
 enum { S_PACK, S_BIAS, S_PACK2, S_PACK3, S_PACK4, S_PART, S_PART2, S_PART3, S_PART4, S_PART5, S_PART6, S_MISC, S_COUNT }; /* per call */
-enum { T_A, T_C, T_X, T_Y, T_W1, T_W2, T_W3, T_W4, T_F, T_COUNT }; /* per thread */
+enum { T_Y, T_W1, T_W2, T_W3, T_W4, T_F, T_COUNT }; /* per thread */
 static pthread_mutex_t fast_mu = PTHREAD_MUTEX_INITIALIZER;
 static fbuf shared_bufs[S_COUNT];
 static fbuf (*thread_bufs)[T_COUNT];
@@ -114,7 +114,7 @@ typedef struct {
     float *dinp, *dw, *dbias;
     const float *dout, *inp, *wp;
     float *part, *bpart;
-    int ldi, ldwp, M, K, N, nchunks, over_k, ldp, pstride;
+    int ldi, ldd, ldwp, M, K, N, nchunks, over_k, ldp, pstride; /* ldd: dout's row stride */
 } mmb_ctx;
 
 /* conv1d_forward's outputs: out = conv; out = silu(conv); out = silu(conv)
@@ -123,8 +123,10 @@ enum { CONV_OUT, CONV_SILU, CONV_SILU_GRAD };
 typedef struct {
     float *out, *out2, *dinp, *dw, *dbias, *part;
     const float *inp, *dout, *wt, *bias;
+    const float *gscale; /* backward: NULL, or dout's factor (the fused block's silu') */
     int ldi, B, L, C, K, Cpad, nchunks, mode;
-    int set; /* backward: dinp overwritten, not added to */
+    int set;  /* backward: dinp overwritten, not added to */
+    int padd; /* backward: the task's partials added to, not set (the fused block's later sub-blocks) */
 } conv_ctx;
 
 typedef struct {
@@ -145,7 +147,8 @@ typedef struct {
     float *y, *dx, *dBm, *dCm, *ddt, *part;
     const float *x, *Bm, *Cm, *dt, *dt_bias, *A, *D, *dy;
     int ldx, ldt, B, L, H, P, N, nchunks;
-    int set; /* backward: dx, dBm, dCm, ddt overwritten, not added to */
+    int set;  /* backward: dx, dBm, dCm, ddt overwritten, not added to */
+    int padd; /* backward: the task's partials added to, not set (the fused block's later sub-blocks) */
     /* NULL, or per sequence of a task the forward's setup (ssd_kept),
      * written by ssdf_task and reused by ssdb_task instead of recomputed */
     float *keep;
@@ -166,6 +169,8 @@ typedef struct {
     ssd_ctx ssd;
     norm_ctx norm, gnorm;        /* backward: the pre-norm's and the gated norm's partials */
     int Di, Cd, Pj, nseq, nchunks;
+    int ldpj; /* proj's row stride: Pj rounded up to whole vectors, so its rows start aligned */
+    int sub; /* sequences per sub-block (see m2_setup) */
 } m2_ctx;
 
 typedef struct {
@@ -464,7 +469,34 @@ AI V F(vrcp)(V d)
     return F(fma)(r, F(fma)(-d, r, F(bc)(1.0f)), r);
 #endif
 }
-AI V F(vsigmoid)(V x) { return F(vrcp)(F(bc)(1.0f) + F(vexp)(-x)); }
+/* sigmoid(x) = 1/(1 + exp(-x)) with vexp's polynomial but a cheaper
+ * reduction of -x: x clamped to [-86, 86] first (exp(-x) then stays a
+ * normal number: no underflow mask, and 1 + exp(-x) is 1 beyond 86),
+ * n = round(-x log2 e) by the 1.5 * 2^23 trick (an FMA and a subtraction
+ * instead of a multiply and a two-uop round), and s = x + n ln 2 = -r
+ * used directly, with the odd coefficients' signs flipped. NaN stays NaN
+ * (max and min return their second operand then). */
+AI V F(vsigmoid)(V x)
+{
+    const V magic = F(bc)(12582912.0f);
+    V xc = F(vmin)(F(bc)(86.0f), F(vmax)(F(bc)(-86.0f), x));
+    V t = F(fma)(xc, F(bc)(-1.44269504088896341f), magic);
+    V n = t - magic;
+    V s = F(fma)(n, F(bc)(0.693359375f), xc);
+    s = F(fma)(n, F(bc)(-2.12194440e-4f), s);
+    V s2 = s * s;
+    V q0 = F(fma)(F(bc)(-1.6666665459e-1f), s, F(bc)(5.0000001201e-1f));
+    V q1 = F(fma)(F(bc)(-8.3334519073e-3f), s, F(bc)(4.1665795894e-2f));
+    V q2 = F(fma)(F(bc)(-1.9875691500e-4f), s, F(bc)(1.3981999507e-3f));
+    V p = F(fma)(F(fma)(q2, s2, q1), s2, q0);
+    V y = F(fma)(p, s2, -s) + F(bc)(1.0f); /* exp(-s) / 2^n */
+#if VL == 16
+    y = _mm512_scalef_ps(y, n);
+#else
+    y = (V)((VI)y + (((VI)t - (VI)magic) << 23));
+#endif
+    return F(vrcp)(F(bc)(1.0f) + y);
+}
 AI V F(vsilu)(V x) { return x * F(vsigmoid)(x); }
 AI V F(vsilu_grad)(V x)
 {
@@ -524,6 +556,33 @@ static void F(tile_nb)(float *C, long ldc, const float *A, long ars, long aks, c
     }
 }
 
+/* The last rows (fewer than a full tile) of a block: tiles of 4, 2 and 1
+ * rows on the data in place. Each output lane is the same FMA chain as in
+ * a full tile, so the results do not depend on where a row falls. */
+static void F(tile_tail)(float *C, long ldc, const float *A, long ars, long aks, const float *B, long ldb, int ns,
+                         const float *init, int add, int jlast, int nb, int rows)
+{
+    for (int r = 0; r < rows;) {
+        int mr = rows - r >= 4 ? 4 : rows - r >= 2 ? 2 : 1;
+        float *c = C + r * ldc;
+        const float *a = A + r * ars;
+#define TAIL_NB(NB)                                                                                 \
+    if (mr == 4) F(tile)(c, ldc, a, ars, aks, B, ldb, ns, init, add, jlast, 4, NB);                 \
+    else if (mr == 2) F(tile)(c, ldc, a, ars, aks, B, ldb, ns, init, add, jlast, 2, NB);            \
+    else F(tile)(c, ldc, a, ars, aks, B, ldb, ns, init, add, jlast, 1, NB);
+        switch (nb) {
+        case 1: TAIL_NB(1) break;
+        case 2: TAIL_NB(2) break;
+#if NBMAX > 2
+        case 3: TAIL_NB(3) break;
+        case 4: TAIL_NB(4) break;
+#endif
+        }
+#undef TAIL_NB
+        r += mr;
+    }
+}
+
 /* Splits nvec vectors into blocks of at most NBMAX, as even as possible (a
  * 25-vector row is 4,4,4,4,3,3,3 rather than six 4s and a lone 1). */
 static int F(block_nb)(int nvec, int jb)
@@ -548,40 +607,28 @@ static void F(gemm_rows)(float *C, int ldc, const float *A, int lda, const float
         int m = m0;
         for (; m + mr <= m1; m += mr)
             F(tile_nb)(C + (size_t)m * ldc + jb * VL, ldc, A + (size_t)m * lda, lda, 1, Bj, ldb, I, ij, add, jlast, nb);
-        if (m < m1) { /* row tail: the same tile on a zero-padded copy */
-            int rows = m1 - m, w = nb * VL, valid = (nb - 1) * VL + jlast;
-            float *ta = tbuf(T_A, (size_t)mr * I), *tc = tbuf(T_C, (size_t)mr * w);
-            memset(ta, 0, (size_t)mr * I * sizeof *ta);
-            for (int r = 0; r < rows; r++) memcpy(ta + (size_t)r * I, A + (size_t)(m + r) * lda, I * sizeof *ta);
-            F(tile_nb)(tc, w, ta, I, 1, Bj, ldb, I, ij, 0, VL, nb);
-            for (int r = 0; r < rows; r++) {
-                float *c = C + (size_t)(m + r) * ldc + jb * VL;
-                for (int k = 0; k < valid; k++) c[k] = add ? c[k] + tc[r * w + k] : tc[r * w + k];
-            }
-        }
+        if (m < m1) /* row tail */
+            F(tile_tail)(C + (size_t)m * ldc + jb * VL, ldc, A + (size_t)m * lda, lda, 1, Bj, ldb, I, ij, add, jlast,
+                         nb, m1 - m);
         jb += nb;
     }
 }
 
-/* P[i][j] = sum_{m < nrows} X[m*ldx + i] Y[m*ldy + j] for i < I, j < whole
- * vectors of J. P has ldp >= ceil(J/VL)*VL columns and at least
- * round_up(I, 12) rows (tiles may write padding rows); Y must be readable in
- * whole vectors. */
-static void F(gemm_atb)(float *P, int ldp, const float *X, int ldx, const float *Y, int ldy, int I, int J, int nrows)
+/* P[i][j] = (P[i][j] if add) + sum_{m < nrows} X[m*ldx + i] Y[m*ldy + j]
+ * for i < I, j < whole vectors of J. P has ldp >= ceil(J/VL)*VL columns; Y
+ * must be readable in whole vectors. */
+static void F(gemm_atb)(float *P, int ldp, const float *X, int ldx, const float *Y, int ldy, int I, int J, int nrows,
+                        int add)
 {
     int nvec = ceil_div(J, VL);
     for (int jb = 0; jb < nvec;) {
         int nb = F(block_nb)(nvec, jb), mr = F(mr_for)(nb);
         int i = 0;
         for (; i + mr <= I; i += mr)
-            F(tile_nb)(P + (size_t)i * ldp + jb * VL, ldp, X + i, 1, ldx, Y + jb * VL, ldy, nrows, NULL, 0, VL, nb);
-        if (i < I) {
-            int cols = I - i;
-            float *tx = tbuf(T_X, (size_t)nrows * mr);
-            for (int m = 0; m < nrows; m++)
-                for (int c = 0; c < mr; c++) tx[m * mr + c] = c < cols ? X[(size_t)m * ldx + i + c] : 0;
-            F(tile_nb)(P + (size_t)i * ldp + jb * VL, ldp, tx, 1, mr, Y + jb * VL, ldy, nrows, NULL, 0, VL, nb);
-        }
+            F(tile_nb)(P + (size_t)i * ldp + jb * VL, ldp, X + i, 1, ldx, Y + jb * VL, ldy, nrows, NULL, add, VL, nb);
+        if (i < I)
+            F(tile_tail)(P + (size_t)i * ldp + jb * VL, ldp, X + i, 1, ldx, Y + jb * VL, ldy, nrows, NULL, add, VL, nb,
+                         I - i);
         jb += nb;
     }
 }
@@ -619,16 +666,16 @@ static void F(matmul_forward)(real *out, const real *inp, int ldi, const real *w
 }
 
 /* One block of rows: dinp (NULL: skipped) += dout w (= when not add), this
- * block's weight gradient into part, its bias gradient into bpart (NULL:
- * skipped). */
+ * block's weight gradient into part (added to it when padd), its bias
+ * gradient into bpart (NULL: skipped). */
 static void F(mmb_rows)(const mmb_ctx *c, float *dinp, int add, const float *dout, const float *inp, int rows,
-                        float *part, float *bpart)
+                        float *part, int padd, float *bpart)
 {
     int K = c->K, N = c->N;
-    if (dinp) F(gemm_rows)(dinp, c->ldi, dout, N, c->wp, c->ldwp, N, K, NULL, add, 0, rows);
+    if (dinp) F(gemm_rows)(dinp, c->ldi, dout, c->ldd, c->wp, c->ldwp, N, K, NULL, add, 0, rows);
     /* dW partial: vectorised over K (X = dout, Y = inp) or over N */
     const float *X = c->over_k ? dout : inp, *Y = c->over_k ? inp : dout;
-    int ldx = c->over_k ? N : c->ldi, ldy = c->over_k ? c->ldi : N;
+    int ldx = c->over_k ? c->ldd : c->ldi, ldy = c->over_k ? c->ldi : c->ldd;
     int I = c->over_k ? N : K, J = c->over_k ? K : N;
     if (J % VL) { /* whole vectors must be readable: padded copy */
         int Jp = round_up(J, VL);
@@ -639,12 +686,12 @@ static void F(mmb_rows)(const mmb_ctx *c, float *dinp, int add, const float *dou
         }
         Y = ty, ldy = Jp;
     }
-    F(gemm_atb)(part, c->ldp, X, ldx, Y, ldy, I, J, rows);
+    F(gemm_atb)(part, c->ldp, X, ldx, Y, ldy, I, J, rows, padd);
     if (bpart) {
         float *pb = bpart;
         for (int n = 0; n < N; n++) pb[n] = 0;
         for (int m = 0; m < rows; m++) {
-            const float *g = dout + (size_t)m * N;
+            const float *g = dout + (size_t)m * c->ldd;
             for (int n = 0; n < N; n++) pb[n] += g[n];
         }
     }
@@ -654,8 +701,8 @@ static void F(mmb_task)(void *vc, int t)
 {
     const mmb_ctx *c = vc;
     int m0 = t * CH_ROWS, rows = (m0 + CH_ROWS < c->M ? m0 + CH_ROWS : c->M) - m0;
-    F(mmb_rows)(c, c->dinp ? c->dinp + (size_t)m0 * c->ldi : NULL, 1, c->dout + (size_t)m0 * c->N,
-                c->inp + (size_t)m0 * c->ldi, rows, c->part + (size_t)t * c->pstride,
+    F(mmb_rows)(c, c->dinp ? c->dinp + (size_t)m0 * c->ldi : NULL, 1, c->dout + (size_t)m0 * c->ldd,
+                c->inp + (size_t)m0 * c->ldi, rows, c->part + (size_t)t * c->pstride, 0,
                 c->dbias ? c->bpart + (size_t)t * round_up(c->N, VL) : NULL);
 }
 
@@ -675,7 +722,7 @@ static void F(mmb_setup)(mmb_ctx *c, const float *w, int pack, int part, int nch
     /* vectorise the weight gradient over whichever side wastes fewer lanes */
     c->over_k = (long)N * Kp <= (long)K * Np;
     c->ldp = c->over_k ? Kp : Np;
-    c->pstride = round_up(c->over_k ? N : K, 24) * c->ldp;
+    c->pstride = (c->over_k ? N : K) * c->ldp;
     c->nchunks = nchunks;
     c->part = sbuf(part, (size_t)nchunks * c->pstride);
 }
@@ -718,7 +765,8 @@ static void F(matmul_backward)(real *dinp, real *dw, real *dbias, const real *do
 {
     if (M <= 0) return; /* no rows: nothing to add (the partials would be unset) */
     enter();
-    mmb_ctx c = {.dinp = dinp, .dw = dw, .dbias = dbias, .dout = dout, .inp = inp, .ldi = ldi, .M = M, .K = K, .N = N};
+    mmb_ctx c = {.dinp = dinp, .dw = dw, .dbias = dbias, .dout = dout, .inp = inp, .ldi = ldi, .ldd = N, .M = M, .K = K,
+                 .N = N};
     F(mmb_setup)(&c, w, S_PACK, S_PART, ceil_div(M, CH_ROWS));
     c.bpart = dbias ? sbuf(S_PART2, (size_t)c.nchunks * round_up(N, VL)) : NULL;
     ach_parallel_for(c.nchunks, F(mmb_task), &c);
@@ -727,20 +775,28 @@ static void F(matmul_backward)(real *dinp, real *dw, real *dbias, const real *do
 }
 
 /* ---- conv1d ---- */
-/* One sequence b, columns [cv, cv + nl): the K weight vectors stay in
- * registers over the L steps. K and mode are constants where inlined. */
+#define CONV_KMAX 64 /* the largest d_conv (config.c); the taps live in fixed-size arrays */
+
+/* One sequence b, columns [cv, cv + nl). The K weights and a window of the
+ * last K input rows are fixed-size arrays, so with a constant K they stay
+ * in registers and each input row is loaded once; the window starts as
+ * zeros, which add exactly nothing (fma(w, 0, acc) = acc) where the
+ * reference skips the taps before t = 0. K and mode are constants where
+ * inlined. */
 AI void F(conv_seq)(const conv_ctx *c, int b, int cv, int nl, const int K, const int mode)
 {
     int L = c->L, C = c->C;
     size_t ldi = c->ldi, r0 = (size_t)b * L;
-    V w[K], bias = F(ld)(c->bias + cv);
-    for (int j = 0; j < K; j++) w[j] = F(ld)(c->wt + (size_t)j * c->Cpad + cv);
+    V w[CONV_KMAX], win[CONV_KMAX], bias = F(ld)(c->bias + cv);
+    for (int j = 0; j < K; j++) w[j] = F(ld)(c->wt + (size_t)j * c->Cpad + cv), win[j] = (V){0};
     const float *x = c->inp + r0 * ldi + cv;
     for (int tt = 0; tt < L; tt++) {
+#pragma GCC unroll 8
+        for (int j = 0; j < K - 1; j++) win[j] = win[j + 1];
+        win[K - 1] = F(ldk)(x + tt * ldi, nl);
         V acc = bias;
 #pragma GCC unroll 8
-        for (int j = 0; j < K; j++) /* whole loops over constant K keep w, gw in registers */
-            if (tt - K + 1 + j >= 0) acc = F(fma)(w[j], F(ldk)(x + (tt - K + 1 + j) * ldi, nl), acc);
+        for (int j = 0; j < K; j++) acc = F(fma)(w[j], win[j], acc);
         size_t i = (r0 + tt) * C + cv;
         if (mode == CONV_OUT) F(stk)(c->out + i, acc, nl);
         else {
@@ -758,9 +814,10 @@ static void F(convf_task)(void *vc, int t)
     for (int b = b0; b < b1; b++)
         for (int cv = 0; cv < c->C; cv += VL) {
             int nl = c->C - cv < VL ? c->C - cv : VL;
-            if (c->K == 4 && c->mode == CONV_SILU) F(conv_seq)(c, b, cv, nl, 4, CONV_SILU); /* the paper's */
-            else if (c->K == 4 && c->mode == CONV_SILU_GRAD) F(conv_seq)(c, b, cv, nl, 4, CONV_SILU_GRAD);
-            else F(conv_seq)(c, b, cv, nl, c->K, c->mode);
+            if (c->K != 4) F(conv_seq)(c, b, cv, nl, c->K, c->mode);
+            else if (c->mode == CONV_SILU) F(conv_seq)(c, b, cv, nl, 4, CONV_SILU); /* the paper's */
+            else if (c->mode == CONV_SILU_GRAD) F(conv_seq)(c, b, cv, nl, 4, CONV_SILU_GRAD);
+            else F(conv_seq)(c, b, cv, nl, 4, CONV_OUT);
         }
 }
 
@@ -768,6 +825,10 @@ static void F(convf_task)(void *vc, int t)
 static void F(conv_pack)(conv_ctx *c, const float *w, const float *bias)
 {
     int C = c->C, K = c->K;
+    if (K > CONV_KMAX) {
+        fprintf(stderr, "achilles: d_conv %d above the fast kernels' %d\n", K, CONV_KMAX);
+        abort();
+    }
     c->Cpad = round_up(C, VL);
     float *wt = sbuf(S_PACK, (size_t)K * c->Cpad), *bp = sbuf(S_BIAS, c->Cpad);
     for (int j = 0; j < K; j++)
@@ -787,36 +848,45 @@ static void F(conv1d_forward)(real *out, const real *inp, int ldi, const real *w
 }
 
 /* Columns [cv, cv + nl) of sequence b: dinp += the transposed conv of
- * dout; the weight and bias gradients summed in registers and added to the
- * task's partials pw [K][Cpad] and pb (set instead when first). Sequence by
- * sequence, the rows stay in L1 while the columns are walked. */
+ * dout (times gscale first, when set); the weight and bias gradients summed
+ * in registers and added to the task's partials pw [K][Cpad] and pb (set
+ * instead when first). As in conv_seq, windows of the last K input and
+ * gradient rows (zeros before the start and past the end) stay in
+ * registers: each row is loaded once, and step tt finishes dinp's row
+ * tt - K + 1. */
 AI void F(convb_cols)(const conv_ctx *c, int b, int first, int cv, int nl, float *pw, float *pb, const int K)
 {
     int C = c->C, L = c->L;
     size_t ldi = c->ldi;
-    V w[K], gw[K], gb = first ? (V){0} : F(ld)(pb + cv);
-    for (int j = 0; j < K; j++)
-        w[j] = F(ld)(c->wt + (size_t)j * c->Cpad + cv), gw[j] = first ? (V){0} : F(ld)(pw + (size_t)j * c->Cpad + cv);
-    {
-        const float *g = c->dout + (size_t)b * L * C + cv, *x = c->inp + (size_t)b * L * ldi + cv;
-        float *dx = c->dinp + (size_t)b * L * ldi + cv;
-        for (int tt = 0; tt < L; tt++) {
-            V gt = F(ldk)(g + (size_t)tt * C, nl);
-            gb += gt;
-#pragma GCC unroll 8
-            for (int j = 0; j < K; j++)
-                if (tt - K + 1 + j >= 0) gw[j] = F(fma)(F(ldk)(x + (tt - K + 1 + j) * ldi, nl), gt, gw[j]);
+    V w[CONV_KMAX], gw[CONV_KMAX], xw[CONV_KMAX], gwin[CONV_KMAX], gb = (V){0};
+    for (int j = 0; j < K; j++) w[j] = F(ld)(c->wt + (size_t)j * c->Cpad + cv), gw[j] = xw[j] = gwin[j] = (V){0};
+    const float *g = c->dout + (size_t)b * L * C + cv, *x = c->inp + (size_t)b * L * ldi + cv;
+    const float *gs = c->gscale ? c->gscale + (size_t)b * L * C + cv : NULL;
+    float *dx = c->dinp + (size_t)b * L * ldi + cv; /* advanced a row per row finished */
+    for (int tt = 0; tt < L + K - 1; tt++) {
+        V gt = (V){0}, xt = (V){0};
+        if (tt < L) {
+            gt = F(ldk)(g + (size_t)tt * C, nl), xt = F(ldk)(x + tt * ldi, nl);
+            if (gs) gt *= F(ldk)(gs + (size_t)tt * C, nl);
         }
-        for (int ts = 0; ts < L; ts++) {
-            V acc = (V){0};
 #pragma GCC unroll 8
-            for (int j = 0; j < K; j++)
-                if (ts + K - 1 - j < L) acc = F(fma)(w[j], F(ldk)(g + (size_t)(ts + K - 1 - j) * C, nl), acc);
-            F(stk)(dx + ts * ldi, c->set ? acc : F(ldk)(dx + ts * ldi, nl) + acc, nl);
+        for (int j = 0; j < K - 1; j++) xw[j] = xw[j + 1], gwin[j] = gwin[j + 1];
+        xw[K - 1] = xt, gwin[K - 1] = gt;
+        gb += gt;
+        V acc = (V){0};
+#pragma GCC unroll 8
+        for (int j = 0; j < K; j++) gw[j] = F(fma)(xw[j], gt, gw[j]), acc = F(fma)(w[j], gwin[K - 1 - j], acc);
+        if (tt >= K - 1) {
+            F(stk)(dx, c->set ? acc : F(ldk)(dx, nl) + acc, nl);
+            dx += ldi;
         }
     }
-    for (int j = 0; j < K; j++) F(st)(pw + (size_t)j * c->Cpad + cv, gw[j]);
-    F(st)(pb + cv, gb);
+#pragma GCC unroll 8
+    for (int j = 0; j < K; j++) {
+        float *p = pw + (size_t)j * c->Cpad + cv;
+        F(st)(p, first ? gw[j] : F(ld)(p) + gw[j]);
+    }
+    F(st)(pb + cv, first ? gb : F(ld)(pb + cv) + gb);
 }
 
 static void F(convb_task)(void *vc, int t)
@@ -827,8 +897,9 @@ static void F(convb_task)(void *vc, int t)
     for (int b = b0; b < b1; b++)
         for (int cv = 0; cv < c->C; cv += VL) {
             int nl = c->C - cv < VL ? c->C - cv : VL;
-            if (c->K == 4) F(convb_cols)(c, b, b == b0, cv, nl, pw, pb, 4); /* the paper's */
-            else F(convb_cols)(c, b, b == b0, cv, nl, pw, pb, c->K);
+            int first = b == b0 && !c->padd;
+            if (c->K == 4) F(convb_cols)(c, b, first, cv, nl, pw, pb, 4); /* the paper's */
+            else F(convb_cols)(c, b, first, cv, nl, pw, pb, c->K);
         }
 }
 
@@ -1005,11 +1076,11 @@ static void F(rmsnorm_forward)(real *out, real *rstd, const real *inp, const rea
 }
 
 /* Rows [0, rows): dinp += the RMSNorm backward of dout; the weight's
- * gradient into the partial pw [Cpad] (overwritten). */
-static void F(normb_rows)(float *dinp, float *pw, const float *dout, const float *inp, const float *w,
+ * gradient into the partial pw [Cpad] (overwritten, or added to when padd). */
+static void F(normb_rows)(float *dinp, float *pw, int padd, const float *dout, const float *inp, const float *w,
                           const float *rstd, int rows, int C, int Cpad)
 {
-    memset(pw, 0, Cpad * sizeof *pw);
+    if (!padd) memset(pw, 0, Cpad * sizeof *pw);
     for (int r = 0; r < rows; r++) {
         const float *x = inp + (size_t)r * C, *g = dout + (size_t)r * C;
         float *dx = dinp + (size_t)r * C, s = rstd[r];
@@ -1033,7 +1104,7 @@ static void F(normb_task)(void *vc, int t)
 {
     const norm_ctx *c = vc;
     int r0 = t * CH_ROWS, r1 = r0 + CH_ROWS < c->rows ? r0 + CH_ROWS : c->rows, C = c->C;
-    F(normb_rows)(c->dinp + (size_t)r0 * C, c->part + (size_t)t * c->Cpad, c->dout + (size_t)r0 * C,
+    F(normb_rows)(c->dinp + (size_t)r0 * C, c->part + (size_t)t * c->Cpad, 0, c->dout + (size_t)r0 * C,
                   c->inp + (size_t)r0 * C, c->w, c->rs + r0, r1 - r0, C, c->Cpad);
 }
 
@@ -1087,21 +1158,34 @@ AI void F(combo_nv)(float *out, int add, const float *w, long ws, const float *s
     }
 }
 
-static void F(combo)(float *out, int add, const float *w, long ws, const float *src, long lds, int s0, int s1,
-                     const float *init, float iw, int n)
+/* The L rows of a triangular mixing, i < L: out[i * ldo ..] = combo_nv's
+ * sum over s in [0, i] (lower) or [i, L) (upper) of w[i * wi + s * ws]
+ * src[s * lds ..], plus iw init[i * lds ..] when init is set, over n
+ * floats. One call per sequence and head (L is small): the dispatch on the
+ * width is paid once, not per row. */
+AI void F(trimix_nv)(float *out, long ldo, int add, const float *w, long wi, long ws, const float *src, long lds,
+                     const float *init, float iw, int L, int upper, int n, const int NV)
+{
+    for (int i = 0; i < L; i++)
+        F(combo_nv)(out + i * ldo, add, w + i * wi, ws, src, lds, upper ? i : 0, upper ? L : i + 1,
+                    init ? init + i * lds : NULL, iw, n, NV);
+}
+
+static void F(trimix)(float *out, long ldo, int add, const float *w, long wi, long ws, const float *src, long lds,
+                      const float *init, float iw, int L, int upper, int n)
 {
     for (int k = 0; k < n; k += 8 * VL) {
         int m = n - k < 8 * VL ? n - k : 8 * VL, nv = ceil_div(m, VL);
         float *o = out + k;
         const float *sr = src + k, *in = init ? init + k : NULL;
         switch (nv) {
-        case 8: F(combo_nv)(o, add, w, ws, sr, lds, s0, s1, in, iw, m, 8); break;
-        case 4: F(combo_nv)(o, add, w, ws, sr, lds, s0, s1, in, iw, m, 4); break;
-        case 2: F(combo_nv)(o, add, w, ws, sr, lds, s0, s1, in, iw, m, 2); break;
+        case 8: F(trimix_nv)(o, ldo, add, w, wi, ws, sr, lds, in, iw, L, upper, m, 8); break;
+        case 4: F(trimix_nv)(o, ldo, add, w, wi, ws, sr, lds, in, iw, L, upper, m, 4); break;
+        case 2: F(trimix_nv)(o, ldo, add, w, wi, ws, sr, lds, in, iw, L, upper, m, 2); break;
         default:
             for (int v = 0; v < nv; v++)
-                F(combo_nv)(o + v * VL, add, w, ws, sr + v * VL, lds, s0, s1, in ? in + v * VL : NULL, iw,
-                            m - v * VL < VL ? m - v * VL : VL, 1);
+                F(trimix_nv)(o + v * VL, ldo, add, w, wi, ws, sr + v * VL, lds, in ? in + v * VL : NULL, iw, L, upper,
+                             m - v * VL < VL ? m - v * VL : VL, 1);
         }
     }
 }
@@ -1110,11 +1194,14 @@ AI void F(hsum8)(float *out, V a[8], int m)
 {
 #if VL == 16
     /* three halvings, two vectors folded into one each time */
-    V x[4], y[2], z[2];
+    V x[4], y[2], z[2]; /* (the loops unrolled, so these stay in registers) */
+#pragma GCC unroll 4
     for (int i = 0; i < 4; i++) /* lanes 0-7: a[2i] folded to 8 partial sums, 8-15: a[2i+1] */
         x[i] = _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44) + _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xEE);
+#pragma GCC unroll 2
     for (int i = 0; i < 2; i++) /* 128-bit quarters: 4 partial sums each of a[4i..4i+3] */
         y[i] = _mm512_shuffle_f32x4(x[2 * i], x[2 * i + 1], 0x88) + _mm512_shuffle_f32x4(x[2 * i], x[2 * i + 1], 0xDD);
+#pragma GCC unroll 2
     for (int i = 0; i < 2; i++) { /* every lane of a quarter: its sum */
         z[i] = y[i] + _mm512_permute_ps(y[i], 0x4E);
         z[i] = z[i] + _mm512_permute_ps(z[i], 0xB1);
@@ -1208,9 +1295,8 @@ static void F(ssdf_task)(void *vc, int task)
             ssd_kept(c, buf, b, b0, h, &G, &delta, &Lm, &M);
             F(ssd_setup)(delta, Lm, M, seg, G, dsp + (r0 - (size_t)b0 * L) * c->H + h, c->H, c->A[h], L);
             const float *x = c->x + r0 * c->ldx + h * P;
-            for (int t = 0; t < L; t++) /* y_t = D x_t + sum_{s<=t} M[t,s] x_s */
-                F(combo)(c->y + (r0 + t) * Di + h * P, 0, M + t * L, 1, x, c->ldx, 0, t + 1, x + (size_t)t * c->ldx,
-                         c->D[h], P);
+            /* y_t = D x_t + sum_{s<=t} M[t,s] x_s */
+            F(trimix)(c->y + r0 * Di + h * P, Di, 0, M, L, 1, x, c->ldx, x, c->D[h], L, 0, P);
         }
     }
 }
@@ -1249,7 +1335,8 @@ static void F(ssdb_task)(void *vc, int task)
     float *gG = seg + L * L, *gM = gG + L * L, *gdelta = gM + L * L, *ga = gdelta + L;
     float *G, *delta, *Lm, *M;
     float *pD = c->part + (size_t)task * 3 * H, *pdtb = pD + H, *pAl = pdtb + H;
-    for (int h = 0; h < 3 * H; h++) pD[h] = 0;
+    if (!c->padd)
+        for (int h = 0; h < 3 * H; h++) pD[h] = 0;
     float *dsg, *dsp = F(ssd_delta)(c, b0, b1, &dsg);
     for (int b = b0; b < b1; b++) {
         size_t r0 = (size_t)b * L, l0 = (r0 - (size_t)b0 * L) * H;
@@ -1266,8 +1353,7 @@ static void F(ssdb_task)(void *vc, int task)
             /* gM[t,s] = gy_t . x_s */
             for (int t = 0; t < L; t++) F(dots)(gM + t * L, gy + (size_t)t * Di, x, ldx, t + 1, P);
             /* dx_s += D gy_s + sum_{t >= s} M[t,s] gy_t */
-            for (int s = 0; s < L; s++)
-                F(combo)(dx + s * ldx, !c->set, M + s, L, gy, Di, s, L, gy + (size_t)s * Di, c->D[h], P);
+            F(trimix)(dx, ldx, !c->set, M, 1, L, gy, Di, gy, c->D[h], L, 1, P);
             for (int t = 0; t < L; t++) gdelta[t] = ga[t] = 0;
             for (int t = 0; t < L; t++) {
                 float run = 0;
@@ -1292,10 +1378,8 @@ static void F(ssdb_task)(void *vc, int task)
             pAl[h] += gA * A;
         }
         /* dC_t += sum_{s<=t} gG[t,s] B_s; dB_s += sum_{t>=s} gG[t,s] C_t */
-        for (int t = 0; t < L; t++)
-            F(combo)(c->dCm + (r0 + t) * ldx, !c->set, gG + t * L, 1, Bm, ldx, 0, t + 1, NULL, 0, N);
-        for (int s = 0; s < L; s++)
-            F(combo)(c->dBm + (r0 + s) * ldx, !c->set, gG + s, L, Cm, ldx, s, L, NULL, 0, N);
+        F(trimix)(c->dCm + r0 * ldx, ldx, !c->set, gG, L, 1, Bm, ldx, NULL, 0, L, 0, N);
+        F(trimix)(c->dBm + r0 * ldx, ldx, !c->set, gG, 1, L, Cm, ldx, NULL, 0, L, 1, N);
     }
 }
 
@@ -1336,15 +1420,16 @@ static void F(mamba2_ssd_backward)(real *dx, real *dBm, real *dCm, real *ddt, re
 }
 
 /* ---- the fused Mamba-2 block ----
- * One task per block of ch_seqs(L) sequences runs the whole residual block
- * (pre-norm, mixer, residual add) on its rows, so the block's intermediates
- * (xn, proj, act, y, gated, normed and their gradients) stay in this core's
- * cache instead of round trips to memory. Nothing but the output is
- * written: the backward recomputes the forward from the block's input
- * (about a third more arithmetic, but a layer then moves ~10 MB through
- * memory per step instead of ~150 MB). The weight gradients go to
- * per-block partials summed in block order, as in the single kernels, so
- * results do not depend on the thread count. */
+ * One task per block of sequences (4 sub-blocks, see m2_setup) runs the
+ * whole residual block (pre-norm, mixer, residual add) on one sub-block's
+ * rows after another, so the intermediates (xn, proj, act, y, gated,
+ * normed and their gradients) stay in this core's cache instead of round
+ * trips to memory. Nothing but the output is written: the backward
+ * recomputes the forward from the block's input (about a third more
+ * arithmetic, but a layer then moves ~10 MB through memory per step
+ * instead of ~150 MB). The weight gradients go to per-task partials summed
+ * in task order, as in the single kernels, so results do not depend on the
+ * thread count. */
 
 /* gated = y silu(z) (sigmoid(z) kept in sz unless NULL), then normed =
  * rmsnorm(gated) w, for each row; y, gated, normed, sz are [rows, C]. */
@@ -1364,13 +1449,13 @@ static void F(gatenorm_rows)(float *normed, float *gated, float *rstd, float *sz
 
 /* Backward of gatenorm_rows (sz its sigmoid(z)): dy and dz (row stride ldz)
  * overwritten from dnormed; the norm weight's gradient into the partial pw
- * [Cpad]; dgated is [rows, C] scratch. */
-static void F(gatenorm_back_rows)(float *dy, float *dz, float *pw, float *dgated, const float *dnormed,
+ * [Cpad] (added to when padd); dgated is [rows, C] scratch. */
+static void F(gatenorm_back_rows)(float *dy, float *dz, float *pw, int padd, float *dgated, const float *dnormed,
                                   const float *gated, const float *rstd, const float *sz, const float *y,
                                   const float *z, int ldz, const float *w, int rows, int C, int Cpad)
 {
     memset(dgated, 0, (size_t)rows * C * sizeof *dgated);
-    F(normb_rows)(dgated, pw, dnormed, gated, w, rstd, rows, C, Cpad);
+    F(normb_rows)(dgated, pw, padd, dnormed, gated, w, rstd, rows, C, Cpad);
     for (int r = 0; r < rows; r++)
         for (int k = 0; k < C; k += VL) {
             int nl = C - k < VL ? C - k : VL;
@@ -1382,23 +1467,22 @@ static void F(gatenorm_back_rows)(float *dy, float *dz, float *pw, float *dgated
         }
 }
 
-/* The rows of task t: first sequence *b0, count *nb; returns the row count. */
-static int F(m2_block)(const m2_ctx *c, int t, size_t *r0, int *nb)
+/* The sequences of task t: its first row *r0, sequence count *nb. */
+static void F(m2_block)(const m2_ctx *c, int t, size_t *r0, int *nb)
 {
     int B = c->mx->B, b0 = t * c->nseq;
     *nb = b0 + c->nseq < B ? c->nseq : B - b0;
     *r0 = (size_t)b0 * c->mx->L;
-    return *nb * c->mx->L;
 }
 
 /* Carves this thread's block scratch: the forward's activations, then
  * (backward: g) what the backward reuses (sg, keep, sz) and the gradients. */
 static void F(m2_scratch)(const m2_ctx *c, int rows, m2_acts *a, m2_acts *g)
 {
-    size_t nx = round_up(rows * c->mx->d_model, VL), np = round_up(rows * c->Pj, VL);
+    size_t nx = round_up(rows * c->mx->d_model, VL), np = (size_t)rows * c->ldpj;
     size_t nc = round_up(rows * c->Cd, VL), ni = round_up(rows * c->Di, VL), nr = round_up(rows, VL);
     size_t fwd = nx + np + nc + 3 * ni + 2 * nr;
-    size_t nk = round_up((int)(c->nseq * ssd_keep_size(c->mx->L, c->mx->nheads)), VL);
+    size_t nk = round_up((int)(c->sub * ssd_keep_size(c->mx->L, c->mx->nheads)), VL);
     float *p = tbuf(T_F, g ? 2 * fwd + nc + nk + ni : fwd);
     for (m2_acts *s = a; s; s = s == a ? g : NULL) {
         s->xn = p, s->rstdx = p + nx, s->proj = s->rstdx + nr, s->act = s->proj + np, s->y = s->act + nc;
@@ -1415,7 +1499,7 @@ static void F(m2_forward_rows)(const m2_ctx *c, size_t r0, int nb, int rows, con
     const ach_mamba2_block *mx = c->mx;
     int D = mx->d_model, Di = c->Di, Cd = c->Cd, Pj = c->Pj;
     F(norm_rows)(a->xn, a->rstdx, mx->resid + r0 * D, mx->norm, rows, D, mx->eps);
-    F(gemm_rows)(a->proj, Pj, a->xn, D, c->win_t, round_up(Pj, VL), D, Pj, NULL, 0, 0, rows);
+    F(gemm_rows)(a->proj, c->ldpj, a->xn, D, c->win_t, round_up(Pj, VL), D, Pj, NULL, 0, 0, rows);
     conv_ctx cv = c->conv;
     cv.out = a->act, cv.out2 = a->sg, cv.inp = a->proj + Di, cv.B = nb, cv.mode = a->sg ? CONV_SILU_GRAD : CONV_SILU;
     F(convf_task)(&cv, 0);
@@ -1423,29 +1507,41 @@ static void F(m2_forward_rows)(const m2_ctx *c, size_t r0, int nb, int rows, con
     sd.y = a->y, sd.x = a->act, sd.Bm = a->act + Di, sd.Cm = a->act + Di + mx->d_state, sd.dt = a->proj + Di + Cd;
     sd.B = nb, sd.keep = a->keep;
     F(ssdf_task)(&sd, 0);
-    F(gatenorm_rows)(a->normed, a->gated, a->rstd, a->sz, a->y, a->proj, Pj, mx->gnorm, rows, Di, mx->eps);
+    F(gatenorm_rows)(a->normed, a->gated, a->rstd, a->sz, a->y, a->proj, c->ldpj, mx->gnorm, rows, Di, mx->eps);
 }
 
 static void F(m2f_task)(void *vc, int t)
 {
     const m2_ctx *c = vc;
     size_t r0;
-    int nb, rows = F(m2_block)(c, t, &r0, &nb), D = c->mx->d_model;
+    int nb, D = c->mx->d_model, L = c->mx->L;
+    F(m2_block)(c, t, &r0, &nb);
     m2_acts a;
-    F(m2_scratch)(c, rows, &a, NULL);
-    F(m2_forward_rows)(c, r0, nb, rows, &a);
-    memcpy(c->out + r0 * D, c->mx->resid + r0 * D, (size_t)rows * D * sizeof(float)); /* the residual */
-    F(gemm_rows)(c->out + r0 * D, D, a.normed, c->Di, c->wout_t, round_up(D, VL), c->Di, D, NULL, 1, 0, rows);
+    F(m2_scratch)(c, c->sub * L, &a, NULL);
+    for (int s0 = 0; s0 < nb; s0 += c->sub) {
+        int ns = nb - s0 < c->sub ? nb - s0 : c->sub, rows = ns * L;
+        size_t r = r0 + (size_t)s0 * L;
+        F(m2_forward_rows)(c, r, ns, rows, &a);
+        memcpy(c->out + r * D, c->mx->resid + r * D, (size_t)rows * D * sizeof(float)); /* the residual */
+        F(gemm_rows)(c->out + r * D, D, a.normed, c->Di, c->wout_t, round_up(D, VL), c->Di, D, NULL, 1, 0, rows);
+    }
 }
 
 static void F(m2_setup)(m2_ctx *c, const ach_mamba2_block *mx)
 {
     c->mx = mx;
     c->Di = mx->nheads * mx->headdim, c->Cd = c->Di + 2 * mx->d_state, c->Pj = 2 * c->Di + 2 * mx->d_state + mx->nheads;
-    c->nseq = ch_seqs(mx->L), c->nchunks = ceil_div(mx->B, c->nseq);
-    c->conv = (conv_ctx){.ldi = c->Pj, .L = mx->L, .C = c->Cd, .K = mx->d_conv, .nchunks = c->nchunks, .set = 1};
+    c->ldpj = round_up(c->Pj, VL);
+    /* A task runs its rows as four sub-blocks of half the usual task
+     * (128 rows at the paper's shape): the backward's scratch for 256 rows
+     * (activations and their gradients, ~2.3 MB) would overflow a 2 MB L2.
+     * The weight-gradient partials are one per task, the later sub-blocks
+     * adding to them: a quarter of the partials to write and reduce. */
+    c->sub = (ch_seqs(mx->L) + 1) / 2;
+    c->nseq = 4 * c->sub, c->nchunks = ceil_div(mx->B, c->nseq);
+    c->conv = (conv_ctx){.ldi = c->ldpj, .L = mx->L, .C = c->Cd, .K = mx->d_conv, .nchunks = c->nchunks, .set = 1};
     F(conv_pack)(&c->conv, mx->conv_w, mx->conv_b);
-    c->ssd = (ssd_ctx){.ldx = c->Cd, .ldt = c->Pj, .dt_bias = mx->dt_bias, .D = mx->D, .L = mx->L, .H = mx->nheads,
+    c->ssd = (ssd_ctx){.ldx = c->Cd, .ldt = c->ldpj, .dt_bias = mx->dt_bias, .D = mx->D, .L = mx->L, .H = mx->nheads,
                        .P = mx->headdim, .N = mx->d_state, .nchunks = c->nchunks, .set = 1};
     c->ssd.A = F(ssd_A)(mx->A_log, mx->nheads);
     c->win_t = F(pack_t)(S_PACK2, mx->in_proj, c->Pj, mx->d_model);
@@ -1466,33 +1562,35 @@ static void F(m2b_task)(void *vc, int t)
     const m2_ctx *c = vc;
     const ach_mamba2_block *mx = c->mx;
     size_t r0;
-    int nb, rows = F(m2_block)(c, t, &r0, &nb), D = mx->d_model, Di = c->Di, Cd = c->Cd, Pj = c->Pj;
-    int N = mx->d_state;
-    float *dout = c->dresid + r0 * D; /* the gradient of out, replaced by that of resid at the end */
+    int nb, D = mx->d_model, Di = c->Di, Cd = c->Cd, N = mx->d_state, L = mx->L;
+    F(m2_block)(c, t, &r0, &nb);
     m2_acts a, g; /* g.xn is d_xn, g.act d_act, g.y d_y, g.gated d_gated, g.normed d_normed */
-    F(m2_scratch)(c, rows, &a, &g);
-    F(m2_forward_rows)(c, r0, nb, rows, &a);
-    /* every gradient below is written once (set), so no zeroing */
-    F(mmb_rows)(&c->outp, g.normed, 0, dout, a.normed, rows, c->outp.part + (size_t)t * c->outp.pstride, NULL);
-    F(gatenorm_back_rows)(g.y, g.proj, c->gnorm.part + (size_t)t * c->gnorm.Cpad, g.gated, g.normed, a.gated, a.rstd,
-                          a.sz, a.y, a.proj, Pj, mx->gnorm, rows, Di, c->gnorm.Cpad);
-    ssd_ctx sd = c->ssd;
-    sd.dx = g.act, sd.dBm = g.act + Di, sd.dCm = g.act + Di + N, sd.ddt = g.proj + Di + Cd, sd.dy = g.y;
-    sd.x = a.act, sd.Bm = a.act + Di, sd.Cm = a.act + Di + N, sd.dt = a.proj + Di + Cd, sd.B = nb, sd.keep = a.keep;
-    sd.part = c->ssd.part + (size_t)t * 3 * mx->nheads;
-    F(ssdb_task)(&sd, 0);
-    for (size_t i = 0; i < (size_t)rows * Cd; i += VL) { /* d_act becomes d_conv */
-        int nl = (size_t)rows * Cd - i < VL ? (int)((size_t)rows * Cd - i) : VL;
-        F(stk)(g.act + i, F(ldk)(g.act + i, nl) * F(ldk)(a.sg + i, nl), nl);
+    F(m2_scratch)(c, c->sub * L, &a, &g);
+    for (int s0 = 0; s0 < nb; s0 += c->sub) {
+        int ns = nb - s0 < c->sub ? nb - s0 : c->sub, rows = ns * L, padd = s0 > 0;
+        size_t r = r0 + (size_t)s0 * L;
+        float *dout = c->dresid + r * D; /* the gradient of out, replaced by that of resid at the end */
+        F(m2_forward_rows)(c, r, ns, rows, &a);
+        /* every gradient below is written once (set), so no zeroing */
+        F(mmb_rows)(&c->outp, g.normed, 0, dout, a.normed, rows, c->outp.part + (size_t)t * c->outp.pstride, padd,
+                    NULL);
+        F(gatenorm_back_rows)(g.y, g.proj, c->gnorm.part + (size_t)t * c->gnorm.Cpad, padd, g.gated, g.normed, a.gated,
+                              a.rstd, a.sz, a.y, a.proj, c->ldpj, mx->gnorm, rows, Di, c->gnorm.Cpad);
+        ssd_ctx sd = c->ssd;
+        sd.dx = g.act, sd.dBm = g.act + Di, sd.dCm = g.act + Di + N, sd.ddt = g.proj + Di + Cd, sd.dy = g.y;
+        sd.x = a.act, sd.Bm = a.act + Di, sd.Cm = a.act + Di + N, sd.dt = a.proj + Di + Cd, sd.B = ns;
+        sd.keep = a.keep, sd.padd = padd;
+        sd.part = c->ssd.part + (size_t)t * 3 * mx->nheads;
+        F(ssdb_task)(&sd, 0);
+        conv_ctx cv = c->conv; /* d_conv = d_act silu'(conv) */
+        cv.inp = a.proj + Di, cv.B = ns, cv.dinp = g.proj + Di, cv.dout = g.act, cv.gscale = a.sg, cv.padd = padd;
+        cv.part = c->conv.part + (size_t)t * (mx->d_conv + 1) * c->conv.Cpad;
+        F(convb_task)(&cv, 0);
+        F(mmb_rows)(&c->in, g.xn, 0, g.proj, a.xn, rows, c->in.part + (size_t)t * c->in.pstride, padd, NULL);
+        /* the residual passes dout through; the pre-norm's backward adds to it */
+        F(normb_rows)(dout, c->norm.part + (size_t)t * c->norm.Cpad, padd, g.xn, mx->resid + r * D, mx->norm, a.rstdx,
+                      rows, D, c->norm.Cpad);
     }
-    conv_ctx cv = c->conv;
-    cv.inp = a.proj + Di, cv.B = nb, cv.dinp = g.proj + Di, cv.dout = g.act;
-    cv.part = c->conv.part + (size_t)t * (mx->d_conv + 1) * c->conv.Cpad;
-    F(convb_task)(&cv, 0);
-    F(mmb_rows)(&c->in, g.xn, 0, g.proj, a.xn, rows, c->in.part + (size_t)t * c->in.pstride, NULL);
-    /* the residual passes dout through; the pre-norm's backward adds to it */
-    F(normb_rows)(dout, c->norm.part + (size_t)t * c->norm.Cpad, g.xn, mx->resid + r0 * D, mx->norm, a.rstdx, rows,
-                  D, c->norm.Cpad);
 }
 
 static void F(mamba2_block_backward)(const ach_mamba2_block *mx, real *dresid)
@@ -1502,9 +1600,9 @@ static void F(mamba2_block_backward)(const ach_mamba2_block *mx, real *dresid)
     m2_ctx c = {.dresid = dresid};
     F(m2_setup)(&c, mx);
     int D = mx->d_model;
-    c.in = (mmb_ctx){.dw = mx->g_in_proj, .ldi = D, .K = D, .N = c.Pj};
+    c.in = (mmb_ctx){.dw = mx->g_in_proj, .ldi = D, .ldd = c.ldpj, .K = D, .N = c.Pj};
     F(mmb_setup)(&c.in, mx->in_proj, S_PACK4, S_PART, c.nchunks);
-    c.outp = (mmb_ctx){.dw = mx->g_out_proj, .ldi = c.Di, .K = c.Di, .N = D};
+    c.outp = (mmb_ctx){.dw = mx->g_out_proj, .ldi = c.Di, .ldd = D, .K = c.Di, .N = D};
     F(mmb_setup)(&c.outp, mx->out_proj, S_PACK3, S_PART2, c.nchunks);
     c.conv.dw = mx->g_conv_w, c.conv.dbias = mx->g_conv_b;
     c.conv.part = sbuf(S_PART3, (size_t)c.nchunks * (mx->d_conv + 1) * c.conv.Cpad);
@@ -1766,9 +1864,9 @@ static void F(embb_task)(void *vc, int t)
     }
 }
 
-static void F(embedding_backward)(real *dwte, const real *dout, const int *tokens, int n, int D, int V)
+static void F(embedding_backward)(real *dwte, const real *dout, const int *tokens, int n, int D, int vocab)
 {
-    (void)V;
+    (void)vocab; /* the tasks split columns, not rows */
     emb_ctx c = {.dw = dwte, .dout = dout, .tokens = tokens, .n = n, .D = D};
     ach_parallel_for(ceil_div(D, EMB_COLS), F(embb_task), &c);
 }
