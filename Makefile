@@ -137,7 +137,7 @@ FUZZ_CC      ?= clang
 FUZZ_CFLAGS  := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 .PHONY: fuzz fuzz-targets
 all: $(FUZZ_REPLAY)
-$(FUZZ_REPLAY): $(BUILD)/fuzz-replay/%: fuzz/%.c fuzz/replay.c $(UI_TOBJ) $(LIB32)
+$(FUZZ_REPLAY): $(BUILD)/fuzz-replay/%: fuzz/%.c fuzz/replay.c fuzz/fuzz_text.h $(UI_TOBJ) $(LIB32)
 	@mkdir -p $(@D)
 	$(CC) $(UI_CFLAGS) $(LDFLAGS) -o $@ $< fuzz/replay.c $(UI_TOBJ) $(LIB32) $(UI_LDLIBS)
 fuzz:
@@ -149,7 +149,7 @@ $(BUILD)/f32/kernels_fast.o: override CC := gcc
 $(BUILD)/f32/kernels_fast.o: override ALL_CFLAGS := $(filter-out $(FUZZ_CFLAGS),$(ALL_CFLAGS)) -O2
 endif
 fuzz-targets: $(FUZZ_NAMES:%=$(BUILD)/fuzz-%)
-$(FUZZ_NAMES:%=$(BUILD)/fuzz-%): $(BUILD)/fuzz-%: fuzz/%.c $(UI_TOBJ) $(LIB32)
+$(FUZZ_NAMES:%=$(BUILD)/fuzz-%): $(BUILD)/fuzz-%: fuzz/%.c fuzz/fuzz_text.h $(UI_TOBJ) $(LIB32)
 	$(CC) $(UI_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(UI_TOBJ) $(LIB32) $(UI_LDLIBS)
 
 # SANITIZE=1 builds into the same $(BUILD) as a plain build (the tests run

@@ -6,14 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_text.h"
 #include "config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *json = malloc(size + 1), err[1024];
-    if (!json) abort();
-    memcpy(json, data, size);
-    json[size] = 0;
+    char *json = fuzz_text(data, size), err[1024];
     ach_config c, back;
     cfg_default(&c, ARCH_MAMBA2);
     if (!cfg_from_json(&c, json, "fuzz", err, sizeof err)) {

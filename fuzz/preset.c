@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_text.h"
 #include "task.h"
 
 static void check_split(const ach_task *t, int s)
@@ -28,11 +29,8 @@ static void check_split(const ach_task *t, int s)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *json = malloc(size + 1), err[1024];
+    char *json = fuzz_text(data, size), err[1024];
     ach_task t;
-    if (!json) abort();
-    memcpy(json, data, size);
-    json[size] = 0;
     if (!task_from_json(&t, json, "fuzz.json", err, sizeof err)) {
         for (int s = 0; s < TASK_NSPLITS; s++) check_split(&t, s);
         task_free(&t);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "fuzz_text.h"
 #include "session.h"
 
 #define NOWHERE "/nonexistent/achilles-fuzz" /* sessions and runs, never created */
@@ -75,10 +76,7 @@ static int writes_sessions(const char *line)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *text = malloc(size + 1);
-    if (!text) abort();
-    memcpy(text, data, size);
-    text[size] = 0;
+    char *text = fuzz_text(data, size);
     reset();
     for (char *line = text, *next; line; line = next) {
         next = strchr(line, '\n');

@@ -8,15 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_text.h"
 #include "runcfg.h"
 #include "sweep.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *text = malloc(size + 1), err[1024];
-    if (!text) abort();
-    memcpy(text, data, size);
-    text[size] = 0;
+    char *text = fuzz_text(data, size), err[1024];
     ach_runcfg c;
     ach_sweep sw;
     runcfg_defaults(&c);
