@@ -34,18 +34,17 @@ int ach_optim_create(ach_optim *o, const ach_model *m, const ach_optim_cfg *c)
     o->frozen = calloc(m->nparams, 1);
     o->steps = calloc(m->nparams, sizeof *o->steps);
     o->plan = calloc(1, plan_bytes(m));
-    if (m->k->adamw_step) {
+    if (m->k->adamw_step) { /* the step plan and the norm live in backend memory too */
         o->plan_dev = m->k->alloc(plan_bytes(m));
         o->norm_dev = m->k->alloc(2 * sizeof(double));
-        if (!o->plan_dev || !o->norm_dev) {
-            ach_optim_free(o, m);
-            return -1;
-        }
     }
-    if (!o->m || !o->v || !o->frozen || !o->steps || !o->plan) {
+    if (!o->m || !o->v || !o->frozen || !o->steps || !o->plan ||
+        (m->k->adamw_step && (!o->plan_dev || !o->norm_dev))) {
         ach_optim_free(o, m);
         return -1;
     }
+    for (int i = 0; i < m->nparams; i++) /* the arena layout: fixed for the model's life */
+        o->plan->t[i].offset = m->params[i].offset, o->plan->t[i].numel = m->params[i].numel;
     return 0;
 }
 
@@ -82,7 +81,6 @@ void ach_optim_prepare(ach_optim *o, const ach_model *m, double lr)
     o->step++;
     for (int i = 0; i < m->nparams; i++) {
         ach_adamw_tensor *t = &p->t[i];
-        t->offset = m->params[i].offset, t->numel = m->params[i].numel;
         t->frozen = o->frozen[i];
         if (t->frozen) continue;
         long n = ++o->steps[i];
