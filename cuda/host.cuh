@@ -378,11 +378,12 @@ void adamw_step(real *w, real *m, real *v, const real *g, const ach_adamw_plan *
  * replay the recording. A few keys are kept (a run's full and last partial
  * batch, evaluation shapes), the least recently used one goes first. */
 const int GRAPH_SLOTS = 8;
+enum { SLOT_FREE, SLOT_RAN, SLOT_RECORDED }; /* RAN: run directly once, not recorded yet */
 const size_t GRAPH_KEY_MAX = 128;
 struct graph_slot {
     unsigned char key[GRAPH_KEY_MAX];
     size_t keylen;
-    int state; /* 0 free, 1 run once, 2 recorded */
+    int state; /* SLOT_* */
     unsigned long gen, used;
     plat_graph g;
 };
@@ -392,8 +393,8 @@ int graphs_off; /* ACHILLES_CUDA_GRAPHS=0 */
 
 void graph_drop(graph_slot *s)
 {
-    if (s->state == 2) plat_graph_destroy(s->g);
-    s->state = 0;
+    if (s->state == SLOT_RECORDED) plat_graph_destroy(s->g);
+    s->state = SLOT_FREE;
 }
 
 void graph_run(const void *key, size_t keylen, void (*body)(void *), void *ctx)
@@ -414,16 +415,16 @@ void graph_run(const void *key, size_t keylen, void (*body)(void *), void *ctx)
         memcpy(s->key, key, keylen);
         s->keylen = keylen;
         body(ctx);
-        s->state = 1, s->gen = mem_gen, s->used = ++graph_clock;
+        s->state = SLOT_RAN, s->gen = mem_gen, s->used = ++graph_clock;
         return;
     }
-    if (s->state == 1) {
+    if (s->state == SLOT_RAN) {
         capturing = 1;
         plat_capture_begin();
         body(ctx);
         s->g = plat_capture_end();
         capturing = 0;
-        s->state = 2;
+        s->state = SLOT_RECORDED;
         graphs_recorded++;
     }
     s->used = ++graph_clock;
