@@ -42,8 +42,9 @@ const char *cli_bench_help =
     "(mixing) + 2*L*P (D skip); Mamba-1 scan 7*R*Di*N (exp, decay, input, output)\n"
     "+ 6*R*Di (softplus, D skip); head: 2*B*D*V + 4*B*D + 3*B*V. exp counts as one.\n"
     "The fast kernels run each Mamba-2 residual block fused and recompute its\n"
-    "forward in the backward pass, as training does; that recomputation is not\n"
-    "counted.\n";
+    "forward in the backward pass, as training does (but the last block, whose\n"
+    "forward runs once, inside its backward, with the head); that recomputation\n"
+    "is not counted.\n";
 
 static double now(void)
 {

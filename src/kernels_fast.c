@@ -61,8 +61,9 @@ typedef struct {
     float *p;
     size_t n;
 } fbuf;
-enum { S_PACK, S_BIAS, S_PACK2, S_PACK3, S_PACK4, S_PART, S_PART2, S_PART3, S_PART4, S_PART5, S_PART6, S_MISC, S_COUNT }; /* per call */
-enum { T_Y, T_W1, T_W2, T_W3, T_W4, T_F, T_COUNT }; /* per thread */
+enum { S_PACK, S_BIAS, S_PACK2, S_PACK3, S_PACK4, S_PACK5, S_PACK6, S_PACK7, S_PART, S_PART2, S_PART3, S_PART4,
+       S_PART5, S_PART6, S_PART7, S_PART8, S_MISC, S_COUNT }; /* per call */
+enum { T_Y, T_W1, T_W2, T_W3, T_W4, T_F, T_H, T_COUNT }; /* per thread */
 static pthread_mutex_t fast_mu = PTHREAD_MUTEX_INITIALIZER;
 static fbuf shared_bufs[S_COUNT];
 static fbuf (*thread_bufs)[T_COUNT];
@@ -171,6 +172,12 @@ typedef struct {
     int Di, Cd, Pj, nseq, nchunks;
     int ldpj; /* proj's row stride: Pj rounded up to whole vectors, so its rows start aligned */
     int sub; /* sequences per sub-block (see m2_setup) */
+    /* the last block's training pass (NULL: dresid holds out's gradient):
+     * the head, the embedding packed transposed, its backward and norm_f's partials */
+    const ach_lm_head *head;
+    const float *wte_t;
+    mmb_ctx hmm;
+    norm_ctx hnorm;
 } m2_ctx;
 
 typedef struct {
@@ -1427,9 +1434,11 @@ static void F(mamba2_ssd_backward)(real *dx, real *dBm, real *dCm, real *ddt, re
  * trips to memory. Nothing but the output is written: the backward
  * recomputes the forward from the block's input (about a third more
  * arithmetic, but a layer then moves ~10 MB through memory per step
- * instead of ~150 MB). The weight gradients go to per-task partials summed
- * in task order, as in the single kernels, so results do not depend on the
- * thread count. */
+ * instead of ~150 MB). The last block of a training step has no forward
+ * of its own: its backward runs the head on each sub-block's last positions
+ * between the recomputed forward and the backward (m2_head_rows). The
+ * weight gradients go to per-task partials summed in task order, as in the
+ * single kernels, so results do not depend on the thread count. */
 
 /* gated = y silu(z) (sigmoid(z) kept in sz unless NULL), then normed =
  * rmsnorm(gated) w, for each row; y, gated, normed, sz are [rows, C]. */
@@ -1557,6 +1566,43 @@ static void F(mamba2_block_forward)(const ach_mamba2_block *mx, real *out)
     leave();
 }
 
+static void F(ce_row)(float *loss, float *p, const float *z, int label, int V_);
+static void F(ceb_row)(float *d, const float *p, int label, int V_, float scale);
+
+/* The head on the last positions of the ns sequences from row r (the last
+ * block's training pass): out there (resid + out_proj of normed, as the
+ * forward computes it), norm_f, logits against the tied embedding,
+ * cross-entropy into the losses; then back: dout [ns * L, D] set to out's
+ * gradient (zero but at the last positions), the head's weight gradients
+ * into task t's partials (added to when padd). */
+static void F(m2_head_rows)(const m2_ctx *c, int t, size_t r, int ns, int padd, const float *normed, float *dout)
+{
+    const ach_mamba2_block *mx = c->mx;
+    const ach_lm_head *h = c->head;
+    int D = mx->d_model, L = mx->L, Di = c->Di, V_ = h->vocab, Vp = round_up(V_, VL);
+    size_t b0 = r / L, nD = round_up(ns * D, VL), nV = (size_t)ns * Vp;
+    float *last = tbuf(T_H, 4 * nD + 3 * nV + ns), *last_n = last + nD, *d_last_n = last_n + nD;
+    float *d_last = d_last_n + nD, *logits = d_last + nD, *probs = logits + nV, *dlogits = probs + nV;
+    float *rstd = dlogits + nV;
+    for (int s = 0; s < ns; s++)
+        memcpy(last + (size_t)s * D, mx->resid + (r + (size_t)s * L + L - 1) * D, D * sizeof *last);
+    F(gemm_rows)(last, D, normed + (size_t)(L - 1) * Di, L * Di, c->wout_t, round_up(D, VL), Di, D, NULL, 1, 0, ns);
+    F(norm_rows)(last_n, rstd, last, h->norm_f, ns, D, mx->eps);
+    F(gemm_rows)(logits, Vp, last_n, D, c->wte_t, Vp, D, V_, NULL, 0, 0, ns);
+    memset(dlogits, 0, nV * sizeof *dlogits);
+    for (int s = 0; s < ns; s++) {
+        F(ce_row)(h->losses + b0 + s, probs + (size_t)s * Vp, logits + (size_t)s * Vp, h->labels[b0 + s], V_);
+        F(ceb_row)(dlogits + (size_t)s * Vp, probs + (size_t)s * Vp, h->labels[b0 + s], V_, h->scale);
+    }
+    F(mmb_rows)(&c->hmm, d_last_n, 0, dlogits, last_n, ns, c->hmm.part + (size_t)t * c->hmm.pstride, padd, NULL);
+    memset(d_last, 0, nD * sizeof *d_last);
+    F(normb_rows)(d_last, c->hnorm.part + (size_t)t * c->hnorm.Cpad, padd, d_last_n, last, h->norm_f, rstd, ns, D,
+                  c->hnorm.Cpad);
+    memset(dout, 0, (size_t)ns * L * D * sizeof *dout);
+    for (int s = 0; s < ns; s++)
+        memcpy(dout + ((size_t)s * L + L - 1) * D, d_last + (size_t)s * D, D * sizeof *dout);
+}
+
 static void F(m2b_task)(void *vc, int t)
 {
     const m2_ctx *c = vc;
@@ -1571,6 +1617,7 @@ static void F(m2b_task)(void *vc, int t)
         size_t r = r0 + (size_t)s0 * L;
         float *dout = c->dresid + r * D; /* the gradient of out, replaced by that of resid at the end */
         F(m2_forward_rows)(c, r, ns, rows, &a);
+        if (c->head) F(m2_head_rows)(c, t, r, ns, padd, a.normed, dout);
         /* every gradient below is written once (set), so no zeroing */
         F(mmb_rows)(&c->outp, g.normed, 0, dout, a.normed, rows, c->outp.part + (size_t)t * c->outp.pstride, padd,
                     NULL);
@@ -1593,13 +1640,22 @@ static void F(m2b_task)(void *vc, int t)
     }
 }
 
-static void F(mamba2_block_backward)(const ach_mamba2_block *mx, real *dresid)
+/* mamba2_block_backward, or with head mamba2_last_block_train */
+static void F(m2_backward)(const ach_mamba2_block *mx, const ach_lm_head *head, real *dresid)
 {
     if (mx->B <= 0 || mx->L <= 0) return; /* no rows: nothing to add */
     enter();
-    m2_ctx c = {.dresid = dresid};
+    m2_ctx c = {.dresid = dresid, .head = head};
     F(m2_setup)(&c, mx);
     int D = mx->d_model;
+    if (head) {
+        c.wout_t = F(pack_t)(S_PACK5, mx->out_proj, D, c.Di);
+        c.wte_t = F(pack_t)(S_PACK6, head->wte, head->vocab, D);
+        c.hmm = (mmb_ctx){.dw = head->g_wte, .ldi = D, .ldd = round_up(head->vocab, VL), .K = D, .N = head->vocab};
+        F(mmb_setup)(&c.hmm, head->wte, S_PACK7, S_PART7, c.nchunks);
+        c.hnorm = (norm_ctx){.dw = head->g_norm_f, .C = D, .Cpad = round_up(D, VL), .nchunks = c.nchunks};
+        c.hnorm.part = sbuf(S_PART8, (size_t)c.nchunks * c.hnorm.Cpad);
+    }
     c.in = (mmb_ctx){.dw = mx->g_in_proj, .ldi = D, .ldd = c.ldpj, .K = D, .N = c.Pj};
     F(mmb_setup)(&c.in, mx->in_proj, S_PACK4, S_PART, c.nchunks);
     c.outp = (mmb_ctx){.dw = mx->g_out_proj, .ldi = c.Di, .ldd = D, .K = c.Di, .N = D};
@@ -1618,7 +1674,17 @@ static void F(mamba2_block_backward)(const ach_mamba2_block *mx, real *dresid)
     for (int t = 0; t < ceil_div(c.Di, VL); t++) F(normb_reduce)(&c.gnorm, t);
     for (int t = 0; t < ceil_div(D, VL); t++) F(normb_reduce)(&c.norm, t);
     F(ssd_reduce)(&c.ssd, mx->g_D, mx->g_dt_bias, mx->g_A_log);
+    if (head) {
+        ach_parallel_for(ceil_div(head->vocab, RED_ROWS), F(mmb_reduce), &c.hmm);
+        for (int t = 0; t < ceil_div(D, VL); t++) F(normb_reduce)(&c.hnorm, t);
+    }
     leave();
+}
+
+static void F(mamba2_block_backward)(const ach_mamba2_block *mx, real *dresid) { F(m2_backward)(mx, NULL, dresid); }
+static void F(mamba2_last_block_train)(const ach_mamba2_block *mx, const ach_lm_head *head, real *dresid)
+{
+    F(m2_backward)(mx, head, dresid);
 }
 
 /* ---- Mamba-1 selective scan ---- */
@@ -1790,35 +1856,38 @@ static void F(mamba1_scan_backward)(real *du, real *ddt, real *dA_log, real *dBm
 
 /* ---- cross-entropy, embedding, AdamW ---- */
 #define CE_ROWS 64
+/* One row: probs p = softmax(z) and loss = -log p[label] */
+static void F(ce_row)(float *loss, float *p, const float *z, int label, int V_)
+{
+    /* max is exact: whole vectors, then the tail one by one */
+    V mv = F(bc)(z[0]);
+    int v = 0;
+    for (; v + VL <= V_; v += VL) mv = F(vmax)(mv, F(ld)(z + v));
+    float mx = F(hmax)(mv);
+    for (; v < V_; v++) mx = z[v] > mx ? z[v] : mx;
+    v = 0;
+    V sv = (V){0};
+    for (; v < V_; v += VL) {
+        int nl = V_ - v < VL ? V_ - v : VL;
+        V e = F(vexp)(F(ldk)(z + v, nl) - F(bc)(mx));
+        if (nl < VL) e = F(ldn)((const float *)&e, nl); /* clear the padding lanes */
+        F(stk)(p + v, e, nl);
+        sv += e;
+    }
+    float sum = F(hsum)(sv);
+    for (v = 0; v < V_; v += VL) {
+        int nl = V_ - v < VL ? V_ - v : VL;
+        F(stk)(p + v, F(ldk)(p + v, nl) / F(bc)(sum), nl);
+    }
+    *loss = log(sum) + mx - z[label];
+}
+
 static void F(cef_task)(void *vc, int t)
 {
     const ce_ctx *c = vc;
     int b0 = t * CE_ROWS, b1 = b0 + CE_ROWS < c->B ? b0 + CE_ROWS : c->B, V_ = c->nvocab;
-    for (int b = b0; b < b1; b++) {
-        const float *z = c->logits + (size_t)b * V_;
-        float *p = c->probs + (size_t)b * V_;
-        /* max is exact: whole vectors, then the tail one by one */
-        V mv = F(bc)(z[0]);
-        int v = 0;
-        for (; v + VL <= V_; v += VL) mv = F(vmax)(mv, F(ld)(z + v));
-        float mx = F(hmax)(mv);
-        for (; v < V_; v++) mx = z[v] > mx ? z[v] : mx;
-        v = 0;
-        V sv = (V){0};
-        for (; v < V_; v += VL) {
-            int nl = V_ - v < VL ? V_ - v : VL;
-            V e = F(vexp)(F(ldk)(z + v, nl) - F(bc)(mx));
-            if (nl < VL) e = F(ldn)((const float *)&e, nl); /* clear the padding lanes */
-            F(stk)(p + v, e, nl);
-            sv += e;
-        }
-        float sum = F(hsum)(sv);
-        for (v = 0; v < V_; v += VL) {
-            int nl = V_ - v < VL ? V_ - v : VL;
-            F(stk)(p + v, F(ldk)(p + v, nl) / F(bc)(sum), nl);
-        }
-        c->losses[b] = log(sum) + mx - z[c->labels[b]];
-    }
+    for (int b = b0; b < b1; b++)
+        F(ce_row)(c->losses + b, c->probs + (size_t)b * V_, c->logits + (size_t)b * V_, c->labels[b], V_);
 }
 
 static void F(crossentropy_forward)(real *losses, real *probs, const real *logits, const int *labels, int B, int V_)
@@ -1827,21 +1896,24 @@ static void F(crossentropy_forward)(real *losses, real *probs, const real *logit
     ach_parallel_for(ceil_div(B, CE_ROWS), F(cef_task), &c);
 }
 
-/* the reference's arithmetic exactly (one multiply, one add per element) */
+/* One row: d += scale (p - onehot(label)), the reference's arithmetic
+ * exactly (one multiply, one add per element) */
+static void F(ceb_row)(float *d, const float *p, int label, int V_, float scale)
+{
+    V sc = F(bc)(scale);
+    for (int v = 0; v < V_; v += VL) {
+        int nl = V_ - v < VL ? V_ - v : VL;
+        F(stk)(d + v, F(ldk)(d + v, nl) + sc * F(ldk)(p + v, nl), nl);
+    }
+    d[label] -= scale;
+}
+
 static void F(ceb_task)(void *vc, int t)
 {
     const ce_ctx *c = vc;
     int b0 = t * CE_ROWS, b1 = b0 + CE_ROWS < c->B ? b0 + CE_ROWS : c->B, V_ = c->nvocab;
-    V sc = F(bc)(c->scale);
-    for (int b = b0; b < b1; b++) {
-        float *d = c->dlogits + (size_t)b * V_;
-        const float *p = c->cprobs + (size_t)b * V_;
-        for (int v = 0; v < V_; v += VL) {
-            int nl = V_ - v < VL ? V_ - v : VL;
-            F(stk)(d + v, F(ldk)(d + v, nl) + sc * F(ldk)(p + v, nl), nl);
-        }
-        d[c->labels[b]] -= c->scale;
-    }
+    for (int b = b0; b < b1; b++)
+        F(ceb_row)(c->dlogits + (size_t)b * V_, c->cprobs + (size_t)b * V_, c->labels[b], V_, c->scale);
 }
 
 static void F(crossentropy_backward)(real *dlogits, const real *probs, const int *labels, int B, int V_, real scale)
@@ -1923,6 +1995,7 @@ static void F(fill)(ach_kernels *k)
     k->adamw_update = F(adamw_update);
     k->mamba2_block_forward = F(mamba2_block_forward);
     k->mamba2_block_backward = F(mamba2_block_backward);
+    k->mamba2_last_block_train = F(mamba2_last_block_train);
 }
 
 #undef V

@@ -38,6 +38,22 @@ int mamba2_fused_backward(ach_model *m, int l)
     return 1;
 }
 
+int mamba2_last_fusable(const ach_model *m)
+{
+    int l = m->cfg.n_layer - 1;
+    return m->k->mamba2_last_block_train && !ach_model_block_for(m, l) && m->subst_layer != l;
+}
+
+void mamba2_last_train(ach_model *m)
+{
+    const ach_config *c = &m->cfg;
+    ach_mamba2_block b = block_args(m, c->n_layer - 1);
+    ach_lm_head h = {.vocab = c->vocab_size, .scale = (real)1 / m->cur_B, .norm_f = m->w + m->norm_f,
+                     .wte = m->w + m->embedding, .g_norm_f = m->g + m->norm_f, .g_wte = m->g + m->embedding,
+                     .labels = m->labels, .losses = m->losses};
+    m->k->mamba2_last_block_train(&b, &h, m->d_resid);
+}
+
 void mamba2_forward(ach_model *m, int l, real *out)
 {
     const ach_kernels *k = m->k;

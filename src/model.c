@@ -211,16 +211,16 @@ void ach_model_set_batch(ach_model *m, const int *tokens, const int *labels, int
     m->k->to_device(m->labels, labels, (size_t)B * sizeof(int));
 }
 
-void ach_model_launch_forward(ach_model *m, int lean)
+/* The embedding and layers [0, nl) of the forward. */
+static void forward_layers(ach_model *m, int nl)
 {
     const ach_kernels *k = m->k;
     const ach_config *c = &m->cfg;
-    int B = m->cur_B, L = m->cur_L, D = c->d_model, V = c->vocab_size, R = B * L;
-    m->lean = lean;
+    int B = m->cur_B, L = m->cur_L, D = c->d_model, R = B * L;
     k->embedding_forward(m->layers[0].resid, m->tokens, m->w + m->embedding, R, D);
     if (c->pos_enc == POS_SINUSOIDAL) k->posenc_forward(m->layers[0].resid, m->pe_sin, B, L, D);
     if (c->pos_enc == POS_LEARNED) k->posenc_forward(m->layers[0].resid, m->w + m->pos, B, L, D);
-    for (int l = 0; l < c->n_layer; l++) {
+    for (int l = 0; l < nl; l++) {
         ach_layer_acts *a = &m->layers[l];
         real *next = l + 1 < c->n_layer ? m->layers[l + 1].resid : m->resid_out;
         if (c->arch == ARCH_MAMBA2 && mamba2_fused_forward(m, l, next)) continue;
@@ -229,6 +229,15 @@ void ach_model_launch_forward(ach_model *m, int lean)
         else mamba2_forward(m, l, next);
         k->add_inplace(next, a->resid, (size_t)R * D);
     }
+}
+
+void ach_model_launch_forward(ach_model *m, int lean)
+{
+    const ach_kernels *k = m->k;
+    const ach_config *c = &m->cfg;
+    int B = m->cur_B, L = m->cur_L, D = c->d_model, V = c->vocab_size;
+    m->lean = lean;
+    forward_layers(m, c->n_layer);
     k->last_forward(m->last, m->resid_out, B, L, D);
     k->rmsnorm_forward(m->last_n, m->rstd_f, m->last, m->w + m->norm_f, B, D, (real)c->norm_eps);
     k->matmul_forward(m->logits, m->last_n, D, m->w + m->embedding, NULL, B, D, V);
@@ -264,6 +273,25 @@ double ach_model_forward_lean(ach_model *m, const int *tokens, const int *labels
     return ach_model_loss(m);
 }
 
+/* Layers from..0 and the embedding of the backward, from d_resid. */
+static void backward_layers(ach_model *m, int from)
+{
+    const ach_kernels *k = m->k;
+    const ach_config *c = &m->cfg;
+    int B = m->cur_B, L = m->cur_L, D = c->d_model, V = c->vocab_size, R = B * L;
+    for (int l = from; l >= 0; l--) {
+        ach_layer_acts *a = &m->layers[l];
+        if (c->arch == ARCH_MAMBA2 && mamba2_fused_backward(m, l)) continue;
+        k->zero(m->d_xn, (size_t)R * D);
+        /* the residual passes d_resid through; the mixer's output grad is d_resid too */
+        if (c->arch == ARCH_MAMBA1) mamba1_backward(m, l, m->d_resid);
+        else mamba2_backward(m, l, m->d_resid);
+        k->rmsnorm_backward(m->d_resid, m->g + m->lp[l].norm, m->d_xn, a->resid, m->w + m->lp[l].norm, a->rstd, R, D);
+    }
+    k->embedding_backward(m->g + m->embedding, m->d_resid, m->tokens, R, D, V);
+    if (c->pos_enc == POS_LEARNED) k->posenc_backward(m->g + m->pos, m->d_resid, B, L, D);
+}
+
 void ach_model_backward(ach_model *m)
 {
     const ach_kernels *k = m->k;
@@ -278,15 +306,21 @@ void ach_model_backward(ach_model *m)
     k->matmul_backward(m->d_last_n, m->g + m->embedding, NULL, m->d_logits, m->last_n, D, m->w + m->embedding, B, D, V);
     k->rmsnorm_backward(m->d_last, m->g + m->norm_f, m->d_last_n, m->last, m->w + m->norm_f, m->rstd_f, B, D);
     k->last_backward(m->d_resid, m->d_last, B, L, D);
-    for (int l = c->n_layer - 1; l >= 0; l--) {
-        ach_layer_acts *a = &m->layers[l];
-        if (c->arch == ARCH_MAMBA2 && mamba2_fused_backward(m, l)) continue;
-        k->zero(m->d_xn, (size_t)R * D);
-        /* the residual passes d_resid through; the mixer's output grad is d_resid too */
-        if (c->arch == ARCH_MAMBA1) mamba1_backward(m, l, m->d_resid);
-        else mamba2_backward(m, l, m->d_resid);
-        k->rmsnorm_backward(m->d_resid, m->g + m->lp[l].norm, m->d_xn, a->resid, m->w + m->lp[l].norm, a->rstd, R, D);
+    backward_layers(m, c->n_layer - 1);
+}
+
+void ach_model_launch_train(ach_model *m)
+{
+    int last = m->cfg.n_layer - 1;
+    if (m->cfg.arch != ARCH_MAMBA2 || !mamba2_last_fusable(m)) {
+        ach_model_launch_forward(m, 1);
+        ach_model_backward(m);
+        return;
     }
-    k->embedding_backward(m->g + m->embedding, m->d_resid, m->tokens, R, D, V);
-    if (c->pos_enc == POS_LEARNED) k->posenc_backward(m->g + m->pos, m->d_resid, B, L, D);
+    m->lean = 1;
+    forward_layers(m, last);
+    m->lean = 0;
+    m->k->zero(m->g, m->nweights);
+    mamba2_last_train(m); /* the last block's forward, the head, the loss, and their backward: d_resid */
+    backward_layers(m, last - 1);
 }

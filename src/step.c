@@ -13,8 +13,7 @@ typedef struct {
 static void step_body(void *p)
 {
     step_ctx *c = p;
-    ach_model_launch_forward(c->m, 1);
-    ach_model_backward(c->m);
+    ach_model_launch_train(c->m);
     ach_optim_launch(c->o, c->m);
 }
 

@@ -29,6 +29,7 @@
 #include "model.h"
 #include "optim.h"
 #include "rng.h"
+#include "step.h"
 #include "tap.h"
 #include "threads.h"
 
@@ -451,7 +452,10 @@ typedef struct {
  * tail: d_model D, headdim 8 (D/4 heads), d_state 5, d_conv 3 */
 static int shape_D;
 
-static step_result train(const ach_kernels *k, ach_arch arch, int layers, int B, int L, int threads)
+/* Two training steps; via_step: by ach_train_step (with the fast kernels,
+ * Mamba-2's last block and head in one pass), else a lean forward, the
+ * backward and the optimizer called one after the other. */
+static step_result train(const ach_kernels *k, ach_arch arch, int layers, int B, int L, int threads, int via_step)
 {
     ach_config cfg;
     ach_model m;
@@ -478,13 +482,17 @@ static step_result train(const ach_kernels *k, ach_arch arch, int layers, int B,
     for (int s = 0; s < 2; s++) {
         for (int i = 0; i < B * L; i++) tok[i] = (int)rng_below(&tr, cfg.vocab_size);
         for (int b = 0; b < B; b++) lab[b] = (int)rng_below(&tr, cfg.vocab_size);
-        r.loss[s] = ach_model_forward_lean(&m, tok, lab, B, L);
-        ach_model_backward(&m);
-        if (s == 1) { /* keep the second step's gradients, before the update */
+        if (via_step) {
+            r.loss[s] = ach_train_step(&m, &o, tok, lab, B, L, 1e-3, &r.norm[s]);
+        } else {
+            r.loss[s] = ach_model_forward_lean(&m, tok, lab, B, L);
+            ach_model_backward(&m);
+            r.norm[s] = ach_optim_step(&o, &m, 1e-3);
+        }
+        if (s == 1) { /* the second step's gradients (the update leaves them) */
             r.g = malloc(m.nweights * sizeof *r.g);
             memcpy(r.g, m.g, m.nweights * sizeof *r.g);
         }
-        r.norm[s] = ach_optim_step(&o, &m, 1e-3);
     }
     r.n = m.nweights;
     r.w = malloc(m.nweights * sizeof *r.w);
@@ -498,37 +506,41 @@ static step_result train(const ach_kernels *k, ach_arch arch, int layers, int B,
 
 static void model_case(ach_arch arch, int layers, int B, int L)
 {
+    static const char *how[] = {"forward, backward, optimizer", "ach_train_step"};
     const char *an = arch == ARCH_MAMBA1 ? "mamba1" : "mamba2";
-    step_result ref = train(&ach_cpu_kernels, arch, layers, B, L, 1);
+    step_result ref = train(&ach_cpu_kernels, arch, layers, B, L, 1, 0);
     if (!ref.w) {
         ok(0, "%s: model runs", an);
         return;
     }
-    for (int is = 0; is < n_isas; is++) {
-        step_result one = train(isa_k[is], arch, layers, B, L, 1);
-        size_t n = ref.n;
-        is_close(one.loss[0], ref.loss[0], 0, 1e-5, "train step loss vs reference");
-        double gmax = 0, gerr = 0, wmax = 0, werr = 0;
-        for (size_t i = 0; i < n; i++) {
-            gmax = fmax(gmax, fabs(ref.g[i])), gerr = fmax(gerr, fabs((double)one.g[i] - ref.g[i]));
-            wmax = fmax(wmax, fabs(ref.w[i])), werr = fmax(werr, fabs((double)one.w[i] - ref.w[i]));
+    for (int is = 0; is < n_isas; is++)
+        for (int via = 0; via < 2; via++) {
+            step_result one = train(isa_k[is], arch, layers, B, L, 1, via);
+            size_t n = ref.n;
+            is_close(one.loss[0], ref.loss[0], 0, 1e-5, "train step loss vs reference");
+            is_close(one.loss[1], ref.loss[1], 0, 1e-5, "second step's loss vs reference");
+            double gmax = 0, gerr = 0, wmax = 0, werr = 0;
+            for (size_t i = 0; i < n; i++) {
+                gmax = fmax(gmax, fabs(ref.g[i])), gerr = fmax(gerr, fabs((double)one.g[i] - ref.g[i]));
+                wmax = fmax(wmax, fabs(ref.w[i])), werr = fmax(werr, fabs((double)one.w[i] - ref.w[i]));
+            }
+            ok(gerr <= TOL_MODEL * gmax && werr <= TOL_MODEL * wmax,
+               "%s D %d %d layers B %d L %d [%s, %s]: gradients within %.1g (of max %.3g), weights after 2 AdamW "
+               "steps within %.1g of the reference",
+               an, shape_D ? shape_D : 32, layers, B, L, isas[is], how[via], gmax > 0 ? gerr / gmax : gerr, gmax,
+               wmax > 0 ? werr / wmax : werr);
+            int same = 1;
+            for (int nt = 2; nt <= 3; nt++) {
+                step_result more = train(isa_k[is], arch, layers, B, L, nt, via);
+                same &= more.w && more.loss[0] == one.loss[0] && more.loss[1] == one.loss[1] &&
+                        more.norm[1] == one.norm[1] && !memcmp(more.g, one.g, n * sizeof(float)) &&
+                        !memcmp(more.w, one.w, n * sizeof(float));
+                free(more.w), free(more.g);
+            }
+            ok(same, "%s %d layers [%s, %s]: losses, gradients and weights bit-identical at 1, 2 and 3 threads", an,
+               layers, isas[is], how[via]);
+            free(one.w), free(one.g);
         }
-        ok(gerr <= TOL_MODEL * gmax && werr <= TOL_MODEL * wmax,
-           "%s D %d %d layers B %d L %d [%s]: gradients within %.1g (of max %.3g), weights after 2 AdamW steps "
-           "within %.1g of the reference",
-           an, shape_D ? shape_D : 32, layers, B, L, isas[is], gmax > 0 ? gerr / gmax : gerr, gmax, wmax > 0 ? werr / wmax : werr);
-        int same = 1;
-        for (int nt = 2; nt <= 3; nt++) {
-            step_result more = train(isa_k[is], arch, layers, B, L, nt);
-            same &= more.w && more.loss[0] == one.loss[0] && more.loss[1] == one.loss[1] &&
-                    more.norm[1] == one.norm[1] && !memcmp(more.g, one.g, n * sizeof(float)) &&
-                    !memcmp(more.w, one.w, n * sizeof(float));
-            free(more.w), free(more.g);
-        }
-        ok(same, "%s %d layers [%s]: losses, gradients and weights bit-identical at 1, 2 and 3 threads", an, layers,
-           isas[is]);
-        free(one.w), free(one.g);
-    }
     free(ref.w), free(ref.g);
 }
 
