@@ -41,10 +41,8 @@ const char *cli_bench_help =
     "element; Mamba-2 SSD per sequence and head N*L(L+1) (C.B) + P*L(L+1)\n"
     "(mixing) + 2*L*P (D skip); Mamba-1 scan 7*R*Di*N (exp, decay, input, output)\n"
     "+ 6*R*Di (softplus, D skip); head: 2*B*D*V + 4*B*D + 3*B*V. exp counts as one.\n"
-    "The fast kernels run each Mamba-2 residual block fused and recompute its\n"
-    "forward in the backward pass, as training does (but the last block, whose\n"
-    "forward runs once, inside its backward, with the head); that recomputation\n"
-    "is not counted.\n";
+    "The fast kernels run a Mamba-2 step's blocks and head fused, forward then\n"
+    "backward, 512 rows at a time, as training does: no forward is computed twice.\n";
 
 static double now(void)
 {

@@ -23,8 +23,8 @@ typedef struct {
     const real *resid; /* [R, d_model] the block's input */
 } ach_mamba2_block;
 
-/* The LM head (model.c) for mamba2_last_block_train: on each sequence's
- * last position, norm_f, logits against the tied embedding, cross-entropy. */
+/* The LM head (model.c) for mamba2_train: on each sequence's last
+ * position, norm_f, logits against the tied embedding, cross-entropy. */
 typedef struct {
     int vocab;     /* the embedding's rows */
     real scale;    /* each sequence's weight in the loss: 1 / B */
@@ -165,15 +165,16 @@ typedef struct ach_kernels {
      * analysis reads), never with blocking or substitution. */
     void (*mamba2_block_forward)(const ach_mamba2_block *b, real *out);
     void (*mamba2_block_backward)(const ach_mamba2_block *b, real *dresid);
-    /* Optional (NULL: the model runs the last block forward, then the head,
-     * then both backwards): a training step's last block and the head in
-     * one pass, so that block's forward runs once instead of twice. The
-     * block's forward, the head on its output's last positions (losses
-     * written), then the backward of both: dresid [R, d_model] is
-     * overwritten with the gradient of the block's input; the block's,
-     * norm_f's and the embedding's gradients are added to. Same conditions
-     * as mamba2_block_backward. */
-    void (*mamba2_last_block_train)(const ach_mamba2_block *b, const ach_lm_head *h, real *dresid);
+    /* Optional (NULL: the model runs the blocks and the head forward, then
+     * backward): a training step's last n blocks (1 <= n <= 64, in order;
+     * blocks[0].resid is their input, the others' resid is not read) and
+     * the head in one pass per block of sequences, forward through all of
+     * them, the head (losses written), then backward, so that a backend can
+     * keep every block's activations in cache and compute no forward
+     * twice. dresid [R, d_model] is overwritten with the gradient of
+     * blocks[0]'s input; the blocks', norm_f's and the embedding's
+     * gradients are added to. Same conditions as mamba2_block_backward. */
+    void (*mamba2_train)(const ach_mamba2_block *blocks, int n, const ach_lm_head *h, real *dresid);
 
     /* Optional (NULL: optim.c calls sumsq and adamw_update per tensor and
      * reads each norm back): the whole optimizer step without waiting for

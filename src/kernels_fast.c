@@ -61,11 +61,14 @@ typedef struct {
     float *p;
     size_t n;
 } fbuf;
-enum { S_PACK, S_BIAS, S_PACK2, S_PACK3, S_PACK4, S_PACK5, S_PACK6, S_PACK7, S_PART, S_PART2, S_PART3, S_PART4,
-       S_PART5, S_PART6, S_PART7, S_PART8, S_MISC, S_COUNT }; /* per call */
+/* per call; a kernel working on several layers at once uses layer l's
+ * slots from l * S_COUNT */
+enum { S_PACK, S_BIAS, S_PACK2, S_PACK3, S_PACK4, S_PACK5, S_PART, S_PART2, S_PART3, S_PART4, S_PART5, S_PART6,
+       S_MISC, S_COUNT };
 enum { T_Y, T_W1, T_W2, T_W3, T_W4, T_F, T_H, T_COUNT }; /* per thread */
 static pthread_mutex_t fast_mu = PTHREAD_MUTEX_INITIALIZER;
-static fbuf shared_bufs[S_COUNT];
+static fbuf *shared_bufs;
+static int nshared_bufs;
 static fbuf (*thread_bufs)[T_COUNT];
 static int nthread_bufs;
 
@@ -83,7 +86,20 @@ static float *grow(fbuf *b, size_t n)
     }
     return b->p;
 }
-static float *sbuf(int slot, size_t n) { return grow(&shared_bufs[slot], n); }
+static float *sbuf(int slot, size_t n)
+{
+    if (slot >= nshared_bufs) {
+        int m = slot + 1 > 2 * nshared_bufs ? slot + 1 : 2 * nshared_bufs;
+        fbuf *nb = realloc(shared_bufs, (size_t)m * sizeof *nb);
+        if (!nb) {
+            fprintf(stderr, "achilles: out of memory for kernel scratch\n");
+            abort();
+        }
+        memset(nb + nshared_bufs, 0, (size_t)(m - nshared_bufs) * sizeof *nb);
+        shared_bufs = nb, nshared_bufs = m;
+    }
+    return grow(&shared_bufs[slot], n);
+}
 static float *tbuf(int slot, size_t n) { return grow(&thread_bufs[ach_thread_index()][slot], n); }
 
 /* Takes the lock and makes sure every pool thread has its scratch slots. */
@@ -172,13 +188,18 @@ typedef struct {
     int Di, Cd, Pj, nseq, nchunks;
     int ldpj; /* proj's row stride: Pj rounded up to whole vectors, so its rows start aligned */
     int sub; /* sequences per sub-block (see m2_setup) */
-    /* the last block's training pass (NULL: dresid holds out's gradient):
-     * the head, the embedding packed transposed, its backward and norm_f's partials */
-    const ach_lm_head *head;
-    const float *wte_t;
-    mmb_ctx hmm;
-    norm_ctx hnorm;
 } m2_ctx;
+
+#define M2_MAX 64 /* layers in one mamba2_train (config.c's n_layer limit) */
+typedef struct {
+    m2_ctx *c; /* [n] the blocks, input first */
+    int n;
+    const ach_lm_head *head;
+    const float *wte_t; /* the embedding packed transposed, for the logits */
+    mmb_ctx hmm;        /* the logits' backward */
+    norm_ctx hnorm;     /* norm_f's backward */
+    float *dresid;
+} m2s_ctx; /* mamba2_train: a stack of blocks and the head */
 
 typedef struct {
     float *xn, *rstdx; /* the pre-norm's output and rstd */
@@ -829,7 +850,7 @@ static void F(convf_task)(void *vc, int t)
 }
 
 /* wt = w transposed to [K][Cpad], bias padded; both zero beyond C */
-static void F(conv_pack)(conv_ctx *c, const float *w, const float *bias)
+static void F(conv_pack)(conv_ctx *c, const float *w, const float *bias, int base)
 {
     int C = c->C, K = c->K;
     if (K > CONV_KMAX) {
@@ -837,7 +858,7 @@ static void F(conv_pack)(conv_ctx *c, const float *w, const float *bias)
         abort();
     }
     c->Cpad = round_up(C, VL);
-    float *wt = sbuf(S_PACK, (size_t)K * c->Cpad), *bp = sbuf(S_BIAS, c->Cpad);
+    float *wt = sbuf(base + S_PACK, (size_t)K * c->Cpad), *bp = sbuf(base + S_BIAS, c->Cpad);
     for (int j = 0; j < K; j++)
         for (int ch = 0; ch < c->Cpad; ch++) wt[(size_t)j * c->Cpad + ch] = ch < C ? w[(size_t)ch * K + j] : 0;
     for (int ch = 0; ch < c->Cpad; ch++) bp[ch] = bias && ch < C ? bias[ch] : 0;
@@ -849,7 +870,7 @@ static void F(conv1d_forward)(real *out, const real *inp, int ldi, const real *w
 {
     enter();
     conv_ctx c = {.out = out, .inp = inp, .ldi = ldi, .B = B, .L = L, .C = C, .K = K};
-    F(conv_pack)(&c, w, bias);
+    F(conv_pack)(&c, w, bias, 0);
     ach_parallel_for(ceil_div(B, ch_seqs(L)), F(convf_task), &c);
     leave();
 }
@@ -932,7 +953,7 @@ static void F(conv1d_backward)(real *dinp, real *dw, real *dbias, const real *do
     enter();
     conv_ctx c = {.dinp = dinp, .dw = dw, .dbias = dbias, .dout = dout, .inp = inp, .ldi = ldi, .B = B, .L = L,
                   .C = C, .K = K};
-    F(conv_pack)(&c, w, NULL);
+    F(conv_pack)(&c, w, NULL, 0);
     c.nchunks = ceil_div(B, ch_seqs(L));
     c.part = sbuf(S_PART, (size_t)c.nchunks * (K + 1) * c.Cpad);
     ach_parallel_for(c.nchunks, F(convb_task), &c);
@@ -1308,9 +1329,9 @@ static void F(ssdf_task)(void *vc, int task)
     }
 }
 
-static float *F(ssd_A)(const float *A_log, int H)
+static float *F(ssd_A)(const float *A_log, int H, int base)
 {
-    float *A = sbuf(S_MISC, H);
+    float *A = sbuf(base + S_MISC, H);
     for (int h = 0; h < H; h++) A[h] = -r_exp(A_log[h]);
     return A;
 }
@@ -1327,7 +1348,7 @@ static void F(mamba2_ssd_forward)(real *y, const real *x, const real *Bm, const 
     enter();
     ssd_ctx c = {.y = y, .x = x, .Bm = Bm, .Cm = Cm, .ldx = ldx, .dt = dt, .ldt = ldt, .dt_bias = dt_bias,
                  .D = D, .B = B, .L = L, .H = H, .P = P, .N = N};
-    c.A = F(ssd_A)(A_log, H);
+    c.A = F(ssd_A)(A_log, H, 0);
     ach_parallel_for(ceil_div(B, ch_seqs(L)), F(ssdf_task), &c);
     leave();
 }
@@ -1418,7 +1439,7 @@ static void F(mamba2_ssd_backward)(real *dx, real *dBm, real *dCm, real *ddt, re
     enter();
     ssd_ctx c = {.dx = dx, .dBm = dBm, .dCm = dCm, .ddt = ddt, .dy = dy, .x = x, .Bm = Bm, .Cm = Cm, .ldx = ldx,
                  .dt = dt, .ldt = ldt, .dt_bias = dt_bias, .D = D, .B = B, .L = L, .H = H, .P = P, .N = N};
-    c.A = F(ssd_A)(A_log, H);
+    c.A = F(ssd_A)(A_log, H, 0);
     c.nchunks = ceil_div(B, ch_seqs(L));
     c.part = sbuf(S_PART, (size_t)c.nchunks * 3 * H);
     ach_parallel_for(c.nchunks, F(ssdb_task), &c);
@@ -1431,14 +1452,17 @@ static void F(mamba2_ssd_backward)(real *dx, real *dBm, real *dCm, real *ddt, re
  * whole residual block (pre-norm, mixer, residual add) on one sub-block's
  * rows after another, so the intermediates (xn, proj, act, y, gated,
  * normed and their gradients) stay in this core's cache instead of round
- * trips to memory. Nothing but the output is written: the backward
+ * trips to memory. Nothing but the output is written: a backward on its own
  * recomputes the forward from the block's input (about a third more
  * arithmetic, but a layer then moves ~10 MB through memory per step
- * instead of ~150 MB). The last block of a training step has no forward
- * of its own: its backward runs the head on each sub-block's last positions
- * between the recomputed forward and the backward (m2_head_rows). The
- * weight gradients go to per-task partials summed in task order, as in the
- * single kernels, so results do not depend on the thread count. */
+ * instead of ~150 MB). A training step does better (mamba2_train): each
+ * sub-block goes forward through every block, keeping each one's
+ * activations, through the head (the loss depends on a sequence's last
+ * position only, so a sub-block's loss gradient is known at once), and
+ * back through every block: no forward twice, nothing but the input's
+ * gradient written. The weight gradients go to per-task partials summed in
+ * task order, as in the single kernels, so results do not depend on the
+ * thread count. */
 
 /* gated = y silu(z) (sigmoid(z) kept in sz unless NULL), then normed =
  * rmsnorm(gated) w, for each row; y, gated, normed, sz are [rows, C]. */
@@ -1484,30 +1508,34 @@ static void F(m2_block)(const m2_ctx *c, int t, size_t *r0, int *nb)
     *r0 = (size_t)b0 * c->mx->L;
 }
 
-/* Carves this thread's block scratch: the forward's activations, then
- * (backward: g) what the backward reuses (sg, keep, sz) and the gradients. */
-static void F(m2_scratch)(const m2_ctx *c, int rows, m2_acts *a, m2_acts *g)
+/* Carves this thread's block scratch for rows rows: na activation sets a[],
+ * each (when g) with what a backward reuses (sg, keep, sz), then g, the
+ * gradients; then (xs, when nxs) nxs blocks of rows of d_model floats. */
+static void F(m2_scratch)(const m2_ctx *c, int rows, m2_acts *a, int na, m2_acts *g, float **xs, int nxs)
 {
     size_t nx = round_up(rows * c->mx->d_model, VL), np = (size_t)rows * c->ldpj;
     size_t nc = round_up(rows * c->Cd, VL), ni = round_up(rows * c->Di, VL), nr = round_up(rows, VL);
     size_t fwd = nx + np + nc + 3 * ni + 2 * nr;
-    size_t nk = round_up((int)(c->sub * ssd_keep_size(c->mx->L, c->mx->nheads)), VL);
-    float *p = tbuf(T_F, g ? 2 * fwd + nc + nk + ni : fwd);
-    for (m2_acts *s = a; s; s = s == a ? g : NULL) {
+    size_t nk = round_up((int)(c->sub * ssd_keep_size(c->mx->L, c->mx->nheads)), VL), kept = g ? nc + nk + ni : 0;
+    float *p = tbuf(T_F, na * (fwd + kept) + (g ? fwd : 0) + (size_t)nxs * nx);
+    for (int i = 0; i <= na; i++) {
+        m2_acts *s = i < na ? &a[i] : g;
+        if (!s) break;
         s->xn = p, s->rstdx = p + nx, s->proj = s->rstdx + nr, s->act = s->proj + np, s->y = s->act + nc;
         s->gated = s->y + ni, s->normed = s->gated + ni, s->rstd = s->normed + ni, p = s->rstd + nr;
         s->sg = s->keep = s->sz = NULL;
+        if (g && i < na) s->sg = p, s->keep = p + nc, s->sz = s->keep + nk, p = s->sz + ni;
     }
-    if (g) a->sg = p, a->keep = p + nc, a->sz = a->keep + nk;
+    if (xs) *xs = p;
 }
 
-/* The block's forward up to the out_proj input, for rows r0.. (nb
- * sequences), into scratch. */
-static void F(m2_forward_rows)(const m2_ctx *c, size_t r0, int nb, int rows, const m2_acts *a)
+/* The block's forward up to the out_proj input, for the rows of nb
+ * sequences whose input is x, into scratch. */
+static void F(m2_forward_rows)(const m2_ctx *c, const float *x, int nb, int rows, const m2_acts *a)
 {
     const ach_mamba2_block *mx = c->mx;
     int D = mx->d_model, Di = c->Di, Cd = c->Cd, Pj = c->Pj;
-    F(norm_rows)(a->xn, a->rstdx, mx->resid + r0 * D, mx->norm, rows, D, mx->eps);
+    F(norm_rows)(a->xn, a->rstdx, x, mx->norm, rows, D, mx->eps);
     F(gemm_rows)(a->proj, c->ldpj, a->xn, D, c->win_t, round_up(Pj, VL), D, Pj, NULL, 0, 0, rows);
     conv_ctx cv = c->conv;
     cv.out = a->act, cv.out2 = a->sg, cv.inp = a->proj + Di, cv.B = nb, cv.mode = a->sg ? CONV_SILU_GRAD : CONV_SILU;
@@ -1519,6 +1547,14 @@ static void F(m2_forward_rows)(const m2_ctx *c, size_t r0, int nb, int rows, con
     F(gatenorm_rows)(a->normed, a->gated, a->rstd, a->sz, a->y, a->proj, c->ldpj, mx->gnorm, rows, Di, mx->eps);
 }
 
+/* out = x + out_proj(normed), the block's output rows */
+static void F(m2_out_rows)(const m2_ctx *c, float *out, const float *x, const m2_acts *a, int rows)
+{
+    int D = c->mx->d_model;
+    memcpy(out, x, (size_t)rows * D * sizeof *out); /* the residual */
+    F(gemm_rows)(out, D, a->normed, c->Di, c->wout_t, round_up(D, VL), c->Di, D, NULL, 1, 0, rows);
+}
+
 static void F(m2f_task)(void *vc, int t)
 {
     const m2_ctx *c = vc;
@@ -1526,17 +1562,18 @@ static void F(m2f_task)(void *vc, int t)
     int nb, D = c->mx->d_model, L = c->mx->L;
     F(m2_block)(c, t, &r0, &nb);
     m2_acts a;
-    F(m2_scratch)(c, c->sub * L, &a, NULL);
+    F(m2_scratch)(c, c->sub * L, &a, 1, NULL, NULL, 0);
     for (int s0 = 0; s0 < nb; s0 += c->sub) {
         int ns = nb - s0 < c->sub ? nb - s0 : c->sub, rows = ns * L;
         size_t r = r0 + (size_t)s0 * L;
-        F(m2_forward_rows)(c, r, ns, rows, &a);
-        memcpy(c->out + r * D, c->mx->resid + r * D, (size_t)rows * D * sizeof(float)); /* the residual */
-        F(gemm_rows)(c->out + r * D, D, a.normed, c->Di, c->wout_t, round_up(D, VL), c->Di, D, NULL, 1, 0, rows);
+        F(m2_forward_rows)(c, c->mx->resid + r * D, ns, rows, &a);
+        F(m2_out_rows)(c, c->out + r * D, c->mx->resid + r * D, &a, rows);
     }
 }
 
-static void F(m2_setup)(m2_ctx *c, const ach_mamba2_block *mx)
+/* Packs the forward's weights; the partials and packs of a backward come
+ * from m2_back_setup. Shared buffers from slot base on. */
+static void F(m2_setup)(m2_ctx *c, const ach_mamba2_block *mx, int base)
 {
     c->mx = mx;
     c->Di = mx->nheads * mx->headdim, c->Cd = c->Di + 2 * mx->d_state, c->Pj = 2 * c->Di + 2 * mx->d_state + mx->nheads;
@@ -1549,142 +1586,218 @@ static void F(m2_setup)(m2_ctx *c, const ach_mamba2_block *mx)
     c->sub = (ch_seqs(mx->L) + 1) / 2;
     c->nseq = 4 * c->sub, c->nchunks = ceil_div(mx->B, c->nseq);
     c->conv = (conv_ctx){.ldi = c->ldpj, .L = mx->L, .C = c->Cd, .K = mx->d_conv, .nchunks = c->nchunks, .set = 1};
-    F(conv_pack)(&c->conv, mx->conv_w, mx->conv_b);
+    F(conv_pack)(&c->conv, mx->conv_w, mx->conv_b, base);
     c->ssd = (ssd_ctx){.ldx = c->Cd, .ldt = c->ldpj, .dt_bias = mx->dt_bias, .D = mx->D, .L = mx->L, .H = mx->nheads,
                        .P = mx->headdim, .N = mx->d_state, .nchunks = c->nchunks, .set = 1};
-    c->ssd.A = F(ssd_A)(mx->A_log, mx->nheads);
-    c->win_t = F(pack_t)(S_PACK2, mx->in_proj, c->Pj, mx->d_model);
+    c->ssd.A = F(ssd_A)(mx->A_log, mx->nheads, base);
+    c->win_t = F(pack_t)(base + S_PACK2, mx->in_proj, c->Pj, mx->d_model);
 }
 
 static void F(mamba2_block_forward)(const ach_mamba2_block *mx, real *out)
 {
     enter();
     m2_ctx c = {.out = out};
-    F(m2_setup)(&c, mx);
+    F(m2_setup)(&c, mx, 0);
     c.wout_t = F(pack_t)(S_PACK3, mx->out_proj, mx->d_model, c.Di);
     ach_parallel_for(c.nchunks, F(m2f_task), &c);
+    leave();
+}
+
+/* The backward's packed weights and per-task partials (slots from base). */
+static void F(m2_back_setup)(m2_ctx *c, int base)
+{
+    const ach_mamba2_block *mx = c->mx;
+    int D = mx->d_model;
+    c->in = (mmb_ctx){.dw = mx->g_in_proj, .ldi = D, .ldd = c->ldpj, .K = D, .N = c->Pj};
+    F(mmb_setup)(&c->in, mx->in_proj, base + S_PACK4, base + S_PART, c->nchunks);
+    c->outp = (mmb_ctx){.dw = mx->g_out_proj, .ldi = c->Di, .ldd = D, .K = c->Di, .N = D};
+    F(mmb_setup)(&c->outp, mx->out_proj, base + S_PACK3, base + S_PART2, c->nchunks);
+    c->conv.dw = mx->g_conv_w, c->conv.dbias = mx->g_conv_b;
+    c->conv.part = sbuf(base + S_PART3, (size_t)c->nchunks * (mx->d_conv + 1) * c->conv.Cpad);
+    c->gnorm = (norm_ctx){.dw = mx->g_gnorm, .C = c->Di, .Cpad = round_up(c->Di, VL), .nchunks = c->nchunks};
+    c->gnorm.part = sbuf(base + S_PART4, (size_t)c->nchunks * c->gnorm.Cpad);
+    c->norm = (norm_ctx){.dw = mx->g_norm, .C = D, .Cpad = round_up(D, VL), .nchunks = c->nchunks};
+    c->norm.part = sbuf(base + S_PART6, (size_t)c->nchunks * c->norm.Cpad);
+    c->ssd.part = sbuf(base + S_PART5, (size_t)c->nchunks * 3 * mx->nheads);
+}
+
+/* The partials of every task, in task order, added to the gradients. */
+static void F(m2_reduce)(m2_ctx *c)
+{
+    const ach_mamba2_block *mx = c->mx;
+    int D = mx->d_model;
+    ach_parallel_for(ceil_div(c->Pj, RED_ROWS), F(mmb_reduce), &c->in);
+    ach_parallel_for(ceil_div(D, RED_ROWS), F(mmb_reduce), &c->outp);
+    ach_parallel_for(ceil_div(c->Cd, 64), F(convb_reduce), &c->conv);
+    for (int t = 0; t < ceil_div(c->Di, VL); t++) F(normb_reduce)(&c->gnorm, t);
+    for (int t = 0; t < ceil_div(D, VL); t++) F(normb_reduce)(&c->norm, t);
+    F(ssd_reduce)(&c->ssd, mx->g_D, mx->g_dt_bias, mx->g_A_log);
+}
+
+/* The block's backward for the rows of ns sequences (input x, forward
+ * activations a, gradient scratch g): dout, the gradient of the block's
+ * output, becomes that of x (in place); the weight gradients go to task
+ * t's partials (added to when padd). */
+static void F(m2_back_rows)(const m2_ctx *c, int t, int ns, int rows, int padd, const float *x, const m2_acts *a,
+                            const m2_acts *g, float *dout)
+{
+    const ach_mamba2_block *mx = c->mx;
+    int D = mx->d_model, Di = c->Di, Cd = c->Cd, N = mx->d_state;
+    /* every gradient below is written once (set), so no zeroing; g.xn is
+     * d_xn, g.act d_act, g.y d_y, g.gated d_gated, g.normed d_normed */
+    F(mmb_rows)(&c->outp, g->normed, 0, dout, a->normed, rows, c->outp.part + (size_t)t * c->outp.pstride, padd, NULL);
+    F(gatenorm_back_rows)(g->y, g->proj, c->gnorm.part + (size_t)t * c->gnorm.Cpad, padd, g->gated, g->normed,
+                          a->gated, a->rstd, a->sz, a->y, a->proj, c->ldpj, mx->gnorm, rows, Di, c->gnorm.Cpad);
+    ssd_ctx sd = c->ssd;
+    sd.dx = g->act, sd.dBm = g->act + Di, sd.dCm = g->act + Di + N, sd.ddt = g->proj + Di + Cd, sd.dy = g->y;
+    sd.x = a->act, sd.Bm = a->act + Di, sd.Cm = a->act + Di + N, sd.dt = a->proj + Di + Cd, sd.B = ns;
+    sd.keep = a->keep, sd.padd = padd;
+    sd.part = c->ssd.part + (size_t)t * 3 * mx->nheads;
+    F(ssdb_task)(&sd, 0);
+    conv_ctx cv = c->conv; /* d_conv = d_act silu'(conv) */
+    cv.inp = a->proj + Di, cv.B = ns, cv.dinp = g->proj + Di, cv.dout = g->act, cv.gscale = a->sg, cv.padd = padd;
+    cv.part = c->conv.part + (size_t)t * (mx->d_conv + 1) * c->conv.Cpad;
+    F(convb_task)(&cv, 0);
+    F(mmb_rows)(&c->in, g->xn, 0, g->proj, a->xn, rows, c->in.part + (size_t)t * c->in.pstride, padd, NULL);
+    /* the residual passes dout through; the pre-norm's backward adds to it */
+    F(normb_rows)(dout, c->norm.part + (size_t)t * c->norm.Cpad, padd, g->xn, x, mx->norm, a->rstdx, rows, D,
+                  c->norm.Cpad);
+}
+
+static void F(m2b_task)(void *vc, int t)
+{
+    const m2_ctx *c = vc;
+    size_t r0;
+    int nb, D = c->mx->d_model, L = c->mx->L;
+    F(m2_block)(c, t, &r0, &nb);
+    m2_acts a, g;
+    F(m2_scratch)(c, c->sub * L, &a, 1, &g, NULL, 0);
+    for (int s0 = 0; s0 < nb; s0 += c->sub) {
+        int ns = nb - s0 < c->sub ? nb - s0 : c->sub, rows = ns * L;
+        size_t r = r0 + (size_t)s0 * L;
+        const float *x = c->mx->resid + r * D;
+        F(m2_forward_rows)(c, x, ns, rows, &a);
+        F(m2_back_rows)(c, t, ns, rows, s0 > 0, x, &a, &g, c->dresid + r * D);
+    }
+}
+
+static void F(mamba2_block_backward)(const ach_mamba2_block *mx, real *dresid)
+{
+    if (mx->B <= 0 || mx->L <= 0) return; /* no rows: nothing to add */
+    enter();
+    m2_ctx c = {.dresid = dresid};
+    F(m2_setup)(&c, mx, 0);
+    F(m2_back_setup)(&c, 0);
+    ach_parallel_for(c.nchunks, F(m2b_task), &c);
+    F(m2_reduce)(&c);
     leave();
 }
 
 static void F(ce_row)(float *loss, float *p, const float *z, int label, int V_);
 static void F(ceb_row)(float *d, const float *p, int label, int V_, float scale);
 
-/* The head on the last positions of the ns sequences from row r (the last
- * block's training pass): out there (resid + out_proj of normed, as the
- * forward computes it), norm_f, logits against the tied embedding,
- * cross-entropy into the losses; then back: dout [ns * L, D] set to out's
- * gradient (zero but at the last positions), the head's weight gradients
- * into task t's partials (added to when padd). */
-static void F(m2_head_rows)(const m2_ctx *c, int t, size_t r, int ns, int padd, const float *normed, float *dout)
+/* The head on the last positions of the ns sequences from row r, whose
+ * last block's input is x and gated-norm output normed: out there (x +
+ * out_proj, as the forward computes it), norm_f, logits against the tied
+ * embedding, cross-entropy into the losses; then back: dout [ns * L, D]
+ * set to out's gradient (zero but at the last positions), the head's
+ * weight gradients into task t's partials (added to when padd). */
+static void F(m2_head_rows)(const m2s_ctx *s, int t, size_t r, int ns, int padd, const float *x, const float *normed,
+                            float *dout)
 {
+    const m2_ctx *c = &s->c[s->n - 1];
     const ach_mamba2_block *mx = c->mx;
-    const ach_lm_head *h = c->head;
+    const ach_lm_head *h = s->head;
     int D = mx->d_model, L = mx->L, Di = c->Di, V_ = h->vocab, Vp = round_up(V_, VL);
     size_t b0 = r / L, nD = round_up(ns * D, VL), nV = (size_t)ns * Vp;
     float *last = tbuf(T_H, 4 * nD + 3 * nV + ns), *last_n = last + nD, *d_last_n = last_n + nD;
     float *d_last = d_last_n + nD, *logits = d_last + nD, *probs = logits + nV, *dlogits = probs + nV;
     float *rstd = dlogits + nV;
-    for (int s = 0; s < ns; s++)
-        memcpy(last + (size_t)s * D, mx->resid + (r + (size_t)s * L + L - 1) * D, D * sizeof *last);
+    for (int q = 0; q < ns; q++)
+        memcpy(last + (size_t)q * D, x + ((size_t)q * L + L - 1) * D, D * sizeof *last);
     F(gemm_rows)(last, D, normed + (size_t)(L - 1) * Di, L * Di, c->wout_t, round_up(D, VL), Di, D, NULL, 1, 0, ns);
     F(norm_rows)(last_n, rstd, last, h->norm_f, ns, D, mx->eps);
-    F(gemm_rows)(logits, Vp, last_n, D, c->wte_t, Vp, D, V_, NULL, 0, 0, ns);
+    F(gemm_rows)(logits, Vp, last_n, D, s->wte_t, Vp, D, V_, NULL, 0, 0, ns);
     memset(dlogits, 0, nV * sizeof *dlogits);
-    for (int s = 0; s < ns; s++) {
-        F(ce_row)(h->losses + b0 + s, probs + (size_t)s * Vp, logits + (size_t)s * Vp, h->labels[b0 + s], V_);
-        F(ceb_row)(dlogits + (size_t)s * Vp, probs + (size_t)s * Vp, h->labels[b0 + s], V_, h->scale);
+    for (int q = 0; q < ns; q++) {
+        F(ce_row)(h->losses + b0 + q, probs + (size_t)q * Vp, logits + (size_t)q * Vp, h->labels[b0 + q], V_);
+        F(ceb_row)(dlogits + (size_t)q * Vp, probs + (size_t)q * Vp, h->labels[b0 + q], V_, h->scale);
     }
-    F(mmb_rows)(&c->hmm, d_last_n, 0, dlogits, last_n, ns, c->hmm.part + (size_t)t * c->hmm.pstride, padd, NULL);
+    F(mmb_rows)(&s->hmm, d_last_n, 0, dlogits, last_n, ns, s->hmm.part + (size_t)t * s->hmm.pstride, padd, NULL);
     memset(d_last, 0, nD * sizeof *d_last);
-    F(normb_rows)(d_last, c->hnorm.part + (size_t)t * c->hnorm.Cpad, padd, d_last_n, last, h->norm_f, rstd, ns, D,
-                  c->hnorm.Cpad);
+    F(normb_rows)(d_last, s->hnorm.part + (size_t)t * s->hnorm.Cpad, padd, d_last_n, last, h->norm_f, rstd, ns, D,
+                  s->hnorm.Cpad);
     memset(dout, 0, (size_t)ns * L * D * sizeof *dout);
-    for (int s = 0; s < ns; s++)
-        memcpy(dout + ((size_t)s * L + L - 1) * D, d_last + (size_t)s * D, D * sizeof *dout);
+    for (int q = 0; q < ns; q++)
+        memcpy(dout + ((size_t)q * L + L - 1) * D, d_last + (size_t)q * D, D * sizeof *dout);
 }
 
-static void F(m2b_task)(void *vc, int t)
+/* One task of mamba2_train: per sub-block, the forward through every
+ * block (each block's activations kept in scratch, its output the next
+ * one's input), the head, then the backward through every block from
+ * those activations: no forward is computed twice. */
+static void F(m2s_task)(void *vc, int t)
 {
-    const m2_ctx *c = vc;
-    const ach_mamba2_block *mx = c->mx;
+    const m2s_ctx *s = vc;
+    const m2_ctx *c0 = &s->c[0];
     size_t r0;
-    int nb, D = mx->d_model, Di = c->Di, Cd = c->Cd, N = mx->d_state, L = mx->L;
-    F(m2_block)(c, t, &r0, &nb);
-    m2_acts a, g; /* g.xn is d_xn, g.act d_act, g.y d_y, g.gated d_gated, g.normed d_normed */
-    F(m2_scratch)(c, c->sub * L, &a, &g);
-    for (int s0 = 0; s0 < nb; s0 += c->sub) {
-        int ns = nb - s0 < c->sub ? nb - s0 : c->sub, rows = ns * L, padd = s0 > 0;
+    int nb, n = s->n, D = c0->mx->d_model, L = c0->mx->L;
+    F(m2_block)(c0, t, &r0, &nb);
+    m2_acts a[M2_MAX], g;
+    float *xs;
+    size_t nx = round_up(c0->sub * L * D, VL);
+    F(m2_scratch)(c0, c0->sub * L, a, n, &g, &xs, n - 1);
+    for (int s0 = 0; s0 < nb; s0 += c0->sub) {
+        int ns = nb - s0 < c0->sub ? nb - s0 : c0->sub, rows = ns * L, padd = s0 > 0;
         size_t r = r0 + (size_t)s0 * L;
-        float *dout = c->dresid + r * D; /* the gradient of out, replaced by that of resid at the end */
-        F(m2_forward_rows)(c, r, ns, rows, &a);
-        if (c->head) F(m2_head_rows)(c, t, r, ns, padd, a.normed, dout);
-        /* every gradient below is written once (set), so no zeroing */
-        F(mmb_rows)(&c->outp, g.normed, 0, dout, a.normed, rows, c->outp.part + (size_t)t * c->outp.pstride, padd,
-                    NULL);
-        F(gatenorm_back_rows)(g.y, g.proj, c->gnorm.part + (size_t)t * c->gnorm.Cpad, padd, g.gated, g.normed, a.gated,
-                              a.rstd, a.sz, a.y, a.proj, c->ldpj, mx->gnorm, rows, Di, c->gnorm.Cpad);
-        ssd_ctx sd = c->ssd;
-        sd.dx = g.act, sd.dBm = g.act + Di, sd.dCm = g.act + Di + N, sd.ddt = g.proj + Di + Cd, sd.dy = g.y;
-        sd.x = a.act, sd.Bm = a.act + Di, sd.Cm = a.act + Di + N, sd.dt = a.proj + Di + Cd, sd.B = ns;
-        sd.keep = a.keep, sd.padd = padd;
-        sd.part = c->ssd.part + (size_t)t * 3 * mx->nheads;
-        F(ssdb_task)(&sd, 0);
-        conv_ctx cv = c->conv; /* d_conv = d_act silu'(conv) */
-        cv.inp = a.proj + Di, cv.B = ns, cv.dinp = g.proj + Di, cv.dout = g.act, cv.gscale = a.sg, cv.padd = padd;
-        cv.part = c->conv.part + (size_t)t * (mx->d_conv + 1) * c->conv.Cpad;
-        F(convb_task)(&cv, 0);
-        F(mmb_rows)(&c->in, g.xn, 0, g.proj, a.xn, rows, c->in.part + (size_t)t * c->in.pstride, padd, NULL);
-        /* the residual passes dout through; the pre-norm's backward adds to it */
-        F(normb_rows)(dout, c->norm.part + (size_t)t * c->norm.Cpad, padd, g.xn, mx->resid + r * D, mx->norm, a.rstdx,
-                      rows, D, c->norm.Cpad);
+        const float *x[M2_MAX];
+        x[0] = c0->mx->resid + r * D;
+        for (int l = 0; l < n; l++) {
+            F(m2_forward_rows)(&s->c[l], x[l], ns, rows, &a[l]);
+            if (l + 1 < n) {
+                F(m2_out_rows)(&s->c[l], xs + l * nx, x[l], &a[l], rows);
+                x[l + 1] = xs + l * nx;
+            }
+        }
+        float *dout = s->dresid + r * D;
+        F(m2_head_rows)(s, t, r, ns, padd, x[n - 1], a[n - 1].normed, dout);
+        for (int l = n - 1; l >= 0; l--) F(m2_back_rows)(&s->c[l], t, ns, rows, padd, x[l], &a[l], &g, dout);
     }
 }
 
-/* mamba2_block_backward, or with head mamba2_last_block_train */
-static void F(m2_backward)(const ach_mamba2_block *mx, const ach_lm_head *head, real *dresid)
+static void F(mamba2_train)(const ach_mamba2_block *blocks, int n, const ach_lm_head *head, real *dresid)
 {
-    if (mx->B <= 0 || mx->L <= 0) return; /* no rows: nothing to add */
+    if (n < 1 || n > M2_MAX) {
+        fprintf(stderr, "achilles: mamba2_train of %d blocks (1 to %d)\n", n, M2_MAX);
+        abort();
+    }
+    if (blocks[0].B <= 0 || blocks[0].L <= 0) return; /* no rows: nothing to add */
     enter();
-    m2_ctx c = {.dresid = dresid, .head = head};
-    F(m2_setup)(&c, mx);
-    int D = mx->d_model;
-    if (head) {
-        c.wout_t = F(pack_t)(S_PACK5, mx->out_proj, D, c.Di);
-        c.wte_t = F(pack_t)(S_PACK6, head->wte, head->vocab, D);
-        c.hmm = (mmb_ctx){.dw = head->g_wte, .ldi = D, .ldd = round_up(head->vocab, VL), .K = D, .N = head->vocab};
-        F(mmb_setup)(&c.hmm, head->wte, S_PACK7, S_PART7, c.nchunks);
-        c.hnorm = (norm_ctx){.dw = head->g_norm_f, .C = D, .Cpad = round_up(D, VL), .nchunks = c.nchunks};
-        c.hnorm.part = sbuf(S_PART8, (size_t)c.nchunks * c.hnorm.Cpad);
+    m2_ctx c[M2_MAX];
+    m2s_ctx s = {.c = c, .n = n, .head = head, .dresid = dresid};
+    for (int l = 0; l < n; l++) {
+        c[l] = (m2_ctx){0};
+        F(m2_setup)(&c[l], &blocks[l], l * S_COUNT);
+        F(m2_back_setup)(&c[l], l * S_COUNT);
+        c[l].wout_t = F(pack_t)(l * S_COUNT + S_PACK5, blocks[l].out_proj, blocks[l].d_model, c[l].Di);
+        /* half-size sub-blocks (64 rows at the paper's shape) when there
+         * are several blocks: then two blocks' activations and the
+         * gradients fit a 2 MB L2. More blocks spill from L2 anyway, and
+         * smaller sub-blocks only add tail tiles and partial-sum traffic
+         * (measured: 5 blocks ran no faster at 24 or 32 rows than at 64). */
+        if (n > 1) c[l].sub = (c[l].sub + 1) / 2;
     }
-    c.in = (mmb_ctx){.dw = mx->g_in_proj, .ldi = D, .ldd = c.ldpj, .K = D, .N = c.Pj};
-    F(mmb_setup)(&c.in, mx->in_proj, S_PACK4, S_PART, c.nchunks);
-    c.outp = (mmb_ctx){.dw = mx->g_out_proj, .ldi = c.Di, .ldd = D, .K = c.Di, .N = D};
-    F(mmb_setup)(&c.outp, mx->out_proj, S_PACK3, S_PART2, c.nchunks);
-    c.conv.dw = mx->g_conv_w, c.conv.dbias = mx->g_conv_b;
-    c.conv.part = sbuf(S_PART3, (size_t)c.nchunks * (mx->d_conv + 1) * c.conv.Cpad);
-    c.gnorm = (norm_ctx){.dw = mx->g_gnorm, .C = c.Di, .Cpad = round_up(c.Di, VL), .nchunks = c.nchunks};
-    c.gnorm.part = sbuf(S_PART4, (size_t)c.nchunks * c.gnorm.Cpad);
-    c.norm = (norm_ctx){.dw = mx->g_norm, .C = D, .Cpad = round_up(D, VL), .nchunks = c.nchunks};
-    c.norm.part = sbuf(S_PART6, (size_t)c.nchunks * c.norm.Cpad);
-    c.ssd.part = sbuf(S_PART5, (size_t)c.nchunks * 3 * mx->nheads);
-    ach_parallel_for(c.nchunks, F(m2b_task), &c);
-    ach_parallel_for(ceil_div(c.Pj, RED_ROWS), F(mmb_reduce), &c.in);
-    ach_parallel_for(ceil_div(D, RED_ROWS), F(mmb_reduce), &c.outp);
-    ach_parallel_for(ceil_div(c.Cd, 64), F(convb_reduce), &c.conv);
-    for (int t = 0; t < ceil_div(c.Di, VL); t++) F(normb_reduce)(&c.gnorm, t);
-    for (int t = 0; t < ceil_div(D, VL); t++) F(normb_reduce)(&c.norm, t);
-    F(ssd_reduce)(&c.ssd, mx->g_D, mx->g_dt_bias, mx->g_A_log);
-    if (head) {
-        ach_parallel_for(ceil_div(head->vocab, RED_ROWS), F(mmb_reduce), &c.hmm);
-        for (int t = 0; t < ceil_div(D, VL); t++) F(normb_reduce)(&c.hnorm, t);
-    }
+    int D = blocks[0].d_model, V_ = head->vocab, hb = n * S_COUNT, nch = c[0].nchunks;
+    s.wte_t = F(pack_t)(hb + S_PACK, head->wte, V_, D);
+    s.hmm = (mmb_ctx){.dw = head->g_wte, .ldi = D, .ldd = round_up(V_, VL), .K = D, .N = V_};
+    F(mmb_setup)(&s.hmm, head->wte, hb + S_PACK2, hb + S_PART, nch);
+    s.hnorm = (norm_ctx){.dw = head->g_norm_f, .C = D, .Cpad = round_up(D, VL), .nchunks = nch};
+    s.hnorm.part = sbuf(hb + S_PART2, (size_t)nch * s.hnorm.Cpad);
+    ach_parallel_for(nch, F(m2s_task), &s);
+    for (int l = 0; l < n; l++) F(m2_reduce)(&c[l]);
+    ach_parallel_for(ceil_div(V_, RED_ROWS), F(mmb_reduce), &s.hmm);
+    for (int t = 0; t < ceil_div(D, VL); t++) F(normb_reduce)(&s.hnorm, t);
     leave();
-}
-
-static void F(mamba2_block_backward)(const ach_mamba2_block *mx, real *dresid) { F(m2_backward)(mx, NULL, dresid); }
-static void F(mamba2_last_block_train)(const ach_mamba2_block *mx, const ach_lm_head *head, real *dresid)
-{
-    F(m2_backward)(mx, head, dresid);
 }
 
 /* ---- Mamba-1 selective scan ---- */
@@ -1995,7 +2108,7 @@ static void F(fill)(ach_kernels *k)
     k->adamw_update = F(adamw_update);
     k->mamba2_block_forward = F(mamba2_block_forward);
     k->mamba2_block_backward = F(mamba2_block_backward);
-    k->mamba2_last_block_train = F(mamba2_last_block_train);
+    k->mamba2_train = F(mamba2_train);
 }
 
 #undef V

@@ -38,20 +38,23 @@ int mamba2_fused_backward(ach_model *m, int l)
     return 1;
 }
 
-int mamba2_last_fusable(const ach_model *m)
+int mamba2_train_first(const ach_model *m)
 {
-    int l = m->cfg.n_layer - 1;
-    return m->k->mamba2_last_block_train && !ach_model_block_for(m, l) && m->subst_layer != l;
+    int f = m->cfg.n_layer;
+    if (!m->k->mamba2_train) return f;
+    while (f > 0 && !ach_model_block_for(m, f - 1) && m->subst_layer != f - 1) f--;
+    return f;
 }
 
-void mamba2_last_train(ach_model *m)
+void mamba2_train(ach_model *m, int first)
 {
     const ach_config *c = &m->cfg;
-    ach_mamba2_block b = block_args(m, c->n_layer - 1);
+    ach_mamba2_block b[64]; /* config.c's n_layer limit */
+    for (int l = first; l < c->n_layer; l++) b[l - first] = block_args(m, l);
     ach_lm_head h = {.vocab = c->vocab_size, .scale = (real)1 / m->cur_B, .norm_f = m->w + m->norm_f,
                      .wte = m->w + m->embedding, .g_norm_f = m->g + m->norm_f, .g_wte = m->g + m->embedding,
                      .labels = m->labels, .losses = m->losses};
-    m->k->mamba2_last_block_train(&b, &h, m->d_resid);
+    m->k->mamba2_train(b, c->n_layer - first, &h, m->d_resid);
 }
 
 void mamba2_forward(ach_model *m, int l, real *out)

@@ -311,16 +311,16 @@ void ach_model_backward(ach_model *m)
 
 void ach_model_launch_train(ach_model *m)
 {
-    int last = m->cfg.n_layer - 1;
-    if (m->cfg.arch != ARCH_MAMBA2 || !mamba2_last_fusable(m)) {
+    int first = m->cfg.arch == ARCH_MAMBA2 ? mamba2_train_first(m) : m->cfg.n_layer;
+    if (first == m->cfg.n_layer) {
         ach_model_launch_forward(m, 1);
         ach_model_backward(m);
         return;
     }
     m->lean = 1;
-    forward_layers(m, last);
+    forward_layers(m, first);
     m->lean = 0;
     m->k->zero(m->g, m->nweights);
-    mamba2_last_train(m); /* the last block's forward, the head, the loss, and their backward: d_resid */
-    backward_layers(m, last - 1);
+    mamba2_train(m, first); /* layers first.., the head, the loss, and back: d_resid */
+    backward_layers(m, first - 1);
 }

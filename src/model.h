@@ -108,8 +108,9 @@ const unsigned char *ach_model_block_for(const ach_model *m, int l);
 void ach_model_backward(ach_model *m);
 /* A training step's forward (lean) and backward, after set_batch: the
  * losses and m->g as the two calls above give them. When the backend has
- * mamba2_last_block_train, the last block's forward runs once, inside its
- * backward, and the head's activations (logits, probs) are not kept. */
+ * mamba2_train, the last layers (all of them unless some are blocked or
+ * substituted) and the head run forward and backward in one pass, and the
+ * head's activations (logits, probs) are not kept. */
 void ach_model_launch_train(ach_model *m);
 
 /* The mixers (mamba1.c, mamba2.c): out [R, D] = mixer(layer acts xn);
@@ -123,8 +124,10 @@ void mamba2_backward(ach_model *m, int l, const real *dout);
  * substitution): returns 1 if done, 0 to take the composed path. */
 int mamba2_fused_forward(ach_model *m, int l, real *out);
 int mamba2_fused_backward(ach_model *m, int l);
-/* Whether the last block and the head can run as one training pass
- * (mamba2_last_block_train); then mamba2_last_train runs it. */
-int mamba2_last_fusable(const ach_model *m);
-void mamba2_last_train(ach_model *m);
+/* The first of the last layers that can run with the head as one
+ * training pass (the backend's mamba2_train; none blocked or substituted),
+ * n_layer if none; mamba2_train runs layers first.. that way, d_resid
+ * receiving the gradient of layer first's input. */
+int mamba2_train_first(const ach_model *m);
+void mamba2_train(ach_model *m, int first);
 #endif
