@@ -65,7 +65,7 @@ typedef struct {
  * slots from l * S_COUNT */
 enum { S_PACK, S_BIAS, S_PACK2, S_PACK3, S_PACK4, S_PACK5, S_PART, S_PART2, S_PART3, S_PART4, S_PART5, S_PART6,
        S_MISC, S_COUNT };
-enum { T_Y, T_W1, T_W2, T_W3, T_W4, T_F, T_H, T_COUNT }; /* per thread */
+enum { T_Y, T_W1, T_W2, T_W3, T_W4, T_F, T_H, T_G, T_COUNT }; /* per thread */
 static pthread_mutex_t fast_mu = PTHREAD_MUTEX_INITIALIZER;
 static fbuf *shared_bufs;
 static int nshared_bufs;
@@ -169,6 +169,7 @@ typedef struct {
     /* NULL, or per sequence of a task the forward's setup (ssd_kept),
      * written by ssdf_task and reused by ssdb_task instead of recomputed */
     float *keep;
+    int y_last; /* forward: y at each sequence's last row only (its others are not read) */
 } ssd_ctx;
 
 typedef struct {
@@ -208,6 +209,13 @@ typedef struct {
     float *keep; /* the SSD's setup (ssd_ctx.keep), idem */
     float *sz;   /* sigmoid(z) of the gate, idem */
 } m2_acts; /* one block's activations (or their gradients) in scratch */
+
+/* The last block of mamba2_train at its sequences' last rows, where alone
+ * the loss reads its output: the SSD output y there, the gated norm's
+ * results and gradients, the output's gradient d_last (scratch, [ns, ...]). */
+typedef struct {
+    float *y, *gated, *normed, *sz, *rstd, *dnormed, *dgated, *dy, *d_last;
+} m2_last;
 
 typedef struct {
     float *losses, *probs, *dlogits;
@@ -1186,33 +1194,33 @@ AI void F(combo_nv)(float *out, int add, const float *w, long ws, const float *s
     }
 }
 
-/* The L rows of a triangular mixing, i < L: out[i * ldo ..] = combo_nv's
+/* The rows i0 <= i < L of a triangular mixing: out[i * ldo ..] = combo_nv's
  * sum over s in [0, i] (lower) or [i, L) (upper) of w[i * wi + s * ws]
  * src[s * lds ..], plus iw init[i * lds ..] when init is set, over n
  * floats. One call per sequence and head (L is small): the dispatch on the
  * width is paid once, not per row. */
 AI void F(trimix_nv)(float *out, long ldo, int add, const float *w, long wi, long ws, const float *src, long lds,
-                     const float *init, float iw, int L, int upper, int n, const int NV)
+                     const float *init, float iw, int i0, int L, int upper, int n, const int NV)
 {
-    for (int i = 0; i < L; i++)
+    for (int i = i0; i < L; i++)
         F(combo_nv)(out + i * ldo, add, w + i * wi, ws, src, lds, upper ? i : 0, upper ? L : i + 1,
                     init ? init + i * lds : NULL, iw, n, NV);
 }
 
 static void F(trimix)(float *out, long ldo, int add, const float *w, long wi, long ws, const float *src, long lds,
-                      const float *init, float iw, int L, int upper, int n)
+                      const float *init, float iw, int i0, int L, int upper, int n)
 {
     for (int k = 0; k < n; k += 8 * VL) {
         int m = n - k < 8 * VL ? n - k : 8 * VL, nv = ceil_div(m, VL);
         float *o = out + k;
         const float *sr = src + k, *in = init ? init + k : NULL;
         switch (nv) {
-        case 8: F(trimix_nv)(o, ldo, add, w, wi, ws, sr, lds, in, iw, L, upper, m, 8); break;
-        case 4: F(trimix_nv)(o, ldo, add, w, wi, ws, sr, lds, in, iw, L, upper, m, 4); break;
-        case 2: F(trimix_nv)(o, ldo, add, w, wi, ws, sr, lds, in, iw, L, upper, m, 2); break;
+        case 8: F(trimix_nv)(o, ldo, add, w, wi, ws, sr, lds, in, iw, i0, L, upper, m, 8); break;
+        case 4: F(trimix_nv)(o, ldo, add, w, wi, ws, sr, lds, in, iw, i0, L, upper, m, 4); break;
+        case 2: F(trimix_nv)(o, ldo, add, w, wi, ws, sr, lds, in, iw, i0, L, upper, m, 2); break;
         default:
             for (int v = 0; v < nv; v++)
-                F(trimix_nv)(o + v * VL, ldo, add, w, wi, ws, sr + v * VL, lds, in ? in + v * VL : NULL, iw, L, upper,
+                F(trimix_nv)(o + v * VL, ldo, add, w, wi, ws, sr + v * VL, lds, in ? in + v * VL : NULL, iw, i0, L, upper,
                              m - v * VL < VL ? m - v * VL : VL, 1);
         }
     }
@@ -1324,7 +1332,7 @@ static void F(ssdf_task)(void *vc, int task)
             F(ssd_setup)(delta, Lm, M, seg, G, dsp + (r0 - (size_t)b0 * L) * c->H + h, c->H, c->A[h], L);
             const float *x = c->x + r0 * c->ldx + h * P;
             /* y_t = D x_t + sum_{s<=t} M[t,s] x_s */
-            F(trimix)(c->y + r0 * Di + h * P, Di, 0, M, L, 1, x, c->ldx, x, c->D[h], L, 0, P);
+            F(trimix)(c->y + r0 * Di + h * P, Di, 0, M, L, 1, x, c->ldx, x, c->D[h], c->y_last ? L - 1 : 0, L, 0, P);
         }
     }
 }
@@ -1381,7 +1389,7 @@ static void F(ssdb_task)(void *vc, int task)
             /* gM[t,s] = gy_t . x_s */
             for (int t = 0; t < L; t++) F(dots)(gM + t * L, gy + (size_t)t * Di, x, ldx, t + 1, P);
             /* dx_s += D gy_s + sum_{t >= s} M[t,s] gy_t */
-            F(trimix)(dx, ldx, !c->set, M, 1, L, gy, Di, gy, c->D[h], L, 1, P);
+            F(trimix)(dx, ldx, !c->set, M, 1, L, gy, Di, gy, c->D[h], 0, L, 1, P);
             for (int t = 0; t < L; t++) gdelta[t] = ga[t] = 0;
             for (int t = 0; t < L; t++) {
                 float run = 0;
@@ -1406,8 +1414,8 @@ static void F(ssdb_task)(void *vc, int task)
             pAl[h] += gA * A;
         }
         /* dC_t += sum_{s<=t} gG[t,s] B_s; dB_s += sum_{t>=s} gG[t,s] C_t */
-        F(trimix)(c->dCm + r0 * ldx, ldx, !c->set, gG, L, 1, Bm, ldx, NULL, 0, L, 0, N);
-        F(trimix)(c->dBm + r0 * ldx, ldx, !c->set, gG, 1, L, Cm, ldx, NULL, 0, L, 1, N);
+        F(trimix)(c->dCm + r0 * ldx, ldx, !c->set, gG, L, 1, Bm, ldx, NULL, 0, 0, L, 0, N);
+        F(trimix)(c->dBm + r0 * ldx, ldx, !c->set, gG, 1, L, Cm, ldx, NULL, 0, 0, L, 1, N);
     }
 }
 
@@ -1458,9 +1466,10 @@ static void F(mamba2_ssd_backward)(real *dx, real *dBm, real *dCm, real *ddt, re
  * instead of ~150 MB). A training step does better (mamba2_train): each
  * sub-block goes forward through every block, keeping each one's
  * activations, through the head (the loss depends on a sequence's last
- * position only, so a sub-block's loss gradient is known at once), and
- * back through every block: no forward twice, nothing but the input's
- * gradient written. The weight gradients go to per-task partials summed in
+ * position only, so a sub-block's loss gradient is known at once; the last
+ * block's SSD output, gated norm and out_proj are needed at those rows
+ * only), and back through every block: no forward twice, nothing but the
+ * input's gradient written. The weight gradients go to per-task partials summed in
  * task order, as in the single kernels, so results do not depend on the
  * thread count. */
 
@@ -1530,8 +1539,10 @@ static void F(m2_scratch)(const m2_ctx *c, int rows, m2_acts *a, int na, m2_acts
 }
 
 /* The block's forward up to the out_proj input, for the rows of nb
- * sequences whose input is x, into scratch. */
-static void F(m2_forward_rows)(const m2_ctx *c, const float *x, int nb, int rows, const m2_acts *a)
+ * sequences whose input is x, into scratch; with last_only, up to the SSD,
+ * whose output y is then computed at each sequence's last row only (the
+ * caller gates those: m2_gate_last). */
+static void F(m2_forward_rows)(const m2_ctx *c, const float *x, int nb, int rows, const m2_acts *a, int last_only)
 {
     const ach_mamba2_block *mx = c->mx;
     int D = mx->d_model, Di = c->Di, Cd = c->Cd, Pj = c->Pj;
@@ -1542,9 +1553,10 @@ static void F(m2_forward_rows)(const m2_ctx *c, const float *x, int nb, int rows
     F(convf_task)(&cv, 0);
     ssd_ctx sd = c->ssd;
     sd.y = a->y, sd.x = a->act, sd.Bm = a->act + Di, sd.Cm = a->act + Di + mx->d_state, sd.dt = a->proj + Di + Cd;
-    sd.B = nb, sd.keep = a->keep;
+    sd.B = nb, sd.keep = a->keep, sd.y_last = last_only;
     F(ssdf_task)(&sd, 0);
-    F(gatenorm_rows)(a->normed, a->gated, a->rstd, a->sz, a->y, a->proj, c->ldpj, mx->gnorm, rows, Di, mx->eps);
+    if (!last_only)
+        F(gatenorm_rows)(a->normed, a->gated, a->rstd, a->sz, a->y, a->proj, c->ldpj, mx->gnorm, rows, Di, mx->eps);
 }
 
 /* out = x + out_proj(normed), the block's output rows */
@@ -1566,7 +1578,7 @@ static void F(m2f_task)(void *vc, int t)
     for (int s0 = 0; s0 < nb; s0 += c->sub) {
         int ns = nb - s0 < c->sub ? nb - s0 : c->sub, rows = ns * L;
         size_t r = r0 + (size_t)s0 * L;
-        F(m2_forward_rows)(c, c->mx->resid + r * D, ns, rows, &a);
+        F(m2_forward_rows)(c, c->mx->resid + r * D, ns, rows, &a, 0);
         F(m2_out_rows)(c, c->out + r * D, c->mx->resid + r * D, &a, rows);
     }
 }
@@ -1634,20 +1646,13 @@ static void F(m2_reduce)(m2_ctx *c)
     F(ssd_reduce)(&c->ssd, mx->g_D, mx->g_dt_bias, mx->g_A_log);
 }
 
-/* The block's backward for the rows of ns sequences (input x, forward
- * activations a, gradient scratch g): dout, the gradient of the block's
- * output, becomes that of x (in place); the weight gradients go to task
- * t's partials (added to when padd). */
-static void F(m2_back_rows)(const m2_ctx *c, int t, int ns, int rows, int padd, const float *x, const m2_acts *a,
-                            const m2_acts *g, float *dout)
+/* The block's backward below the gated norm, from g->y (d_y) and the
+ * gate's d_z in g->proj: see m2_back_rows. */
+static void F(m2_back_mixer)(const m2_ctx *c, int t, int ns, int rows, int padd, const float *x, const m2_acts *a,
+                             const m2_acts *g, float *dout)
 {
     const ach_mamba2_block *mx = c->mx;
     int D = mx->d_model, Di = c->Di, Cd = c->Cd, N = mx->d_state;
-    /* every gradient below is written once (set), so no zeroing; g.xn is
-     * d_xn, g.act d_act, g.y d_y, g.gated d_gated, g.normed d_normed */
-    F(mmb_rows)(&c->outp, g->normed, 0, dout, a->normed, rows, c->outp.part + (size_t)t * c->outp.pstride, padd, NULL);
-    F(gatenorm_back_rows)(g->y, g->proj, c->gnorm.part + (size_t)t * c->gnorm.Cpad, padd, g->gated, g->normed,
-                          a->gated, a->rstd, a->sz, a->y, a->proj, c->ldpj, mx->gnorm, rows, Di, c->gnorm.Cpad);
     ssd_ctx sd = c->ssd;
     sd.dx = g->act, sd.dBm = g->act + Di, sd.dCm = g->act + Di + N, sd.ddt = g->proj + Di + Cd, sd.dy = g->y;
     sd.x = a->act, sd.Bm = a->act + Di, sd.Cm = a->act + Di + N, sd.dt = a->proj + Di + Cd, sd.B = ns;
@@ -1664,6 +1669,21 @@ static void F(m2_back_rows)(const m2_ctx *c, int t, int ns, int rows, int padd, 
                   c->norm.Cpad);
 }
 
+/* The block's backward for the rows of ns sequences (input x, forward
+ * activations a, gradient scratch g): dout, the gradient of the block's
+ * output, becomes that of x (in place); the weight gradients go to task
+ * t's partials (added to when padd). */
+static void F(m2_back_rows)(const m2_ctx *c, int t, int ns, int rows, int padd, const float *x, const m2_acts *a,
+                            const m2_acts *g, float *dout)
+{
+    /* every gradient below is written once (set), so no zeroing; g.xn is
+     * d_xn, g.act d_act, g.y d_y, g.gated d_gated, g.normed d_normed */
+    F(mmb_rows)(&c->outp, g->normed, 0, dout, a->normed, rows, c->outp.part + (size_t)t * c->outp.pstride, padd, NULL);
+    F(gatenorm_back_rows)(g->y, g->proj, c->gnorm.part + (size_t)t * c->gnorm.Cpad, padd, g->gated, g->normed,
+                          a->gated, a->rstd, a->sz, a->y, a->proj, c->ldpj, c->mx->gnorm, rows, c->Di, c->gnorm.Cpad);
+    F(m2_back_mixer)(c, t, ns, rows, padd, x, a, g, dout);
+}
+
 static void F(m2b_task)(void *vc, int t)
 {
     const m2_ctx *c = vc;
@@ -1676,7 +1696,7 @@ static void F(m2b_task)(void *vc, int t)
         int ns = nb - s0 < c->sub ? nb - s0 : c->sub, rows = ns * L;
         size_t r = r0 + (size_t)s0 * L;
         const float *x = c->mx->resid + r * D;
-        F(m2_forward_rows)(c, x, ns, rows, &a);
+        F(m2_forward_rows)(c, x, ns, rows, &a, 0);
         F(m2_back_rows)(c, t, ns, rows, s0 > 0, x, &a, &g, c->dresid + r * D);
     }
 }
@@ -1697,25 +1717,26 @@ static void F(ce_row)(float *loss, float *p, const float *z, int label, int V_);
 static void F(ceb_row)(float *d, const float *p, int label, int V_, float scale);
 
 /* The head on the last positions of the ns sequences from row r, whose
- * last block's input is x and gated-norm output normed: out there (x +
- * out_proj, as the forward computes it), norm_f, logits against the tied
- * embedding, cross-entropy into the losses; then back: dout [ns * L, D]
- * set to out's gradient (zero but at the last positions), the head's
- * weight gradients into task t's partials (added to when padd). */
+ * last block's input is x and gated-norm output there normed [ns, Di]: out
+ * there (x + out_proj, as the forward computes it), norm_f, logits against
+ * the tied embedding, cross-entropy into the losses; then back: d_last
+ * [ns, D] set to out's gradient there and dout [ns * L, D] to all of it
+ * (zero but at the last positions), the head's weight gradients into task
+ * t's partials (added to when padd). */
 static void F(m2_head_rows)(const m2s_ctx *s, int t, size_t r, int ns, int padd, const float *x, const float *normed,
-                            float *dout)
+                            float *d_last, float *dout)
 {
     const m2_ctx *c = &s->c[s->n - 1];
     const ach_mamba2_block *mx = c->mx;
     const ach_lm_head *h = s->head;
     int D = mx->d_model, L = mx->L, Di = c->Di, V_ = h->vocab, Vp = round_up(V_, VL);
     size_t b0 = r / L, nD = round_up(ns * D, VL), nV = (size_t)ns * Vp;
-    float *last = tbuf(T_H, 4 * nD + 3 * nV + ns), *last_n = last + nD, *d_last_n = last_n + nD;
-    float *d_last = d_last_n + nD, *logits = d_last + nD, *probs = logits + nV, *dlogits = probs + nV;
+    float *last = tbuf(T_H, 3 * nD + 3 * nV + ns), *last_n = last + nD, *d_last_n = last_n + nD;
+    float *logits = d_last_n + nD, *probs = logits + nV, *dlogits = probs + nV;
     float *rstd = dlogits + nV;
     for (int q = 0; q < ns; q++)
         memcpy(last + (size_t)q * D, x + ((size_t)q * L + L - 1) * D, D * sizeof *last);
-    F(gemm_rows)(last, D, normed + (size_t)(L - 1) * Di, L * Di, c->wout_t, round_up(D, VL), Di, D, NULL, 1, 0, ns);
+    F(gemm_rows)(last, D, normed, Di, c->wout_t, round_up(D, VL), Di, D, NULL, 1, 0, ns);
     F(norm_rows)(last_n, rstd, last, h->norm_f, ns, D, mx->eps);
     F(gemm_rows)(logits, Vp, last_n, D, s->wte_t, Vp, D, V_, NULL, 0, 0, ns);
     memset(dlogits, 0, nV * sizeof *dlogits);
@@ -1724,12 +1745,48 @@ static void F(m2_head_rows)(const m2s_ctx *s, int t, size_t r, int ns, int padd,
         F(ceb_row)(dlogits + (size_t)q * Vp, probs + (size_t)q * Vp, h->labels[b0 + q], V_, h->scale);
     }
     F(mmb_rows)(&s->hmm, d_last_n, 0, dlogits, last_n, ns, s->hmm.part + (size_t)t * s->hmm.pstride, padd, NULL);
-    memset(d_last, 0, nD * sizeof *d_last);
+    memset(d_last, 0, (size_t)ns * D * sizeof *d_last);
     F(normb_rows)(d_last, s->hnorm.part + (size_t)t * s->hnorm.Cpad, padd, d_last_n, last, h->norm_f, rstd, ns, D,
                   s->hnorm.Cpad);
     memset(dout, 0, (size_t)ns * L * D * sizeof *dout);
     for (int q = 0; q < ns; q++)
         memcpy(dout + ((size_t)q * L + L - 1) * D, d_last + (size_t)q * D, D * sizeof *dout);
+}
+
+static void F(m2_last_scratch)(const m2_ctx *c, int ns, m2_last *lr)
+{
+    size_t ni = round_up(ns * c->Di, VL), nD = round_up(ns * c->mx->d_model, VL);
+    float *p = tbuf(T_G, 7 * ni + nD + round_up(ns, VL));
+    lr->y = p, lr->gated = p + ni, lr->normed = lr->gated + ni, lr->sz = lr->normed + ni, lr->dnormed = lr->sz + ni;
+    lr->dgated = lr->dnormed + ni, lr->dy = lr->dgated + ni, lr->d_last = lr->dy + ni, lr->rstd = lr->d_last + nD;
+}
+
+/* The gate and gated norm of the last rows (m2_forward_rows with last_only). */
+static void F(m2_gate_last)(const m2_ctx *c, int ns, const m2_acts *a, const m2_last *lr)
+{
+    const ach_mamba2_block *mx = c->mx;
+    int L = mx->L, Di = c->Di;
+    for (int q = 0; q < ns; q++) memcpy(lr->y + (size_t)q * Di, a->y + ((size_t)q * L + L - 1) * Di, Di * sizeof(float));
+    F(gatenorm_rows)(lr->normed, lr->gated, lr->rstd, lr->sz, lr->y, a->proj + (size_t)(L - 1) * c->ldpj, L * c->ldpj,
+                     mx->gnorm, ns, Di, mx->eps);
+}
+
+/* m2_back_rows for the last block, whose output's gradient (dout) is zero
+ * but at the last rows (d_last): out_proj's and the gate's backward there
+ * only, d_y and the gate's d_z zero elsewhere. */
+static void F(m2_back_last)(const m2_ctx *c, int t, int ns, int rows, int padd, const float *x, const m2_acts *a,
+                            const m2_acts *g, const m2_last *lr, float *dout)
+{
+    int L = c->mx->L, Di = c->Di;
+    F(mmb_rows)(&c->outp, lr->dnormed, 0, lr->d_last, lr->normed, ns, c->outp.part + (size_t)t * c->outp.pstride, padd,
+                NULL);
+    for (int r = 0; r < rows; r++) memset(g->proj + (size_t)r * c->ldpj, 0, Di * sizeof(float));
+    F(gatenorm_back_rows)(lr->dy, g->proj + (size_t)(L - 1) * c->ldpj, c->gnorm.part + (size_t)t * c->gnorm.Cpad, padd,
+                          lr->dgated, lr->dnormed, lr->gated, lr->rstd, lr->sz, lr->y,
+                          a->proj + (size_t)(L - 1) * c->ldpj, L * c->ldpj, c->mx->gnorm, ns, Di, c->gnorm.Cpad);
+    memset(g->y, 0, (size_t)rows * Di * sizeof(float));
+    for (int q = 0; q < ns; q++) memcpy(g->y + ((size_t)q * L + L - 1) * Di, lr->dy + (size_t)q * Di, Di * sizeof(float));
+    F(m2_back_mixer)(c, t, ns, rows, padd, x, a, g, dout);
 }
 
 /* One task of mamba2_train: per sub-block, the forward through every
@@ -1744,24 +1801,28 @@ static void F(m2s_task)(void *vc, int t)
     int nb, n = s->n, D = c0->mx->d_model, L = c0->mx->L;
     F(m2_block)(c0, t, &r0, &nb);
     m2_acts a[M2_MAX], g;
+    m2_last lr;
     float *xs;
     size_t nx = round_up(c0->sub * L * D, VL);
     F(m2_scratch)(c0, c0->sub * L, a, n, &g, &xs, n - 1);
+    F(m2_last_scratch)(c0, c0->sub, &lr);
     for (int s0 = 0; s0 < nb; s0 += c0->sub) {
         int ns = nb - s0 < c0->sub ? nb - s0 : c0->sub, rows = ns * L, padd = s0 > 0;
         size_t r = r0 + (size_t)s0 * L;
         const float *x[M2_MAX];
         x[0] = c0->mx->resid + r * D;
         for (int l = 0; l < n; l++) {
-            F(m2_forward_rows)(&s->c[l], x[l], ns, rows, &a[l]);
+            F(m2_forward_rows)(&s->c[l], x[l], ns, rows, &a[l], l == n - 1);
             if (l + 1 < n) {
                 F(m2_out_rows)(&s->c[l], xs + l * nx, x[l], &a[l], rows);
                 x[l + 1] = xs + l * nx;
             }
         }
+        F(m2_gate_last)(&s->c[n - 1], ns, &a[n - 1], &lr);
         float *dout = s->dresid + r * D;
-        F(m2_head_rows)(s, t, r, ns, padd, x[n - 1], a[n - 1].normed, dout);
-        for (int l = n - 1; l >= 0; l--) F(m2_back_rows)(&s->c[l], t, ns, rows, padd, x[l], &a[l], &g, dout);
+        F(m2_head_rows)(s, t, r, ns, padd, x[n - 1], lr.normed, lr.d_last, dout);
+        F(m2_back_last)(&s->c[n - 1], t, ns, rows, padd, x[n - 1], &a[n - 1], &g, &lr, dout);
+        for (int l = n - 2; l >= 0; l--) F(m2_back_rows)(&s->c[l], t, ns, rows, padd, x[l], &a[l], &g, dout);
     }
 }
 
