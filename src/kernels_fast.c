@@ -883,38 +883,41 @@ static void F(conv1d_forward)(real *out, const real *inp, int ldi, const real *w
     leave();
 }
 
-/* Columns [cv, cv + nl) of sequence b: dinp += the transposed conv of
- * dout (times gscale first, when set); the weight and bias gradients summed
- * in registers and added to the task's partials pw [K][Cpad] and pb (set
- * instead when first). As in conv_seq, windows of the last K input and
- * gradient rows (zeros before the start and past the end) stay in
- * registers: each row is loaded once, and step tt finishes dinp's row
- * tt - K + 1. */
-AI void F(convb_cols)(const conv_ctx *c, int b, int first, int cv, int nl, float *pw, float *pb, const int K)
+/* Columns [cv, cv + nl) of sequences [b0, b1): dinp += the transposed
+ * conv of dout (times gscale first, when set); the weight and bias
+ * gradients summed in registers over all those sequences, then added to the
+ * task's partials pw [K][Cpad] and pb (set instead when first). As in
+ * conv_seq, windows of the last K input and gradient rows (zeros before the
+ * start and past the end of each sequence) stay in registers: each row is
+ * loaded once, and step tt finishes dinp's row tt - K + 1. */
+AI void F(convb_cols)(const conv_ctx *c, int b0, int b1, int first, int cv, int nl, float *pw, float *pb, const int K)
 {
     int C = c->C, L = c->L;
     size_t ldi = c->ldi;
     V w[CONV_KMAX], gw[CONV_KMAX], xw[CONV_KMAX], gwin[CONV_KMAX], gb = (V){0};
-    for (int j = 0; j < K; j++) w[j] = F(ld)(c->wt + (size_t)j * c->Cpad + cv), gw[j] = xw[j] = gwin[j] = (V){0};
-    const float *g = c->dout + (size_t)b * L * C + cv, *x = c->inp + (size_t)b * L * ldi + cv;
-    const float *gs = c->gscale ? c->gscale + (size_t)b * L * C + cv : NULL;
-    float *dx = c->dinp + (size_t)b * L * ldi + cv; /* advanced a row per row finished */
-    for (int tt = 0; tt < L + K - 1; tt++) {
-        V gt = (V){0}, xt = (V){0};
-        if (tt < L) {
-            gt = F(ldk)(g + (size_t)tt * C, nl), xt = F(ldk)(x + tt * ldi, nl);
-            if (gs) gt *= F(ldk)(gs + (size_t)tt * C, nl);
-        }
+    for (int j = 0; j < K; j++) w[j] = F(ld)(c->wt + (size_t)j * c->Cpad + cv), gw[j] = (V){0};
+    for (int b = b0; b < b1; b++) {
+        for (int j = 0; j < K; j++) xw[j] = gwin[j] = (V){0};
+        const float *g = c->dout + (size_t)b * L * C + cv, *x = c->inp + (size_t)b * L * ldi + cv;
+        const float *gs = c->gscale ? c->gscale + (size_t)b * L * C + cv : NULL;
+        float *dx = c->dinp + (size_t)b * L * ldi + cv; /* advanced a row per row finished */
+        for (int tt = 0; tt < L + K - 1; tt++) {
+            V gt = (V){0}, xt = (V){0};
+            if (tt < L) {
+                gt = F(ldk)(g + (size_t)tt * C, nl), xt = F(ldk)(x + tt * ldi, nl);
+                if (gs) gt *= F(ldk)(gs + (size_t)tt * C, nl);
+            }
 #pragma GCC unroll 8
-        for (int j = 0; j < K - 1; j++) xw[j] = xw[j + 1], gwin[j] = gwin[j + 1];
-        xw[K - 1] = xt, gwin[K - 1] = gt;
-        gb += gt;
-        V acc = (V){0};
+            for (int j = 0; j < K - 1; j++) xw[j] = xw[j + 1], gwin[j] = gwin[j + 1];
+            xw[K - 1] = xt, gwin[K - 1] = gt;
+            gb += gt;
+            V acc = (V){0};
 #pragma GCC unroll 8
-        for (int j = 0; j < K; j++) gw[j] = F(fma)(xw[j], gt, gw[j]), acc = F(fma)(w[j], gwin[K - 1 - j], acc);
-        if (tt >= K - 1) {
-            F(stk)(dx, c->set ? acc : F(ldk)(dx, nl) + acc, nl);
-            dx += ldi;
+            for (int j = 0; j < K; j++) gw[j] = F(fma)(xw[j], gt, gw[j]), acc = F(fma)(w[j], gwin[K - 1 - j], acc);
+            if (tt >= K - 1) {
+                F(stk)(dx, c->set ? acc : F(ldk)(dx, nl) + acc, nl);
+                dx += ldi;
+            }
         }
     }
 #pragma GCC unroll 8
@@ -930,13 +933,11 @@ static void F(convb_task)(void *vc, int t)
     const conv_ctx *c = vc;
     int ns = ch_seqs(c->L), b0 = t * ns, b1 = b0 + ns < c->B ? b0 + ns : c->B;
     float *pw = c->part + (size_t)t * (c->K + 1) * c->Cpad, *pb = pw + (size_t)c->K * c->Cpad;
-    for (int b = b0; b < b1; b++)
-        for (int cv = 0; cv < c->C; cv += VL) {
-            int nl = c->C - cv < VL ? c->C - cv : VL;
-            int first = b == b0 && !c->padd;
-            if (c->K == 4) F(convb_cols)(c, b, first, cv, nl, pw, pb, 4); /* the paper's */
-            else F(convb_cols)(c, b, first, cv, nl, pw, pb, c->K);
-        }
+    for (int cv = 0; cv < c->C; cv += VL) {
+        int nl = c->C - cv < VL ? c->C - cv : VL;
+        if (c->K == 4) F(convb_cols)(c, b0, b1, !c->padd, cv, nl, pw, pb, 4); /* the paper's */
+        else F(convb_cols)(c, b0, b1, !c->padd, cv, nl, pw, pb, c->K);
+    }
 }
 
 static void F(convb_reduce)(void *vc, int t)
