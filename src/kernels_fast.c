@@ -813,32 +813,36 @@ static void F(matmul_backward)(real *dinp, real *dw, real *dbias, const real *do
 /* ---- conv1d ---- */
 #define CONV_KMAX 64 /* the largest d_conv (config.c); the taps live in fixed-size arrays */
 
-/* One sequence b, columns [cv, cv + nl). The K weights and a window of the
- * last K input rows are fixed-size arrays, so with a constant K they stay
- * in registers and each input row is loaded once; the window starts as
- * zeros, which add exactly nothing (fma(w, 0, acc) = acc) where the
- * reference skips the taps before t = 0. K and mode are constants where
- * inlined. */
-AI void F(conv_seq)(const conv_ctx *c, int b, int cv, int nl, const int K, const int mode)
+/* Columns [cv, cv + nl) of sequences [b0, b1). The K weights (loaded once
+ * for all the sequences) and a window of the last K input rows are
+ * fixed-size arrays, so with a constant K they stay in registers and each
+ * input row is loaded once; the window starts each sequence as zeros,
+ * which add exactly nothing (fma(w, 0, acc) = acc) where the reference
+ * skips the taps before t = 0. K and mode are constants where inlined. */
+AI void F(conv_cols)(const conv_ctx *c, int b0, int b1, int cv, int nl, const int K, const int mode)
 {
     int L = c->L, C = c->C;
-    size_t ldi = c->ldi, r0 = (size_t)b * L;
+    size_t ldi = c->ldi;
     V w[CONV_KMAX], win[CONV_KMAX], bias = F(ld)(c->bias + cv);
-    for (int j = 0; j < K; j++) w[j] = F(ld)(c->wt + (size_t)j * c->Cpad + cv), win[j] = (V){0};
-    const float *x = c->inp + r0 * ldi + cv;
-    for (int tt = 0; tt < L; tt++) {
+    for (int j = 0; j < K; j++) w[j] = F(ld)(c->wt + (size_t)j * c->Cpad + cv);
+    for (int b = b0; b < b1; b++) {
+        size_t r0 = (size_t)b * L;
+        for (int j = 0; j < K; j++) win[j] = (V){0};
+        const float *x = c->inp + r0 * ldi + cv;
+        for (int tt = 0; tt < L; tt++) {
 #pragma GCC unroll 8
-        for (int j = 0; j < K - 1; j++) win[j] = win[j + 1];
-        win[K - 1] = F(ldk)(x + tt * ldi, nl);
-        V acc = bias;
+            for (int j = 0; j < K - 1; j++) win[j] = win[j + 1];
+            win[K - 1] = F(ldk)(x + tt * ldi, nl);
+            V acc = bias;
 #pragma GCC unroll 8
-        for (int j = 0; j < K; j++) acc = F(fma)(w[j], win[j], acc);
-        size_t i = (r0 + tt) * C + cv;
-        if (mode == CONV_OUT) F(stk)(c->out + i, acc, nl);
-        else {
-            V sg = F(vsigmoid)(acc);
-            F(stk)(c->out + i, acc * sg, nl);
-            if (mode == CONV_SILU_GRAD) F(stk)(c->out2 + i, sg * (F(bc)(1.0f) + acc * (F(bc)(1.0f) - sg)), nl);
+            for (int j = 0; j < K; j++) acc = F(fma)(w[j], win[j], acc);
+            size_t i = (r0 + tt) * C + cv;
+            if (mode == CONV_OUT) F(stk)(c->out + i, acc, nl);
+            else {
+                V sg = F(vsigmoid)(acc);
+                F(stk)(c->out + i, acc * sg, nl);
+                if (mode == CONV_SILU_GRAD) F(stk)(c->out2 + i, sg * (F(bc)(1.0f) + acc * (F(bc)(1.0f) - sg)), nl);
+            }
         }
     }
 }
@@ -847,14 +851,13 @@ static void F(convf_task)(void *vc, int t)
 {
     const conv_ctx *c = vc;
     int ns = ch_seqs(c->L), b0 = t * ns, b1 = b0 + ns < c->B ? b0 + ns : c->B;
-    for (int b = b0; b < b1; b++)
-        for (int cv = 0; cv < c->C; cv += VL) {
-            int nl = c->C - cv < VL ? c->C - cv : VL;
-            if (c->K != 4) F(conv_seq)(c, b, cv, nl, c->K, c->mode);
-            else if (c->mode == CONV_SILU) F(conv_seq)(c, b, cv, nl, 4, CONV_SILU); /* the paper's */
-            else if (c->mode == CONV_SILU_GRAD) F(conv_seq)(c, b, cv, nl, 4, CONV_SILU_GRAD);
-            else F(conv_seq)(c, b, cv, nl, 4, CONV_OUT);
-        }
+    for (int cv = 0; cv < c->C; cv += VL) {
+        int nl = c->C - cv < VL ? c->C - cv : VL;
+        if (c->K != 4) F(conv_cols)(c, b0, b1, cv, nl, c->K, c->mode);
+        else if (c->mode == CONV_SILU) F(conv_cols)(c, b0, b1, cv, nl, 4, CONV_SILU); /* the paper's */
+        else if (c->mode == CONV_SILU_GRAD) F(conv_cols)(c, b0, b1, cv, nl, 4, CONV_SILU_GRAD);
+        else F(conv_cols)(c, b0, b1, cv, nl, 4, CONV_OUT);
+    }
 }
 
 /* wt = w transposed to [K][Cpad], bias padded; both zero beyond C */
@@ -887,7 +890,7 @@ static void F(conv1d_forward)(real *out, const real *inp, int ldi, const real *w
  * conv of dout (times gscale first, when set); the weight and bias
  * gradients summed in registers over all those sequences, then added to the
  * task's partials pw [K][Cpad] and pb (set instead when first). As in
- * conv_seq, windows of the last K input and gradient rows (zeros before the
+ * conv_cols, windows of the last K input and gradient rows (zeros before the
  * start and past the end of each sequence) stay in registers: each row is
  * loaded once, and step tt finishes dinp's row tt - K + 1. */
 AI void F(convb_cols)(const conv_ctx *c, int b0, int b1, int first, int cv, int nl, float *pw, float *pb, const int K)
