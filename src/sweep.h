@@ -111,8 +111,9 @@ int sweep_load(ach_sweep *s, const char *dir, char *err, size_t errlen);
 /* Re-reads each run's state and latest metrics from its files. */
 void sweep_refresh(ach_sweep *s);
 void sweep_run_refresh(sweep_run *r);
-/* The same for the process that holds the run's lock (its own lock would
- * otherwise read as RUNNING). */
+/* The same without looking at the lock: for the process that holds it (its
+ * own lock would otherwise read as RUNNING) or whose worker held it and has
+ * exited (another process may be holding it for a moment to look). */
 void sweep_run_refresh_locked(sweep_run *r);
 const char *sweep_state_name(sweep_state st);
 /* "n_layer=2 gamma=0.5" (the run's settings), into buf. */

@@ -296,7 +296,10 @@ static void finished(ach_sweep *s, slot *sl, int i, int wst, const sweep_exec_op
                      double t, double *unit_sum, double *frac_sum)
 {
     sweep_run *r = &s->runs[i];
-    sweep_run_refresh(r);
+    /* Not sweep_run_refresh: its lock probe would call the run still running
+     * while another sweep on this directory holds the lock for a moment to
+     * look at it; the worker that held it for us has exited. */
+    sweep_run_refresh_locked(r);
     int code = WIFEXITED(wst) ? WEXITSTATUS(wst) : -1, sig = WIFSIGNALED(wst) ? WTERMSIG(wst) : 0;
     char a[64], b[600];
     if (r->state == SWEEP_DONE) { /* also a run that diverged: it is over, and says why */
