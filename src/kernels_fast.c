@@ -169,7 +169,8 @@ typedef struct {
     /* NULL, or per sequence of a task the forward's setup (ssd_kept),
      * written by ssdf_task and reused by ssdb_task instead of recomputed */
     float *keep;
-    int y_last; /* forward: y at each sequence's last row only (its others are not read) */
+    int y_last;  /* forward: y at each sequence's last row only (its others are not read) */
+    int dy_last; /* backward: dy is zero but at each sequence's last row */
 } ssd_ctx;
 
 typedef struct {
@@ -1199,33 +1200,35 @@ AI void F(combo_nv)(float *out, int add, const float *w, long ws, const float *s
 }
 
 /* The rows i0 <= i < L of a triangular mixing: out[i * ldo ..] = combo_nv's
- * sum over s in [0, i] (lower) or [i, L) (upper) of w[i * wi + s * ws]
- * src[s * lds ..], plus iw init[i * lds ..] when init is set, over n
- * floats. One call per sequence and head (L is small): the dispatch on the
+ * sum over s in [0, i] (lower) or [i, L) (upper), but not below s0 (the
+ * rows of src before s0 are zero), of w[i * wi + s * ws] src[s * lds ..],
+ * plus iw init[i * lds ..] when init is set, over n floats. One call per sequence and head (L is small): the dispatch on the
  * width is paid once, not per row. */
 AI void F(trimix_nv)(float *out, long ldo, int add, const float *w, long wi, long ws, const float *src, long lds,
-                     const float *init, float iw, int i0, int L, int upper, int n, const int NV)
+                     const float *init, float iw, int i0, int s0, int L, int upper, int n, const int NV)
 {
-    for (int i = i0; i < L; i++)
-        F(combo_nv)(out + i * ldo, add, w + i * wi, ws, src, lds, upper ? i : 0, upper ? L : i + 1,
+    for (int i = i0; i < L; i++) {
+        int lo = upper ? i : 0;
+        F(combo_nv)(out + i * ldo, add, w + i * wi, ws, src, lds, lo > s0 ? lo : s0, upper ? L : i + 1,
                     init ? init + i * lds : NULL, iw, n, NV);
+    }
 }
 
 static void F(trimix)(float *out, long ldo, int add, const float *w, long wi, long ws, const float *src, long lds,
-                      const float *init, float iw, int i0, int L, int upper, int n)
+                      const float *init, float iw, int i0, int s0, int L, int upper, int n)
 {
     for (int k = 0; k < n; k += 8 * VL) {
         int m = n - k < 8 * VL ? n - k : 8 * VL, nv = ceil_div(m, VL);
         float *o = out + k;
         const float *sr = src + k, *in = init ? init + k : NULL;
         switch (nv) {
-        case 8: F(trimix_nv)(o, ldo, add, w, wi, ws, sr, lds, in, iw, i0, L, upper, m, 8); break;
-        case 4: F(trimix_nv)(o, ldo, add, w, wi, ws, sr, lds, in, iw, i0, L, upper, m, 4); break;
-        case 2: F(trimix_nv)(o, ldo, add, w, wi, ws, sr, lds, in, iw, i0, L, upper, m, 2); break;
+        case 8: F(trimix_nv)(o, ldo, add, w, wi, ws, sr, lds, in, iw, i0, s0, L, upper, m, 8); break;
+        case 4: F(trimix_nv)(o, ldo, add, w, wi, ws, sr, lds, in, iw, i0, s0, L, upper, m, 4); break;
+        case 2: F(trimix_nv)(o, ldo, add, w, wi, ws, sr, lds, in, iw, i0, s0, L, upper, m, 2); break;
         default:
             for (int v = 0; v < nv; v++)
-                F(trimix_nv)(o + v * VL, ldo, add, w, wi, ws, sr + v * VL, lds, in ? in + v * VL : NULL, iw, i0, L, upper,
-                             m - v * VL < VL ? m - v * VL : VL, 1);
+                F(trimix_nv)(o + v * VL, ldo, add, w, wi, ws, sr + v * VL, lds, in ? in + v * VL : NULL, iw, i0, s0, L,
+                             upper, m - v * VL < VL ? m - v * VL : VL, 1);
         }
     }
 }
@@ -1336,7 +1339,7 @@ static void F(ssdf_task)(void *vc, int task)
             F(ssd_setup)(delta, Lm, M, seg, G, dsp + (r0 - (size_t)b0 * L) * c->H + h, c->H, c->A[h], L);
             const float *x = c->x + r0 * c->ldx + h * P;
             /* y_t = D x_t + sum_{s<=t} M[t,s] x_s */
-            F(trimix)(c->y + r0 * Di + h * P, Di, 0, M, L, 1, x, c->ldx, x, c->D[h], c->y_last ? L - 1 : 0, L, 0, P);
+            F(trimix)(c->y + r0 * Di + h * P, Di, 0, M, L, 1, x, c->ldx, x, c->D[h], c->y_last ? L - 1 : 0, 0, L, 0, P);
         }
     }
 }
@@ -1378,6 +1381,7 @@ static void F(ssdb_task)(void *vc, int task)
     if (!c->padd)
         for (int h = 0; h < 3 * H; h++) pD[h] = 0;
     float *dsg, *dsp = F(ssd_delta)(c, b0, b1, &dsg);
+    int t0 = c->dy_last ? L - 1 : 0; /* dy's rows before t0 are zero, and so are gM's, gG's and dC's */
     for (int b = b0; b < b1; b++) {
         size_t r0 = (size_t)b * L, l0 = (r0 - (size_t)b0 * L) * H;
         const float *Bm = c->Bm + r0 * ldx, *Cm = c->Cm + r0 * ldx;
@@ -1391,11 +1395,11 @@ static void F(ssdb_task)(void *vc, int task)
             const float *x = c->x + r0 * ldx + h * P, *gy = c->dy + r0 * Di + h * P;
             float *dx = c->dx + r0 * ldx + h * P;
             /* gM[t,s] = gy_t . x_s */
-            for (int t = 0; t < L; t++) F(dots)(gM + t * L, gy + (size_t)t * Di, x, ldx, t + 1, P);
+            for (int t = t0; t < L; t++) F(dots)(gM + t * L, gy + (size_t)t * Di, x, ldx, t + 1, P);
             /* dx_s += D gy_s + sum_{t >= s} M[t,s] gy_t */
-            F(trimix)(dx, ldx, !c->set, M, 1, L, gy, Di, gy, c->D[h], 0, L, 1, P);
+            F(trimix)(dx, ldx, !c->set, M, 1, L, gy, Di, gy, c->D[h], 0, t0, L, 1, P);
             for (int t = 0; t < L; t++) gdelta[t] = ga[t] = 0;
-            for (int t = 0; t < L; t++) {
+            for (int t = t0; t < L; t++) {
                 float run = 0;
                 pD[h] += gM[t * L + t];
                 for (int s = 0; s <= t; s++) {
@@ -1418,8 +1422,10 @@ static void F(ssdb_task)(void *vc, int task)
             pAl[h] += gA * A;
         }
         /* dC_t += sum_{s<=t} gG[t,s] B_s; dB_s += sum_{t>=s} gG[t,s] C_t */
-        F(trimix)(c->dCm + r0 * ldx, ldx, !c->set, gG, L, 1, Bm, ldx, NULL, 0, 0, L, 0, N);
-        F(trimix)(c->dBm + r0 * ldx, ldx, !c->set, gG, 1, L, Cm, ldx, NULL, 0, 0, L, 1, N);
+        if (c->set)
+            for (int t = 0; t < t0; t++) memset(c->dCm + (r0 + t) * ldx, 0, N * sizeof(float));
+        F(trimix)(c->dCm + r0 * ldx, ldx, !c->set, gG, L, 1, Bm, ldx, NULL, 0, t0, 0, L, 0, N);
+        F(trimix)(c->dBm + r0 * ldx, ldx, !c->set, gG, 1, L, Cm, ldx, NULL, 0, 0, t0, L, 1, N);
     }
 }
 
@@ -1653,14 +1659,14 @@ static void F(m2_reduce)(m2_ctx *c)
 /* The block's backward below the gated norm, from g->y (d_y) and the
  * gate's d_z in g->proj: see m2_back_rows. */
 static void F(m2_back_mixer)(const m2_ctx *c, int t, int ns, int rows, int padd, const float *x, const m2_acts *a,
-                             const m2_acts *g, float *dout)
+                             const m2_acts *g, float *dout, int dy_last)
 {
     const ach_mamba2_block *mx = c->mx;
     int D = mx->d_model, Di = c->Di, Cd = c->Cd, N = mx->d_state;
     ssd_ctx sd = c->ssd;
     sd.dx = g->act, sd.dBm = g->act + Di, sd.dCm = g->act + Di + N, sd.ddt = g->proj + Di + Cd, sd.dy = g->y;
     sd.x = a->act, sd.Bm = a->act + Di, sd.Cm = a->act + Di + N, sd.dt = a->proj + Di + Cd, sd.B = ns;
-    sd.keep = a->keep, sd.padd = padd;
+    sd.keep = a->keep, sd.padd = padd, sd.dy_last = dy_last;
     sd.part = c->ssd.part + (size_t)t * 3 * mx->nheads;
     F(ssdb_task)(&sd, 0);
     conv_ctx cv = c->conv; /* d_conv = d_act silu'(conv) */
@@ -1685,7 +1691,7 @@ static void F(m2_back_rows)(const m2_ctx *c, int t, int ns, int rows, int padd, 
     F(mmb_rows)(&c->outp, g->normed, 0, dout, a->normed, rows, c->outp.part + (size_t)t * c->outp.pstride, padd, NULL);
     F(gatenorm_back_rows)(g->y, g->proj, c->gnorm.part + (size_t)t * c->gnorm.Cpad, padd, g->gated, g->normed,
                           a->gated, a->rstd, a->sz, a->y, a->proj, c->ldpj, c->mx->gnorm, rows, c->Di, c->gnorm.Cpad);
-    F(m2_back_mixer)(c, t, ns, rows, padd, x, a, g, dout);
+    F(m2_back_mixer)(c, t, ns, rows, padd, x, a, g, dout, 0);
 }
 
 static void F(m2b_task)(void *vc, int t)
@@ -1790,7 +1796,7 @@ static void F(m2_back_last)(const m2_ctx *c, int t, int ns, int rows, int padd, 
                           a->proj + (size_t)(L - 1) * c->ldpj, L * c->ldpj, c->mx->gnorm, ns, Di, c->gnorm.Cpad);
     memset(g->y, 0, (size_t)rows * Di * sizeof(float));
     for (int q = 0; q < ns; q++) memcpy(g->y + ((size_t)q * L + L - 1) * Di, lr->dy + (size_t)q * Di, Di * sizeof(float));
-    F(m2_back_mixer)(c, t, ns, rows, padd, x, a, g, dout);
+    F(m2_back_mixer)(c, t, ns, rows, padd, x, a, g, dout, 1);
 }
 
 /* One task of mamba2_train: per sub-block, the forward through every
