@@ -1,5 +1,6 @@
 /* Model configuration: defaults, validation, MambaConfig-style JSON. */
 #include "config.h"
+#include "kernels.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -57,8 +58,8 @@ const char *cfg_arch_name(ach_arch a) { return a == ARCH_MAMBA1 ? "mamba1" : "ma
 int cfg_validate(const ach_config *c, char *err, size_t errlen)
 {
     struct { const char *name; int v, lo, hi; } r[] = {
-        {"n_layer", c->n_layer, 1, 64},       {"d_model", c->d_model, 1, 8192},
-        {"d_state", c->d_state, 1, 4096},     {"d_conv", c->d_conv, 1, 64},
+        {"n_layer", c->n_layer, 1, ACH_MAX_LAYERS}, {"d_model", c->d_model, 1, 8192},
+        {"d_state", c->d_state, 1, 4096},           {"d_conv", c->d_conv, 1, ACH_MAX_CONV},
         {"expand", c->expand, 1, 16},         {"vocab_size", c->vocab_size, 2, 1 << 20},
         {"headdim", c->headdim, 1, 8192},     {"ngroups", c->ngroups, 1, 1},
         {"dt_rank", c->dt_rank, 1, 8192},

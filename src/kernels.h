@@ -13,6 +13,11 @@
 
 #include "real.h"
 
+/* What the kernels take; config.c rejects models beyond. Layers also index
+ * the model's 64-bit layer masks (blocking, fused layers). */
+#define ACH_MAX_LAYERS 64
+#define ACH_MAX_CONV 64 /* d_conv */
+
 /* One Mamba-2 residual block (model.c, mamba2.c) for the fused entries
  * below: sizes, weights, their gradients and the input (rows R = B*L). */
 typedef struct {
@@ -166,8 +171,8 @@ typedef struct ach_kernels {
     void (*mamba2_block_forward)(const ach_mamba2_block *b, real *out);
     void (*mamba2_block_backward)(const ach_mamba2_block *b, real *dresid);
     /* Optional (NULL: the model runs the blocks and the head forward, then
-     * backward): a training step's last n blocks (1 <= n <= 64, in order;
-     * blocks[0].resid is their input, the others' resid is not read) and
+     * backward): a training step's last n blocks (1 <= n <= ACH_MAX_LAYERS,
+     * in order; blocks[0].resid is their input, the others' resid is not read) and
      * the head in one pass per block of sequences, forward through all of
      * them, the head (losses written), then backward, so that a backend can
      * keep every block's activations in cache and compute no forward

@@ -192,7 +192,6 @@ typedef struct {
     int sub; /* sequences per sub-block (see m2_setup) */
 } m2_ctx;
 
-#define M2_MAX 64 /* layers in one mamba2_train (config.c's n_layer limit) */
 typedef struct {
     m2_ctx *c; /* [n] the blocks, input first */
     int n;
@@ -812,7 +811,6 @@ static void F(matmul_backward)(real *dinp, real *dw, real *dbias, const real *do
 }
 
 /* ---- conv1d ---- */
-#define CONV_KMAX 64 /* the largest d_conv (config.c); the taps live in fixed-size arrays */
 
 /* Columns [cv, cv + nl) of sequences [b0, b1). The K weights (loaded once
  * for all the sequences) and a window of the last K input rows are
@@ -824,7 +822,7 @@ AI void F(conv_cols)(const conv_ctx *c, int b0, int b1, int cv, int nl, const in
 {
     int L = c->L, C = c->C;
     size_t ldi = c->ldi;
-    V w[CONV_KMAX], win[CONV_KMAX], bias = F(ld)(c->bias + cv);
+    V w[ACH_MAX_CONV], win[ACH_MAX_CONV], bias = F(ld)(c->bias + cv);
     for (int j = 0; j < K; j++) w[j] = F(ld)(c->wt + (size_t)j * c->Cpad + cv);
     for (int b = b0; b < b1; b++) {
         size_t r0 = (size_t)b * L;
@@ -865,8 +863,8 @@ static void F(convf_task)(void *vc, int t)
 static void F(conv_pack)(conv_ctx *c, const float *w, const float *bias, int base)
 {
     int C = c->C, K = c->K;
-    if (K > CONV_KMAX) {
-        fprintf(stderr, "achilles: d_conv %d above the fast kernels' %d\n", K, CONV_KMAX);
+    if (K > ACH_MAX_CONV) {
+        fprintf(stderr, "achilles: d_conv %d above the fast kernels' %d\n", K, ACH_MAX_CONV);
         abort();
     }
     c->Cpad = round_up(C, VL);
@@ -898,7 +896,7 @@ AI void F(convb_cols)(const conv_ctx *c, int b0, int b1, int first, int cv, int 
 {
     int C = c->C, L = c->L;
     size_t ldi = c->ldi;
-    V w[CONV_KMAX], gw[CONV_KMAX], xw[CONV_KMAX], gwin[CONV_KMAX], gb = (V){0};
+    V w[ACH_MAX_CONV], gw[ACH_MAX_CONV], xw[ACH_MAX_CONV], gwin[ACH_MAX_CONV], gb = (V){0};
     for (int j = 0; j < K; j++) w[j] = F(ld)(c->wt + (size_t)j * c->Cpad + cv), gw[j] = (V){0};
     for (int b = b0; b < b1; b++) {
         for (int j = 0; j < K; j++) xw[j] = gwin[j] = (V){0};
@@ -1202,8 +1200,9 @@ AI void F(combo_nv)(float *out, int add, const float *w, long ws, const float *s
 /* The rows i0 <= i < L of a triangular mixing: out[i * ldo ..] = combo_nv's
  * sum over s in [0, i] (lower) or [i, L) (upper), but not below s0 (the
  * rows of src before s0 are zero), of w[i * wi + s * ws] src[s * lds ..],
- * plus iw init[i * lds ..] when init is set, over n floats. One call per sequence and head (L is small): the dispatch on the
- * width is paid once, not per row. */
+ * plus iw init[i * lds ..] when init is set, over n floats. One call per
+ * sequence and head (L is small): the dispatch on the width is paid once,
+ * not per row. */
 AI void F(trimix_nv)(float *out, long ldo, int add, const float *w, long wi, long ws, const float *src, long lds,
                      const float *init, float iw, int i0, int s0, int L, int upper, int n, const int NV)
 {
@@ -1479,9 +1478,9 @@ static void F(mamba2_ssd_backward)(real *dx, real *dBm, real *dCm, real *ddt, re
  * position only, so a sub-block's loss gradient is known at once; the last
  * block's SSD output, gated norm and out_proj are needed at those rows
  * only), and back through every block: no forward twice, nothing but the
- * input's gradient written. The weight gradients go to per-task partials summed in
- * task order, as in the single kernels, so results do not depend on the
- * thread count. */
+ * input's gradient written. The weight gradients go to per-task partials
+ * summed in task order, as in the single kernels, so results do not depend
+ * on the thread count. */
 
 /* gated = y silu(z) (sigmoid(z) kept in sz unless NULL), then normed =
  * rmsnorm(gated) w, for each row; y, gated, normed, sz are [rows, C]. */
@@ -1763,6 +1762,7 @@ static void F(m2_head_rows)(const m2s_ctx *s, int t, size_t r, int ns, int padd,
         memcpy(dout + ((size_t)q * L + L - 1) * D, d_last + (size_t)q * D, D * sizeof *dout);
 }
 
+/* Carves this thread's m2_last for ns sequences. */
 static void F(m2_last_scratch)(const m2_ctx *c, int ns, m2_last *lr)
 {
     size_t ni = round_up(ns * c->Di, VL), nD = round_up(ns * c->mx->d_model, VL);
@@ -1776,7 +1776,8 @@ static void F(m2_gate_last)(const m2_ctx *c, int ns, const m2_acts *a, const m2_
 {
     const ach_mamba2_block *mx = c->mx;
     int L = mx->L, Di = c->Di;
-    for (int q = 0; q < ns; q++) memcpy(lr->y + (size_t)q * Di, a->y + ((size_t)q * L + L - 1) * Di, Di * sizeof(float));
+    for (int q = 0; q < ns; q++)
+        memcpy(lr->y + (size_t)q * Di, a->y + ((size_t)q * L + L - 1) * Di, Di * sizeof(float));
     F(gatenorm_rows)(lr->normed, lr->gated, lr->rstd, lr->sz, lr->y, a->proj + (size_t)(L - 1) * c->ldpj, L * c->ldpj,
                      mx->gnorm, ns, Di, mx->eps);
 }
@@ -1795,7 +1796,8 @@ static void F(m2_back_last)(const m2_ctx *c, int t, int ns, int rows, int padd, 
                           lr->dgated, lr->dnormed, lr->gated, lr->rstd, lr->sz, lr->y,
                           a->proj + (size_t)(L - 1) * c->ldpj, L * c->ldpj, c->mx->gnorm, ns, Di, c->gnorm.Cpad);
     memset(g->y, 0, (size_t)rows * Di * sizeof(float));
-    for (int q = 0; q < ns; q++) memcpy(g->y + ((size_t)q * L + L - 1) * Di, lr->dy + (size_t)q * Di, Di * sizeof(float));
+    for (int q = 0; q < ns; q++)
+        memcpy(g->y + ((size_t)q * L + L - 1) * Di, lr->dy + (size_t)q * Di, Di * sizeof(float));
     F(m2_back_mixer)(c, t, ns, rows, padd, x, a, g, dout, 1);
 }
 
@@ -1810,7 +1812,7 @@ static void F(m2s_task)(void *vc, int t)
     size_t r0;
     int nb, n = s->n, D = c0->mx->d_model, L = c0->mx->L;
     F(m2_block)(c0, t, &r0, &nb);
-    m2_acts a[M2_MAX], g;
+    m2_acts a[ACH_MAX_LAYERS], g;
     m2_last lr;
     float *xs;
     size_t nx = round_up(c0->sub * L * D, VL);
@@ -1819,7 +1821,7 @@ static void F(m2s_task)(void *vc, int t)
     for (int s0 = 0; s0 < nb; s0 += c0->sub) {
         int ns = nb - s0 < c0->sub ? nb - s0 : c0->sub, rows = ns * L, padd = s0 > 0;
         size_t r = r0 + (size_t)s0 * L;
-        const float *x[M2_MAX];
+        const float *x[ACH_MAX_LAYERS];
         x[0] = c0->mx->resid + r * D;
         for (int l = 0; l < n; l++) {
             F(m2_forward_rows)(&s->c[l], x[l], ns, rows, &a[l], l == n - 1);
@@ -1838,13 +1840,13 @@ static void F(m2s_task)(void *vc, int t)
 
 static void F(mamba2_train)(const ach_mamba2_block *blocks, int n, const ach_lm_head *head, real *dresid)
 {
-    if (n < 1 || n > M2_MAX) {
-        fprintf(stderr, "achilles: mamba2_train of %d blocks (1 to %d)\n", n, M2_MAX);
+    if (n < 1 || n > ACH_MAX_LAYERS) {
+        fprintf(stderr, "achilles: mamba2_train of %d blocks (1 to %d)\n", n, ACH_MAX_LAYERS);
         abort();
     }
     if (blocks[0].B <= 0 || blocks[0].L <= 0) return; /* no rows: nothing to add */
     enter();
-    m2_ctx c[M2_MAX];
+    m2_ctx c[ACH_MAX_LAYERS];
     m2s_ctx s = {.c = c, .n = n, .head = head, .dresid = dresid};
     for (int l = 0; l < n; l++) {
         c[l] = (m2_ctx){0};

@@ -49,7 +49,7 @@ int mamba2_train_first(const ach_model *m)
 void mamba2_train(ach_model *m, int first)
 {
     const ach_config *c = &m->cfg;
-    ach_mamba2_block b[64]; /* config.c's n_layer limit */
+    ach_mamba2_block b[ACH_MAX_LAYERS];
     for (int l = first; l < c->n_layer; l++) b[l - first] = block_args(m, l);
     ach_lm_head h = {.vocab = c->vocab_size, .scale = (real)1 / m->cur_B, .norm_f = m->w + m->norm_f,
                      .wte = m->w + m->embedding, .g_norm_f = m->g + m->norm_f, .g_wte = m->g + m->embedding,
