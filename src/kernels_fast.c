@@ -142,6 +142,9 @@ typedef struct {
     const float *inp, *dout, *wt, *bias;
     const float *gscale; /* backward: NULL, or dout's factor (the fused block's silu') */
     int ldi, B, L, C, K, Cpad, nchunks, mode;
+    /* > 0: channels [c_last, C) at each sequence's last row only (the
+     * fused stack's last block, whose loss reads C there alone) */
+    int c_last;
     int set;  /* backward: dinp overwritten, not added to */
     int padd; /* backward: the task's partials added to, not set (the fused block's later sub-blocks) */
 } conv_ctx;
@@ -190,6 +193,10 @@ typedef struct {
     int Di, Cd, Pj, nseq, nchunks;
     int ldpj; /* proj's row stride: Pj rounded up to whole vectors, so its rows start aligned */
     int sub; /* sequences per sub-block (see m2_setup) */
+    /* as the last block of mamba2_train, in_proj and the conv skip what the
+     * loss does not read (m2_inproj_last); needs whole vectors of z, x, B,
+     * C and d_model */
+    int sparse_last;
 } m2_ctx;
 
 typedef struct {
@@ -818,6 +825,16 @@ static void F(matmul_backward)(real *dinp, real *dw, real *dbias, const real *do
  * input row is loaded once; the window starts each sequence as zeros,
  * which add exactly nothing (fma(w, 0, acc) = acc) where the reference
  * skips the taps before t = 0. K and mode are constants where inlined. */
+AI void F(conv_store)(const conv_ctx *c, size_t i, V acc, int nl, const int mode)
+{
+    if (mode == CONV_OUT) F(stk)(c->out + i, acc, nl);
+    else {
+        V sg = F(vsigmoid)(acc);
+        F(stk)(c->out + i, acc * sg, nl);
+        if (mode == CONV_SILU_GRAD) F(stk)(c->out2 + i, sg * (F(bc)(1.0f) + acc * (F(bc)(1.0f) - sg)), nl);
+    }
+}
+
 AI void F(conv_cols)(const conv_ctx *c, int b0, int b1, int cv, int nl, const int K, const int mode)
 {
     int L = c->L, C = c->C;
@@ -835,14 +852,26 @@ AI void F(conv_cols)(const conv_ctx *c, int b0, int b1, int cv, int nl, const in
             V acc = bias;
 #pragma GCC unroll 8
             for (int j = 0; j < K; j++) acc = F(fma)(w[j], win[j], acc);
-            size_t i = (r0 + tt) * C + cv;
-            if (mode == CONV_OUT) F(stk)(c->out + i, acc, nl);
-            else {
-                V sg = F(vsigmoid)(acc);
-                F(stk)(c->out + i, acc * sg, nl);
-                if (mode == CONV_SILU_GRAD) F(stk)(c->out2 + i, sg * (F(bc)(1.0f) + acc * (F(bc)(1.0f) - sg)), nl);
-            }
+            F(conv_store)(c, (r0 + tt) * C + cv, acc, nl, mode);
         }
+    }
+}
+
+/* conv_cols at each sequence's last row only: the same FMA chain without
+ * the taps before t = 0 (which add exactly nothing there). */
+AI void F(conv_last_cols)(const conv_ctx *c, int b0, int b1, int cv, int nl, const int K, const int mode)
+{
+    int L = c->L, C = c->C;
+    size_t ldi = c->ldi;
+    V w[ACH_MAX_CONV], bias = F(ld)(c->bias + cv);
+    for (int j = 0; j < K; j++) w[j] = F(ld)(c->wt + (size_t)j * c->Cpad + cv);
+    for (int b = b0; b < b1; b++) {
+        size_t r = (size_t)b * L + L - 1; /* tap j reads row r - (K - 1 - j) */
+        V acc = bias;
+#pragma GCC unroll 8
+        for (int j = 0; j < K; j++)
+            if (L - K + j >= 0) acc = F(fma)(w[j], F(ldk)(c->inp + (r - (K - 1 - j)) * ldi + cv, nl), acc);
+        F(conv_store)(c, r * C + cv, acc, nl, mode);
     }
 }
 
@@ -852,7 +881,10 @@ static void F(convf_task)(void *vc, int t)
     int ns = ch_seqs(c->L), b0 = t * ns, b1 = b0 + ns < c->B ? b0 + ns : c->B;
     for (int cv = 0; cv < c->C; cv += VL) {
         int nl = c->C - cv < VL ? c->C - cv : VL;
-        if (c->K != 4) F(conv_cols)(c, b0, b1, cv, nl, c->K, c->mode);
+        if (c->c_last && cv >= c->c_last) {
+            if (c->K == 4) F(conv_last_cols)(c, b0, b1, cv, nl, 4, c->mode);
+            else F(conv_last_cols)(c, b0, b1, cv, nl, c->K, c->mode);
+        } else if (c->K != 4) F(conv_cols)(c, b0, b1, cv, nl, c->K, c->mode);
         else if (c->mode == CONV_SILU) F(conv_cols)(c, b0, b1, cv, nl, 4, CONV_SILU); /* the paper's */
         else if (c->mode == CONV_SILU_GRAD) F(conv_cols)(c, b0, b1, cv, nl, 4, CONV_SILU_GRAD);
         else F(conv_cols)(c, b0, b1, cv, nl, 4, CONV_OUT);
@@ -930,6 +962,38 @@ AI void F(convb_cols)(const conv_ctx *c, int b0, int b1, int first, int cv, int 
     F(st)(pb + cv, first ? gb : F(ld)(pb + cv) + gb);
 }
 
+/* convb_cols where dout is zero but at each sequence's last row (r): the
+ * weight gradients sum that row's terms alone, and dinp gets the K rows it
+ * reads (the others are not written); the same values as convb_cols,
+ * whose other terms add exactly zero. */
+AI void F(convb_last_cols)(const conv_ctx *c, int b0, int b1, int first, int cv, int nl, float *pw, float *pb,
+                           const int K)
+{
+    int C = c->C, L = c->L;
+    size_t ldi = c->ldi;
+    V w[ACH_MAX_CONV], gw[ACH_MAX_CONV], gb = (V){0};
+    for (int j = 0; j < K; j++) w[j] = F(ld)(c->wt + (size_t)j * c->Cpad + cv), gw[j] = (V){0};
+    for (int b = b0; b < b1; b++) {
+        size_t r = (size_t)b * L + L - 1;
+        V gt = F(ldk)(c->dout + r * C + cv, nl);
+        if (c->gscale) gt *= F(ldk)(c->gscale + r * C + cv, nl);
+        gb += gt;
+#pragma GCC unroll 8
+        for (int j = 0; j < K; j++) {
+            if (L - K + j < 0) continue;
+            size_t i = (r - (K - 1 - j)) * ldi + cv; /* the row tap j reads */
+            gw[j] = F(fma)(F(ldk)(c->inp + i, nl), gt, gw[j]);
+            F(stk)(c->dinp + i, c->set ? w[j] * gt : F(ldk)(c->dinp + i, nl) + w[j] * gt, nl);
+        }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < K; j++) {
+        float *p = pw + (size_t)j * c->Cpad + cv;
+        F(st)(p, first ? gw[j] : F(ld)(p) + gw[j]);
+    }
+    F(st)(pb + cv, first ? gb : F(ld)(pb + cv) + gb);
+}
+
 static void F(convb_task)(void *vc, int t)
 {
     const conv_ctx *c = vc;
@@ -937,7 +1001,10 @@ static void F(convb_task)(void *vc, int t)
     float *pw = c->part + (size_t)t * (c->K + 1) * c->Cpad, *pb = pw + (size_t)c->K * c->Cpad;
     for (int cv = 0; cv < c->C; cv += VL) {
         int nl = c->C - cv < VL ? c->C - cv : VL;
-        if (c->K == 4) F(convb_cols)(c, b0, b1, !c->padd, cv, nl, pw, pb, 4); /* the paper's */
+        if (c->c_last && cv >= c->c_last) {
+            if (c->K == 4) F(convb_last_cols)(c, b0, b1, !c->padd, cv, nl, pw, pb, 4);
+            else F(convb_last_cols)(c, b0, b1, !c->padd, cv, nl, pw, pb, c->K);
+        } else if (c->K == 4) F(convb_cols)(c, b0, b1, !c->padd, cv, nl, pw, pb, 4); /* the paper's */
         else F(convb_cols)(c, b0, b1, !c->padd, cv, nl, pw, pb, c->K);
     }
 }
@@ -1276,9 +1343,12 @@ static void F(dots)(float *out, const float *a, const float *b, long ldb, int ns
 }
 
 /* G[t*L + s] = C_t . B_s for s <= t */
-static void F(ssd_gram)(float *G, const float *Bm, const float *Cm, int ldx, int L, int N)
+/* G[t,s] = C_t . B_s for s <= t, from row t0 on; zeros above it (y and
+ * its gradient at the last row only: the other rows are not read) */
+static void F(ssd_gram)(float *G, const float *Bm, const float *Cm, int ldx, int L, int N, int t0)
 {
-    for (int t = 0; t < L; t++) F(dots)(G + t * L, Cm + (size_t)t * ldx, Bm, ldx, t + 1, N);
+    for (int t = 0; t < t0; t++) memset(G + t * L, 0, (size_t)(t + 1) * sizeof *G);
+    for (int t = t0; t < L; t++) F(dots)(G + t * L, Cm + (size_t)t * ldx, Bm, ldx, t + 1, N);
 }
 
 /* softplus(dt + dt_bias) for the rows of sequences [b0, b1), every head,
@@ -1332,7 +1402,7 @@ static void F(ssdf_task)(void *vc, int task)
     for (int b = b0; b < b1; b++) {
         size_t r0 = (size_t)b * L;
         ssd_kept(c, buf, b, b0, 0, &G, &delta, &Lm, &M);
-        F(ssd_gram)(G, c->Bm + r0 * c->ldx, c->Cm + r0 * c->ldx, c->ldx, L, c->N);
+        F(ssd_gram)(G, c->Bm + r0 * c->ldx, c->Cm + r0 * c->ldx, c->ldx, L, c->N, c->y_last ? L - 1 : 0);
         for (int h = 0; h < c->H; h++) {
             ssd_kept(c, buf, b, b0, h, &G, &delta, &Lm, &M);
             F(ssd_setup)(delta, Lm, M, seg, G, dsp + (r0 - (size_t)b0 * L) * c->H + h, c->H, c->A[h], L);
@@ -1385,7 +1455,7 @@ static void F(ssdb_task)(void *vc, int task)
         size_t r0 = (size_t)b * L, l0 = (r0 - (size_t)b0 * L) * H;
         const float *Bm = c->Bm + r0 * ldx, *Cm = c->Cm + r0 * ldx;
         ssd_kept(c, buf, b, b0, 0, &G, &delta, &Lm, &M);
-        if (!c->keep) F(ssd_gram)(G, Bm, Cm, c->ldx, L, N);
+        if (!c->keep) F(ssd_gram)(G, Bm, Cm, c->ldx, L, N, t0);
         for (int i = 0; i < L * L; i++) gG[i] = 0;
         for (int h = 0; h < H; h++) {
             float A = c->A[h], gA = 0;
@@ -1547,6 +1617,56 @@ static void F(m2_scratch)(const m2_ctx *c, int rows, m2_acts *a, int na, m2_acts
     if (xs) *xs = p;
 }
 
+/* in_proj for the last block of mamba2_train (c->sparse_last), whose loss
+ * reads each sequence's last row only: z there, C at the rows that row's
+ * conv reads (the last d_conv), x, B and dt at every row. The other
+ * entries of proj are neither written nor read; each one written is the
+ * same FMA chain as in the whole product. */
+static void F(m2_inproj_last)(const m2_ctx *c, const m2_acts *a, int ns)
+{
+    const ach_mamba2_block *mx = c->mx;
+    int D = mx->d_model, L = mx->L, Di = c->Di, N = mx->d_state, ld = c->ldpj, ldb = round_up(c->Pj, VL);
+    int cC = 2 * Di + N, cdt = cC + N, k0 = L > mx->d_conv ? L - mx->d_conv : 0;
+    F(gemm_rows)(a->proj + Di, ld, a->xn, D, c->win_t + Di, ldb, D, Di + N, NULL, 0, 0, ns * L);
+    F(gemm_rows)(a->proj + cdt, ld, a->xn, D, c->win_t + cdt, ldb, D, mx->nheads, NULL, 0, 0, ns * L);
+    F(gemm_rows)(a->proj + (size_t)(L - 1) * ld, L * ld, a->xn + (size_t)(L - 1) * D, L * D, c->win_t, ldb, D, Di,
+                 NULL, 0, 0, ns);
+    for (int q = 0; q < ns; q++)
+        F(gemm_rows)(a->proj + cC, ld, a->xn, D, c->win_t + cC, ldb, D, N, NULL, 0, q * L + k0, (q + 1) * L);
+}
+
+/* in_proj's backward after m2_inproj_last: d_proj is zero (and unwritten)
+ * where proj was skipped. The weight gradient's entries are the same FMA
+ * chains as the whole product's (C's rows gathered in order); d_xn sums the
+ * parts one after the other. */
+static void F(m2_inproj_back_last)(const m2_ctx *c, int t, int ns, int padd, const m2_acts *a, const m2_acts *g)
+{
+    const ach_mamba2_block *mx = c->mx;
+    const mmb_ctx *in = &c->in; /* over_k, its weight unpadded: D is whole vectors */
+    int D = mx->d_model, L = mx->L, Di = c->Di, N = mx->d_state, H = mx->nheads, ld = c->ldpj, ldw = in->ldwp;
+    int cC = 2 * Di + N, cdt = cC + N, k0 = L > mx->d_conv ? L - mx->d_conv : 0, nk = L - k0, rows = ns * L;
+    const float *W = in->wp;
+    F(gemm_rows)(g->xn, D, g->proj + Di, ld, W + (size_t)Di * ldw, ldw, Di + N, D, NULL, 0, 0, rows);
+    F(gemm_rows)(g->xn, D, g->proj + cdt, ld, W + (size_t)cdt * ldw, ldw, H, D, NULL, 1, 0, rows);
+    for (int q = 0; q < ns; q++)
+        F(gemm_rows)(g->xn, D, g->proj + cC, ld, W + (size_t)cC * ldw, ldw, N, D, NULL, 1, q * L + k0, (q + 1) * L);
+    F(gemm_rows)(g->xn + (size_t)(L - 1) * D, L * D, g->proj + (size_t)(L - 1) * ld, L * ld, W, ldw, Di, D, NULL, 1,
+                 0, ns);
+    float *P = in->part + (size_t)t * in->pstride;
+    int ldp = in->ldp;
+    F(gemm_atb)(P + (size_t)Di * ldp, ldp, g->proj + Di, ld, a->xn, D, Di + N, D, rows, padd);
+    F(gemm_atb)(P + (size_t)cdt * ldp, ldp, g->proj + cdt, ld, a->xn, D, H, D, rows, padd);
+    F(gemm_atb)(P, ldp, g->proj + (size_t)(L - 1) * ld, L * ld, a->xn + (size_t)(L - 1) * D, L * D, Di, D, ns, padd);
+    float *gc = tbuf(T_Y, (size_t)ns * nk * (N + D)), *xc = gc + (size_t)ns * nk * N;
+    for (int q = 0; q < ns; q++)
+        for (int r = 0; r < nk; r++) {
+            size_t m = (size_t)q * L + k0 + r, i = (size_t)q * nk + r;
+            memcpy(gc + i * N, g->proj + m * ld + cC, N * sizeof *gc);
+            memcpy(xc + i * D, a->xn + m * D, D * sizeof *xc);
+        }
+    F(gemm_atb)(P + (size_t)cC * ldp, ldp, gc, N, xc, D, N, D, ns * nk, padd);
+}
+
 /* The block's forward up to the out_proj input, for the rows of nb
  * sequences whose input is x, into scratch; with last_only, up to the SSD,
  * whose output y is then computed at each sequence's last row only (the
@@ -1554,11 +1674,13 @@ static void F(m2_scratch)(const m2_ctx *c, int rows, m2_acts *a, int na, m2_acts
 static void F(m2_forward_rows)(const m2_ctx *c, const float *x, int nb, int rows, const m2_acts *a, int last_only)
 {
     const ach_mamba2_block *mx = c->mx;
-    int D = mx->d_model, Di = c->Di, Cd = c->Cd, Pj = c->Pj;
+    int D = mx->d_model, Di = c->Di, Cd = c->Cd, Pj = c->Pj, sparse = last_only && c->sparse_last;
     F(norm_rows)(a->xn, a->rstdx, x, mx->norm, rows, D, mx->eps);
-    F(gemm_rows)(a->proj, c->ldpj, a->xn, D, c->win_t, round_up(Pj, VL), D, Pj, NULL, 0, 0, rows);
+    if (sparse) F(m2_inproj_last)(c, a, nb);
+    else F(gemm_rows)(a->proj, c->ldpj, a->xn, D, c->win_t, round_up(Pj, VL), D, Pj, NULL, 0, 0, rows);
     conv_ctx cv = c->conv;
     cv.out = a->act, cv.out2 = a->sg, cv.inp = a->proj + Di, cv.B = nb, cv.mode = a->sg ? CONV_SILU_GRAD : CONV_SILU;
+    cv.c_last = sparse ? Di + mx->d_state : 0; /* C at the last row only */
     F(convf_task)(&cv, 0);
     ssd_ctx sd = c->ssd;
     sd.y = a->y, sd.x = a->act, sd.Bm = a->act + Di, sd.Cm = a->act + Di + mx->d_state, sd.dt = a->proj + Di + Cd;
@@ -1599,6 +1721,7 @@ static void F(m2_setup)(m2_ctx *c, const ach_mamba2_block *mx, int base)
     c->mx = mx;
     c->Di = mx->nheads * mx->headdim, c->Cd = c->Di + 2 * mx->d_state, c->Pj = 2 * c->Di + 2 * mx->d_state + mx->nheads;
     c->ldpj = round_up(c->Pj, VL);
+    c->sparse_last = c->Di % VL == 0 && mx->d_state % VL == 0 && mx->d_model % VL == 0;
     /* A task runs its rows as four sub-blocks of half the usual task
      * (128 rows at the paper's shape): the backward's scratch for 256 rows
      * (activations and their gradients, ~2.3 MB) would overflow a 2 MB L2.
@@ -1671,8 +1794,11 @@ static void F(m2_back_mixer)(const m2_ctx *c, int t, int ns, int rows, int padd,
     conv_ctx cv = c->conv; /* d_conv = d_act silu'(conv) */
     cv.inp = a->proj + Di, cv.B = ns, cv.dinp = g->proj + Di, cv.dout = g->act, cv.gscale = a->sg, cv.padd = padd;
     cv.part = c->conv.part + (size_t)t * (mx->d_conv + 1) * c->conv.Cpad;
+    int sparse = dy_last && c->sparse_last;
+    cv.c_last = sparse ? Di + N : 0;
     F(convb_task)(&cv, 0);
-    F(mmb_rows)(&c->in, g->xn, 0, g->proj, a->xn, rows, c->in.part + (size_t)t * c->in.pstride, padd, NULL);
+    if (sparse) F(m2_inproj_back_last)(c, t, ns, padd, a, g);
+    else F(mmb_rows)(&c->in, g->xn, 0, g->proj, a->xn, rows, c->in.part + (size_t)t * c->in.pstride, padd, NULL);
     /* the residual passes dout through; the pre-norm's backward adds to it */
     F(normb_rows)(dout, c->norm.part + (size_t)t * c->norm.Cpad, padd, g->xn, x, mx->norm, a->rstdx, rows, D,
                   c->norm.Cpad);
@@ -1791,7 +1917,8 @@ static void F(m2_back_last)(const m2_ctx *c, int t, int ns, int rows, int padd, 
     int L = c->mx->L, Di = c->Di;
     F(mmb_rows)(&c->outp, lr->dnormed, 0, lr->d_last, lr->normed, ns, c->outp.part + (size_t)t * c->outp.pstride, padd,
                 NULL);
-    for (int r = 0; r < rows; r++) memset(g->proj + (size_t)r * c->ldpj, 0, Di * sizeof(float));
+    if (!c->sparse_last) /* d_z is zero but at the last rows (read there only when sparse) */
+        for (int r = 0; r < rows; r++) memset(g->proj + (size_t)r * c->ldpj, 0, Di * sizeof(float));
     F(gatenorm_back_rows)(lr->dy, g->proj + (size_t)(L - 1) * c->ldpj, c->gnorm.part + (size_t)t * c->gnorm.Cpad, padd,
                           lr->dgated, lr->dnormed, lr->gated, lr->rstd, lr->sz, lr->y,
                           a->proj + (size_t)(L - 1) * c->ldpj, L * c->ldpj, c->mx->gnorm, ns, Di, c->gnorm.Cpad);

@@ -448,9 +448,13 @@ typedef struct {
     size_t n;
 } step_result;
 
-/* model shape: the paper's (D 0) or a small odd one that hits every SIMD
- * tail: d_model D, headdim 8 (D/4 heads), d_state 5, d_conv 3 */
-static int shape_D;
+/* model shape: the paper's (D 0), else d_model D, headdim P, d_state N,
+ * d_conv 3 and 23 tokens: a small odd one that hits every SIMD tail, or
+ * whole vectors (the fused stack's last block then skips what the loss
+ * does not read, as at the paper's shape) */
+static struct {
+    int D, P, N;
+} shape;
 /* layers blocked (SPEC §4) in every step, at every third position: the
  * fast kernels then run only the layers above the last blocked one fused */
 static uint64_t block_layers;
@@ -470,7 +474,8 @@ static step_result train(const ach_kernels *k, ach_arch arch, int layers, int B,
     cfg.n_layer = layers;
     cfg.seed = 3;
     cfg.gamma = 0.5;
-    if (shape_D) cfg.d_model = shape_D, cfg.headdim = 8, cfg.d_state = 5, cfg.d_conv = 3, cfg.vocab_size = 23;
+    if (shape.D)
+        cfg.d_model = shape.D, cfg.headdim = shape.P, cfg.d_state = shape.N, cfg.d_conv = 3, cfg.vocab_size = 23;
     ach_threads_set(threads);
     if (ach_model_create(&m, &cfg, k, err, sizeof err) || ach_model_reserve(&m, B, L, err, sizeof err)) {
         diag("%s", err);
@@ -534,7 +539,7 @@ static void model_case(ach_arch arch, int layers, int B, int L)
             ok(gerr <= TOL_MODEL * gmax && werr <= TOL_MODEL * wmax,
                "%s D %d %d layers%s B %d L %d [%s, %s]: gradients within %.1g (of max %.3g), weights after 2 "
                "AdamW steps within %.1g of the reference",
-               an, shape_D ? shape_D : 32, layers, block_layers ? " (layer 0 blocked)" : "", B, L, isas[is], how[via],
+               an, shape.D ? shape.D : 32, layers, block_layers ? " (layer 0 blocked)" : "", B, L, isas[is], how[via],
                gmax > 0 ? gerr / gmax : gerr, gmax,
                wmax > 0 ? werr / wmax : werr);
             int same = 1;
@@ -617,8 +622,13 @@ int main(void)
     block_layers = 0;
     /* the fused Mamba-2 mixer at odd widths, blocks of 15 sequences (L 17)
      * with a partial last block, and sequences longer than a block (L 300) */
-    shape_D = 12;
+    shape.D = 12, shape.P = 8, shape.N = 5;
     model_case(ARCH_MAMBA2, 2, 40, 17);
     model_case(ARCH_MAMBA2, 1, 3, 300);
+    /* whole vectors, 2 heads, d_conv 3: sequences longer and shorter than
+     * the conv window */
+    shape.D = 16, shape.P = 16, shape.N = 16;
+    model_case(ARCH_MAMBA2, 2, 37, 5);
+    model_case(ARCH_MAMBA2, 2, 20, 2);
     return done_testing();
 }
