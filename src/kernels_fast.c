@@ -50,6 +50,7 @@ const ach_kernels *ach_fast_kernels(void) { return &ach_cpu_kernels; }
 #include <immintrin.h>
 #endif
 
+#define CONV_LMAX 16    /* sequence lengths the conv backward may keep in registers */
 #define CH_ROWS 256     /* rows per task (matmuls, norms, gates) */
 #define CH_ELEMS 65536  /* elements per task (elementwise kernels) */
 static int ch_seqs(int L) { return L >= CH_ROWS ? 1 : CH_ROWS / L; } /* sequences per task */
@@ -994,6 +995,44 @@ AI void F(convb_last_cols)(const conv_ctx *c, int b0, int b1, int first, int cv,
     F(st)(pb + cv, first ? gb : F(ld)(pb + cv) + gb);
 }
 
+/* convb_cols for a constant sequence length L (at most CONV_LMAX): a
+ * sequence's scaled gradient rows stay in registers and every index is
+ * fixed, so no window is shifted and no zero tap multiplied; the same FMA
+ * chains in the same order (the skipped terms add exactly zero). */
+AI void F(convb_seq)(const conv_ctx *c, int b0, int b1, int first, int cv, int nl, float *pw, float *pb, const int K,
+                     const int L)
+{
+    int C = c->C;
+    size_t ldi = c->ldi;
+    V w[ACH_MAX_CONV], gw[ACH_MAX_CONV], gt[CONV_LMAX], gb = (V){0};
+    for (int j = 0; j < K; j++) w[j] = F(ld)(c->wt + (size_t)j * c->Cpad + cv), gw[j] = (V){0};
+    for (int b = b0; b < b1; b++) {
+        size_t r0 = (size_t)b * L;
+#pragma GCC unroll 16
+        for (int t = 0; t < L; t++) {
+            gt[t] = F(ldk)(c->dout + (r0 + t) * C + cv, nl);
+            if (c->gscale) gt[t] *= F(ldk)(c->gscale + (r0 + t) * C + cv, nl);
+            gb += gt[t];
+        }
+#pragma GCC unroll 16
+        for (int s = 0; s < L; s++) { /* input row s: tap j reads it for output row s + K - 1 - j */
+            V xs = F(ldk)(c->inp + (r0 + s) * ldi + cv, nl), acc = (V){0};
+#pragma GCC unroll 8
+            for (int j = 0; j < K; j++)
+                if (s + K - 1 - j < L)
+                    gw[j] = F(fma)(xs, gt[s + K - 1 - j], gw[j]), acc = F(fma)(w[j], gt[s + K - 1 - j], acc);
+            float *dx = c->dinp + (r0 + s) * ldi + cv;
+            F(stk)(dx, c->set ? acc : F(ldk)(dx, nl) + acc, nl);
+        }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < K; j++) {
+        float *p = pw + (size_t)j * c->Cpad + cv;
+        F(st)(p, first ? gw[j] : F(ld)(p) + gw[j]);
+    }
+    F(st)(pb + cv, first ? gb : F(ld)(pb + cv) + gb);
+}
+
 static void F(convb_task)(void *vc, int t)
 {
     const conv_ctx *c = vc;
@@ -1004,7 +1043,8 @@ static void F(convb_task)(void *vc, int t)
         if (c->c_last && cv >= c->c_last) {
             if (c->K == 4) F(convb_last_cols)(c, b0, b1, !c->padd, cv, nl, pw, pb, 4);
             else F(convb_last_cols)(c, b0, b1, !c->padd, cv, nl, pw, pb, c->K);
-        } else if (c->K == 4) F(convb_cols)(c, b0, b1, !c->padd, cv, nl, pw, pb, 4); /* the paper's */
+        } else if (c->K == 4 && c->L == 8) F(convb_seq)(c, b0, b1, !c->padd, cv, nl, pw, pb, 4, 8); /* the paper's */
+        else if (c->K == 4) F(convb_cols)(c, b0, b1, !c->padd, cv, nl, pw, pb, 4);
         else F(convb_cols)(c, b0, b1, !c->padd, cv, nl, pw, pb, c->K);
     }
 }
@@ -1342,13 +1382,65 @@ static void F(dots)(float *out, const float *a, const float *b, long ldb, int ns
     }
 }
 
-/* G[t*L + s] = C_t . B_s for s <= t */
+/* G[(t1 + r) * L + s1 + c] = A_{t1+r} . B_{s1+c} over n floats for r, c < 4
+ * (c <= r only when diag): each chunk of the 8 rows is loaded once for 16
+ * (or 10) products; each product is the same chain and lane sum as in dots. */
+AI void F(dots4x4)(float *G, int L, const float *A, long lda, const float *B, long ldb, int n, int t1, int s1,
+                   const int diag)
+{
+    V acc[4][4], v[16];
+    float out[16];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) acc[r][c] = (V){0};
+    for (int k = 0; k < n; k += VL) {
+        int nl = n - k < VL ? n - k : VL;
+        V av[4], bv[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) av[r] = F(ldk)(A + (t1 + r) * lda + k, nl), bv[r] = F(ldk)(B + (s1 + r) * ldb + k, nl);
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++)
+                if (!diag || c <= r) acc[r][c] = F(fma)(av[r], bv[c], acc[r][c]);
+    }
+    int m = 0;
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++)
+            if (!diag || c <= r) v[m++] = acc[r][c];
+    for (int i = m; i < 16; i++) v[i] = (V){0};
+    F(hsum8)(out, v, 8);
+    F(hsum8)(out + 8, v + 8, m - 8);
+    m = 0;
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++)
+            if (!diag || c <= r) G[(t1 + r) * L + s1 + c] = out[m++];
+}
+
+/* G[t * L + s] = A_t . B_s for s <= t, rows t0 <= t < L: 4 x 4 blocks of the
+ * lower triangle (from a row t0 that is a multiple of 4), then row by row. */
+static void F(tri_dots)(float *G, int L, const float *A, long lda, const float *B, long ldb, int n, int t0)
+{
+    int t = t0;
+    if (t0 % 4 == 0)
+        for (; t + 4 <= L; t += 4) {
+            for (int s1 = 0; s1 < t; s1 += 4) F(dots4x4)(G, L, A, lda, B, ldb, n, t, s1, 0);
+            F(dots4x4)(G, L, A, lda, B, ldb, n, t, t, 1);
+        }
+    for (; t < L; t++) F(dots)(G + t * L, A + t * lda, B, ldb, t + 1, n);
+}
+
 /* G[t,s] = C_t . B_s for s <= t, from row t0 on; zeros above it (y and
  * its gradient at the last row only: the other rows are not read) */
 static void F(ssd_gram)(float *G, const float *Bm, const float *Cm, int ldx, int L, int N, int t0)
 {
     for (int t = 0; t < t0; t++) memset(G + t * L, 0, (size_t)(t + 1) * sizeof *G);
-    for (int t = t0; t < L; t++) F(dots)(G + t * L, Cm + (size_t)t * ldx, Bm, ldx, t + 1, N);
+    F(tri_dots)(G, L, Cm, ldx, Bm, ldx, N, t0);
 }
 
 /* softplus(dt + dt_bias) for the rows of sequences [b0, b1), every head,
@@ -1464,7 +1556,7 @@ static void F(ssdb_task)(void *vc, int task)
             const float *x = c->x + r0 * ldx + h * P, *gy = c->dy + r0 * Di + h * P;
             float *dx = c->dx + r0 * ldx + h * P;
             /* gM[t,s] = gy_t . x_s */
-            for (int t = t0; t < L; t++) F(dots)(gM + t * L, gy + (size_t)t * Di, x, ldx, t + 1, P);
+            F(tri_dots)(gM, L, gy, Di, x, ldx, P, t0);
             /* dx_s += D gy_s + sum_{t >= s} M[t,s] gy_t */
             F(trimix)(dx, ldx, !c->set, M, 1, L, gy, Di, gy, c->D[h], 0, t0, L, 1, P);
             for (int t = 0; t < L; t++) gdelta[t] = ga[t] = 0;
