@@ -9,8 +9,12 @@
 # Environment: STEPS (achilles timed steps, default 10), TORCH_STEPS (default
 # 3 for Mamba-2, 1 for Mamba-1, whose PyTorch step takes ~10-30 s),
 # LAYERS (default "2 5"), THREADS (default "1 2"), ARCHS (default
-# "mamba2 mamba1"), TABLE_ONLY=1 (re-print the last run's table). Timings
-# are noisy when other jobs share the machine.
+# "mamba2 mamba1"), REPS (default 1: runs of each configuration, Achilles
+# and PyTorch taking turns; the table then shows each program's median and
+# the median and lowest of the runs' ratios: PyTorch's step here has two
+# speeds from one process to the next), TABLE_ONLY=1 (re-print the last
+# run's table), OUT (the RESULT lines' file). Timings are noisy when other
+# jobs share the machine.
 set -eu
 cd "$(dirname "$0")/.."
 ACH=./build/achilles
@@ -19,49 +23,68 @@ STEPS=${STEPS:-10}
 LAYERS=${LAYERS:-2 5}
 THREADS=${THREADS:-1 2}
 ARCHS=${ARCHS:-mamba2 mamba1}
-out=build/bench-results.txt
-mkdir -p build
+REPS=${REPS:-1}
+out=${OUT:-build/bench-results.txt}
+mkdir -p "$(dirname "$out")"
 if [ "${TABLE_ONLY:-0}" = 1 ]; then ARCHS=; fi  # re-print the table of the last run
 [ "${TABLE_ONLY:-0}" = 1 ] || : > "$out"
 have_torch=0
-if [ -x "$PY" ] && "$PY" -c 'import torch' 2>/dev/null; then have_torch=1; else
+if [ -z "$ARCHS" ]; then :; elif [ -x "$PY" ] && "$PY" -c 'import torch' 2>/dev/null; then have_torch=1; else
     echo "bench: /usr/bin/python3 with torch not found: Achilles only" >&2
 fi
 for arch in $ARCHS; do
     if [ "$arch" = mamba1 ]; then ts=${TORCH_STEPS:-1}; else ts=${TORCH_STEPS:-3}; fi
     for layers in $LAYERS; do
         for t in $THREADS; do
-            echo "bench: $arch, $layers layers, $t thread(s)" >&2
-            "$ACH" bench --arch "$arch" --layers "$layers" --threads "$t" --steps "$STEPS" | grep '^RESULT' >> "$out"
-            if [ $have_torch = 1 ]; then
-                for conv in conv1d shifted; do
-                    "$PY" bench/torch_bench.py --arch "$arch" --layers "$layers" --threads "$t" --steps "$ts" \
-                        --conv "$conv" | grep '^RESULT' >> "$out"
-                done
-            fi
+            rep=1
+            while [ "$rep" -le "$REPS" ]; do
+                echo "bench: $arch, $layers layers, $t thread(s), run $rep of $REPS" >&2
+                "$ACH" bench --arch "$arch" --layers "$layers" --threads "$t" --steps "$STEPS" | grep '^RESULT' >> "$out"
+                if [ $have_torch = 1 ]; then
+                    for conv in conv1d shifted; do
+                        "$PY" bench/torch_bench.py --arch "$arch" --layers "$layers" --threads "$t" --steps "$ts" \
+                            --conv "$conv" | grep '^RESULT' >> "$out"
+                    done
+                fi
+                rep=$((rep + 1))
+            done
         done
     done
 done
 awk '
 function kv(s,   i, n, a, p) { delete r; n = split(s, a, " "); for (i = 2; i <= n; i++) { p = index(a[i], "="); r[substr(a[i], 1, p - 1)] = substr(a[i], p + 1) } }
+function median(n,   i, j, t) { # of x[1..n]
+    for (i = 2; i <= n; i++) { t = x[i]; for (j = i - 1; j >= 1 && x[j] > t; j--) x[j + 1] = x[j]; x[j + 1] = t }
+    return n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
+}
+function med(k, impl,   i, n) { n = cnt[k, impl]; for (i = 1; i <= n; i++) x[i] = v[k, impl, i]; return n ? median(n) : "" }
 {
     kv($0); key = r["arch"] " " r["layers"] " " r["threads"]
     if (!(key in seen)) { seen[key] = 1; order[++nk] = key }
-    v[key, r["impl"]] = r["seq_per_s"]; mem[key, r["impl"]] = r["maxrss_mib"]
+    n = ++cnt[key, r["impl"]]; v[key, r["impl"], n] = r["seq_per_s"]
+    if (r["maxrss_mib"] + 0 > mem[key, r["impl"]] + 0) mem[key, r["impl"]] = r["maxrss_mib"]
 }
 END {
-    printf("%-7s %6s %7s | %12s %12s %12s | %8s | %s\n", "mixer", "layers", "threads", "achilles", "torch conv1d", "torch shift", "ratio", "achilles / torch peak MiB")
+    printf("%-7s %6s %7s | %12s %12s %12s | %7s %7s %4s | %s\n", "mixer", "layers", "threads", "achilles", "torch conv1d",
+           "torch shift", "ratio", "lowest", "runs", "achilles / torch peak MiB")
     for (i = 1; i <= nk; i++) {
         k = order[i]; split(k, f, " ")
-        a = v[k, "achilles-fast"]; t1 = v[k, "torch-conv1d"]; t2 = v[k, "torch-shifted"]
-        best = (t1 + 0 > t2 + 0) ? t1 : t2
+        a = med(k, "achilles-fast"); t1 = med(k, "torch-conv1d"); t2 = med(k, "torch-shifted")
         s1 = (t1 == "") ? "-" : sprintf("%.0f", t1)
         s2 = (t2 == "") ? "-" : sprintf("%.0f", t2)
-        ratio = (best + 0 > 0) ? sprintf("%.1fx", a / best) : "-"
+        # each run against the faster PyTorch variant of the same run
+        nr = 0
+        for (j = 1; j <= cnt[k, "achilles-fast"]; j++) {
+            b1 = v[k, "torch-conv1d", j]; b2 = v[k, "torch-shifted", j]; best = (b1 + 0 > b2 + 0) ? b1 : b2
+            if (best + 0 > 0) x[++nr] = v[k, "achilles-fast", j] / best
+        }
+        lo = ""; for (j = 1; j <= nr; j++) if (lo == "" || x[j] < lo) lo = x[j]
+        ratio = nr ? sprintf("%.1fx", median(nr)) : "-"; low = nr ? sprintf("%.1fx", lo) : "-"
         m1 = mem[k, "torch-conv1d"]; m2 = mem[k, "torch-shifted"]
-        tm = (m1 + 0 > m2 + 0) ? m1 : m2
-        printf("%-7s %6s %7s | %12.0f %12s %12s | %8s | %s / %s\n", f[1], f[2], f[3], a, s1, s2, ratio,
-               mem[k, "achilles-fast"], tm)
+        tm = (m1 + 0 > m2 + 0) ? m1 : m2; if (tm == "") tm = "-"
+        printf("%-7s %6s %7s | %12.0f %12s %12s | %7s %7s %4d | %s / %s\n", f[1], f[2], f[3], a, s1, s2, ratio, low,
+               cnt[k, "achilles-fast"], mem[k, "achilles-fast"], tm)
     }
-    print "(training sequences/s, batch 2048 x 8; ratio = achilles / the faster torch variant)"
+    print "(training sequences/s, batch 2048 x 8, medians over the runs; ratio: the median over the runs of"
+    print " achilles / the faster torch variant of the same run, lowest: the lowest of those)"
 }' "$out"
