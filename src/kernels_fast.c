@@ -820,12 +820,7 @@ static void F(matmul_backward)(real *dinp, real *dw, real *dbias, const real *do
 
 /* ---- conv1d ---- */
 
-/* Columns [cv, cv + nl) of sequences [b0, b1). The K weights (loaded once
- * for all the sequences) and a window of the last K input rows are
- * fixed-size arrays, so with a constant K they stay in registers and each
- * input row is loaded once; the window starts each sequence as zeros,
- * which add exactly nothing (fma(w, 0, acc) = acc) where the reference
- * skips the taps before t = 0. K and mode are constants where inlined. */
+/* One conv output vector acc at element i, as mode asks (CONV_*). */
 AI void F(conv_store)(const conv_ctx *c, size_t i, V acc, int nl, const int mode)
 {
     if (mode == CONV_OUT) F(stk)(c->out + i, acc, nl);
@@ -836,6 +831,12 @@ AI void F(conv_store)(const conv_ctx *c, size_t i, V acc, int nl, const int mode
     }
 }
 
+/* Columns [cv, cv + nl) of sequences [b0, b1). The K weights (loaded once
+ * for all the sequences) and a window of the last K input rows are
+ * fixed-size arrays, so with a constant K they stay in registers and each
+ * input row is loaded once; the window starts each sequence as zeros,
+ * which add exactly nothing (fma(w, 0, acc) = acc) where the reference
+ * skips the taps before t = 0. K and mode are constants where inlined. */
 AI void F(conv_cols)(const conv_ctx *c, int b0, int b1, int cv, int nl, const int K, const int mode)
 {
     int L = c->L, C = c->C;
