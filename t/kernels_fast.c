@@ -626,9 +626,10 @@ int main(void)
     model_case(ARCH_MAMBA2, 2, 40, 17);
     model_case(ARCH_MAMBA2, 1, 3, 300);
     /* whole vectors, 2 heads, d_conv 3: sequences longer and shorter than
-     * the conv window */
+     * the conv window, and of one token */
     shape.D = 16, shape.P = 16, shape.N = 16;
     model_case(ARCH_MAMBA2, 2, 37, 5);
     model_case(ARCH_MAMBA2, 2, 20, 2);
+    model_case(ARCH_MAMBA2, 2, 9, 1);
     return done_testing();
 }
