@@ -616,6 +616,7 @@ int main(void)
     misc_cases(3, 17);
 
     model_case(ARCH_MAMBA2, 2, 300, 8);
+    model_case(ARCH_MAMBA2, 1, 150, 8); /* one block: the last, in 128-row sub-blocks */
     model_case(ARCH_MAMBA1, 2, 100, 8);
     block_layers = 1; /* layer 0 composed, layers 1 and 2 fused */
     model_case(ARCH_MAMBA2, 3, 100, 8);
