@@ -5,12 +5,7 @@ cd "$(dirname "$0")/.." || exit 1
 ACH=${ACHILLES_BIN:-./build/achilles}
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
-n=0
-fail=0
-check() {
-    n=$((n + 1))
-    if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fail=1; fi
-}
+. t/tap.sh
 sh bench/ab.sh "$ACH" >"$tmp/out" 2>"$tmp/err"
 rc=$?
 check "one binary only: exit status 2 and the usage" "[ $rc = 2 ] && grep -q '^usage: bench/ab.sh A B' '$tmp/err'"
@@ -24,5 +19,4 @@ sh bench/ab.sh "$ACH" "$ACH" 1 --layers 99 >"$tmp/out" 2>"$tmp/err"
 rc=$?
 check "a bench that fails: exit status 1, its message, then ours" \
     "[ $rc = 1 ] && grep -q 'n_layer' '$tmp/err' && grep -q 'printed no RESULT line' '$tmp/err'"
-echo "1..$n"
-exit $fail
+done_testing

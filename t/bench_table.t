@@ -5,12 +5,7 @@
 cd "$(dirname "$0")/.." || exit 1
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
-n=0
-fail=0
-check() {
-    n=$((n + 1))
-    if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fail=1; fi
-}
+. t/tap.sh
 res() { # impl arch layers threads seq_per_s maxrss
     echo "RESULT impl=$1 arch=$2 layers=$3 batch=2048 length=8 threads=$4 step_ms=1 seq_per_s=$5 gflops=1 maxrss_mib=$6"
 }
@@ -32,5 +27,4 @@ check "peak memory: the largest over the runs (14 / 950)" "echo '$row' | grep -q
 row=$(grep '^mamba1' "$tmp/table")
 check "without PyTorch: dashes for its figures and the ratio (got: $row)" \
     "echo '$row' | grep -q '| *5000 *- *- | *- *- *1 | 306 / -\$'"
-echo "1..$n"
-exit $fail
+done_testing

@@ -14,12 +14,7 @@ if ! $B/cuda/devices >/dev/null 2>&1; then
     echo "1..0 # SKIP no CUDA device"
     exit 0
 fi
-n=0
-fail=0
-check() {
-    n=$((n + 1))
-    if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fail=1; fi
-}
+. t/tap.sh
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 $B/cuda/devices | sed 's/^/# device /'
@@ -61,5 +56,4 @@ for arch in mamba2 mamba1; do
     check "achilles-cuda bench --backend cuda --arch $arch" "[ $rc = 0 ]"
     ACHILLES_CUDA_GRAPHS=0 $B/achilles-cuda bench --backend cuda --arch $arch --steps 50 2>&1 | sed 's/^/# without graphs: /'
 done
-echo "1..$n"
-exit $fail
+done_testing

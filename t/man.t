@@ -3,12 +3,7 @@
 # lists, and lints clean.
 cd "$(dirname "$0")/.." || exit 1
 ACH=${ACHILLES_BIN:-./build/achilles}
-n=0
-fail=0
-check() {
-    n=$((n + 1))
-    if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fail=1; fi
-}
+. t/tap.sh
 for cmd in $($ACH help | awk '/^Commands:/ {on=1; next} on && /^  [a-z]/ {print $1}' | grep -v '^help$'); do
     check "man page has a section for '$cmd'" "grep -q '^\.SS \"$cmd' man/achilles.1"
     for opt in $($ACH help $cmd | grep -o -- '--[a-z-]*' | sort -u); do
@@ -23,5 +18,4 @@ check "groff -ww finds no problem" "[ -z \"\$(groff -ww -man -Tutf8 man/achilles
 if command -v mandoc >/dev/null; then
     check "mandoc -T lint is clean" "mandoc -T lint man/achilles.1 >/dev/null 2>&1"
 fi
-echo "1..$n"
-exit $fail
+done_testing

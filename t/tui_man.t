@@ -5,12 +5,7 @@
 cd "$(dirname "$0")/.." || exit 1
 TUI=${ACHILLES_TUI_BIN:-./build/achilles-tui}
 MAN=man/achilles.1
-n=0
-fail=0
-check() {
-    n=$((n + 1))
-    if eval "$2"; then echo "ok $n - $1"; else echo "not ok $n - $1"; fail=1; fi
-}
+. t/tap.sh
 table=$($TUI --list-commands | cut -f1 | sort)
 # entries: the first word after .B / .BI right after a .TP in that section
 documented=$(awk '/^\.SH "REPL COMMANDS"/ {on=1; next} /^\.SH/ {on=0}
@@ -38,5 +33,4 @@ for v in ACHILLES_DATA ACHILLES_THREADS NO_COLOR XDG_STATE_HOME LANG; do
     check "ENVIRONMENT has $v" "sed -n '/^\.SH ENVIRONMENT/,/^\.SH/p' $MAN | grep -q '$v'"
 done
 check "EXAMPLES open the workbench" "sed -n '/^\.SH EXAMPLES/,/^\.SH/p' $MAN | grep -q '^achilles\\\\-tui'"
-echo "1..$n"
-exit $fail
+done_testing
