@@ -919,6 +919,18 @@ static void F(conv1d_forward)(real *out, const real *inp, int ldi, const real *w
     leave();
 }
 
+/* A column block's weight and bias gradients gw [K], gb into the task's
+ * partials pw [K][Cpad] and pb (set when first, else added to). */
+AI void F(convb_partials)(const conv_ctx *c, int first, int cv, float *pw, float *pb, const V *gw, V gb, const int K)
+{
+#pragma GCC unroll 8
+    for (int j = 0; j < K; j++) {
+        float *p = pw + (size_t)j * c->Cpad + cv;
+        F(st)(p, first ? gw[j] : F(ld)(p) + gw[j]);
+    }
+    F(st)(pb + cv, first ? gb : F(ld)(pb + cv) + gb);
+}
+
 /* Columns [cv, cv + nl) of sequences [b0, b1): dinp += the transposed
  * conv of dout (times gscale first, when set); the weight and bias
  * gradients summed in registers over all those sequences, then added to the
@@ -956,12 +968,7 @@ AI void F(convb_cols)(const conv_ctx *c, int b0, int b1, int first, int cv, int 
             }
         }
     }
-#pragma GCC unroll 8
-    for (int j = 0; j < K; j++) {
-        float *p = pw + (size_t)j * c->Cpad + cv;
-        F(st)(p, first ? gw[j] : F(ld)(p) + gw[j]);
-    }
-    F(st)(pb + cv, first ? gb : F(ld)(pb + cv) + gb);
+    F(convb_partials)(c, first, cv, pw, pb, gw, gb, K);
 }
 
 /* convb_cols where dout is zero but at each sequence's last row (r): the
@@ -988,12 +995,7 @@ AI void F(convb_last_cols)(const conv_ctx *c, int b0, int b1, int first, int cv,
             F(stk)(c->dinp + i, c->set ? w[j] * gt : F(ldk)(c->dinp + i, nl) + w[j] * gt, nl);
         }
     }
-#pragma GCC unroll 8
-    for (int j = 0; j < K; j++) {
-        float *p = pw + (size_t)j * c->Cpad + cv;
-        F(st)(p, first ? gw[j] : F(ld)(p) + gw[j]);
-    }
-    F(st)(pb + cv, first ? gb : F(ld)(pb + cv) + gb);
+    F(convb_partials)(c, first, cv, pw, pb, gw, gb, K);
 }
 
 /* convb_cols for a constant sequence length L (at most CONV_LMAX): a
@@ -1026,12 +1028,7 @@ AI void F(convb_seq)(const conv_ctx *c, int b0, int b1, int first, int cv, int n
             F(stk)(dx, c->set ? acc : F(ldk)(dx, nl) + acc, nl);
         }
     }
-#pragma GCC unroll 8
-    for (int j = 0; j < K; j++) {
-        float *p = pw + (size_t)j * c->Cpad + cv;
-        F(st)(p, first ? gw[j] : F(ld)(p) + gw[j]);
-    }
-    F(st)(pb + cv, first ? gb : F(ld)(pb + cv) + gb);
+    F(convb_partials)(c, first, cv, pw, pb, gw, gb, K);
 }
 
 static void F(convb_task)(void *vc, int t)
