@@ -198,6 +198,7 @@ typedef struct {
      * loss does not read (m2_inproj_last); needs whole vectors of z, x, B,
      * C and d_model */
     int sparse_last;
+    int last_k0; /* there, C's in_proj rows in each sequence: [last_k0, L) */
 } m2_ctx;
 
 typedef struct {
@@ -1716,7 +1717,7 @@ static void F(m2_inproj_last)(const m2_ctx *c, const m2_acts *a, int ns)
 {
     const ach_mamba2_block *mx = c->mx;
     int D = mx->d_model, L = mx->L, Di = c->Di, N = mx->d_state, ld = c->ldpj, ldb = round_up(c->Pj, VL);
-    int cC = 2 * Di + N, cdt = cC + N, k0 = L > mx->d_conv ? L - mx->d_conv : 0;
+    int cdt = Di + c->Cd, cC = cdt - N, k0 = c->last_k0; /* dt's and C's columns */
     F(gemm_rows)(a->proj + Di, ld, a->xn, D, c->win_t + Di, ldb, D, Di + N, NULL, 0, 0, ns * L);
     F(gemm_rows)(a->proj + cdt, ld, a->xn, D, c->win_t + cdt, ldb, D, mx->nheads, NULL, 0, 0, ns * L);
     F(gemm_rows)(a->proj + (size_t)(L - 1) * ld, L * ld, a->xn + (size_t)(L - 1) * D, L * D, c->win_t, ldb, D, Di,
@@ -1734,7 +1735,7 @@ static void F(m2_inproj_back_last)(const m2_ctx *c, int t, int ns, int padd, con
     const ach_mamba2_block *mx = c->mx;
     const mmb_ctx *in = &c->in; /* over_k, its weight unpadded: D is whole vectors */
     int D = mx->d_model, L = mx->L, Di = c->Di, N = mx->d_state, H = mx->nheads, ld = c->ldpj, ldw = in->ldwp;
-    int cC = 2 * Di + N, cdt = cC + N, k0 = L > mx->d_conv ? L - mx->d_conv : 0, nk = L - k0, rows = ns * L;
+    int cdt = Di + c->Cd, cC = cdt - N, k0 = c->last_k0, nk = L - k0, rows = ns * L;
     const float *W = in->wp;
     F(gemm_rows)(g->xn, D, g->proj + Di, ld, W + (size_t)Di * ldw, ldw, Di + N, D, NULL, 0, 0, rows);
     F(gemm_rows)(g->xn, D, g->proj + cdt, ld, W + (size_t)cdt * ldw, ldw, H, D, NULL, 1, 0, rows);
@@ -1812,6 +1813,7 @@ static void F(m2_setup)(m2_ctx *c, const ach_mamba2_block *mx, int base)
     c->Di = mx->nheads * mx->headdim, c->Cd = c->Di + 2 * mx->d_state, c->Pj = 2 * c->Di + 2 * mx->d_state + mx->nheads;
     c->ldpj = round_up(c->Pj, VL);
     c->sparse_last = c->Di % VL == 0 && mx->d_state % VL == 0 && mx->d_model % VL == 0;
+    c->last_k0 = mx->L > mx->d_conv ? mx->L - mx->d_conv : 0;
     /* A task runs its rows as four sub-blocks of half the usual task
      * (128 rows at the paper's shape): the backward's scratch for 256 rows
      * (activations and their gradients, ~2.3 MB) would overflow a 2 MB L2.
