@@ -25,8 +25,17 @@ THREADS=${THREADS:-1 2}
 ARCHS=${ARCHS:-mamba2 mamba1}
 REPS=${REPS:-1}
 out=${OUT:-build/bench-results.txt}
+case $REPS in
+'' | *[!0-9]* | 0) echo "bench/run.sh: REPS=$REPS: want a whole number of runs, 1 or more" >&2; exit 2 ;;
+esac
 mkdir -p "$(dirname "$out")"
-if [ "${TABLE_ONLY:-0}" = 1 ]; then ARCHS=; fi  # re-print the table of the last run
+if [ "${TABLE_ONLY:-0}" = 1 ]; then # re-print the table of the last run
+    ARCHS=
+    if [ ! -r "$out" ]; then
+        echo "bench/run.sh: $out: no results to print (run it without TABLE_ONLY first)" >&2
+        exit 1
+    fi
+fi
 [ "${TABLE_ONLY:-0}" = 1 ] || : > "$out"
 have_torch=0
 if [ -z "$ARCHS" ]; then :; elif [ -x "$PY" ] && "$PY" -c 'import torch' 2>/dev/null; then have_torch=1; else

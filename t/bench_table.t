@@ -27,4 +27,10 @@ check "peak memory: the largest over the runs (14 / 950)" "echo '$row' | grep -q
 row=$(grep '^mamba1' "$tmp/table")
 check "without PyTorch: dashes for its figures and the ratio (got: $row)" \
     "echo '$row' | grep -q '| *5000 *- *- | *- *- *1 | 306 / -\$'"
+REPS=two sh bench/run.sh >"$tmp/out" 2>&1
+rc=$?
+check "REPS not a number: exit status 2, nothing run" "[ $rc = 2 ] && grep -q 'REPS=two: want a whole number' '$tmp/out'"
+TABLE_ONLY=1 OUT="$tmp/none.txt" sh bench/run.sh >"$tmp/out" 2>&1
+rc=$?
+check "TABLE_ONLY without results: exit status 1 naming the file" "[ $rc = 1 ] && grep -q 'none.txt: no results' '$tmp/out'"
 done_testing
