@@ -7,6 +7,7 @@ use Test::More;
 use JSON::PP;
 use File::Temp qw(tempdir);
 use Digest::MD5 qw(md5_hex);
+use POSIX qw(WNOHANG);
 
 my $ach = $ENV{ACHILLES_BIN} // './build/achilles';
 my $dir = tempdir(CLEANUP => 1);
@@ -98,19 +99,33 @@ is_deeply(tensors("$dir/t1/state.safetensors"), tensors("$dir/t2/state.safetenso
 is_deeply(records("$dir/t1"), records("$dir/t2"), '1 vs 2 threads: the same metrics');
 
 # killed at an arbitrary moment with SIGTERM: the state it saved resumes exactly
-my @long = (@small, qw(epochs=30 batch_size=500));
+my @long = (@small, qw(epochs=60 batch_size=500));
 ($st) = run($ach, 'train', '--quiet', '--out', "$dir/long", @long);
-is($st, 0, '30 epochs straight');
+is($st, 0, '60 epochs straight');
 my $pid = fork // die;
 if (!$pid) {
     open STDOUT, '>', '/dev/null';
     open STDERR, '>', '/dev/null';
     exec $ach, 'train', '--quiet', '--out', "$dir/killed", @long;
 }
-select(undef, undef, undef, 0.3 + rand(1.0)); # the whole run takes a few seconds
-kill 'TERM', $pid;
-waitpid($pid, 0);
-my $code = $? >> 8;
+# The kill waits for the run to be under way rather than for a fixed time (the
+# whole run takes under a second on a fast machine): after 2-11 of its 61
+# epoch records, plus a random part of an epoch, so it lands at an arbitrary
+# point of a step or a save with ~50 epochs still to go.
+my $after = 2 + int(rand(10));
+my $code;
+while (1) {
+    my $n = () = (slurp("$dir/killed/metrics.jsonl") // '') =~ /\n/g;
+    if (waitpid($pid, WNOHANG) == $pid) { $code = $? >> 8; last } # ended by itself: the check below fails
+    last if $n >= $after;
+    select(undef, undef, undef, 0.002);
+}
+if (!defined $code) {
+    select(undef, undef, undef, rand(0.02));
+    kill 'TERM', $pid;
+    waitpid($pid, 0);
+    $code = $? >> 8;
+}
 is($code, 130, 'SIGTERM mid-run: state saved, exit status 130');
 ($st, $out, $err) = run($ach, 'train', '--quiet', '--resume', "$dir/killed");
 is($st, 0, 'resumed after SIGTERM') or diag $err;
