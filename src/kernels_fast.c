@@ -519,12 +519,20 @@ AI V F(vrcp)(V d)
  * normal number: no underflow mask, and 1 + exp(-x) is 1 beyond 86),
  * n = round(-x log2 e) by the 1.5 * 2^23 trick (an FMA and a subtraction
  * instead of a multiply and a two-uop round), and s = x + n ln 2 = -r
- * used directly, with the odd coefficients' signs flipped. NaN stays NaN
- * (max and min return their second operand then). */
+ * used directly, with the odd coefficients' signs flipped. AVX-512 clamps
+ * in one vrangeps (the smaller magnitude of x and 86, with x's sign),
+ * which takes a NaN to +-86: a NaN in x still reaches every caller's
+ * result (silu, silu' and the gate multiply by x; softplus' sits beside
+ * softplus(x), NaN itself). The others keep it NaN (max and min return
+ * their second operand then). */
 AI V F(vsigmoid)(V x)
 {
     const V magic = F(bc)(12582912.0f);
+#if VL == 16
+    V xc = _mm512_range_ps(x, F(bc)(86.0f), 2); /* imm 2: the smaller |.|, sign of x */
+#else
     V xc = F(vmin)(F(bc)(86.0f), F(vmax)(F(bc)(-86.0f), x));
+#endif
     V t = F(fma)(xc, F(bc)(-1.44269504088896341f), magic);
     V n = t - magic;
     V s = F(fma)(n, F(bc)(0.693359375f), xc);
@@ -543,10 +551,13 @@ AI V F(vsigmoid)(V x)
     return F(vrcp)(F(bc)(1.0f) + y);
 }
 AI V F(vsilu)(V x) { return x * F(vsigmoid)(x); }
+/* silu'(x) = s (1 + x (1 - s)) = s + silu(x) (1 - s), from s = sigmoid(x)
+ * and silu(x) = x s when the caller has both: one FMA and a subtraction */
+AI V F(silu_grad_of)(V s, V silu) { return F(fma)(silu, F(bc)(1.0f) - s, s); }
 AI V F(vsilu_grad)(V x)
 {
     V s = F(vsigmoid)(x);
-    return s * (F(bc)(1.0f) + x * (F(bc)(1.0f) - s));
+    return F(silu_grad_of)(s, x * s);
 }
 
 /* ---- the GEMM micro-kernel ----
@@ -826,9 +837,9 @@ AI void F(conv_store)(const conv_ctx *c, size_t i, V acc, int nl, const int mode
 {
     if (mode == CONV_OUT) F(stk)(c->out + i, acc, nl);
     else {
-        V sg = F(vsigmoid)(acc);
-        F(stk)(c->out + i, acc * sg, nl);
-        if (mode == CONV_SILU_GRAD) F(stk)(c->out2 + i, sg * (F(bc)(1.0f) + acc * (F(bc)(1.0f) - sg)), nl);
+        V sg = F(vsigmoid)(acc), a = acc * sg;
+        F(stk)(c->out + i, a, nl);
+        if (mode == CONV_SILU_GRAD) F(stk)(c->out2 + i, F(silu_grad_of)(sg, a), nl);
     }
 }
 
@@ -1172,8 +1183,8 @@ static void F(gate_b_task)(void *vc, int t)
             int nl = C - k < VL ? C - k : VL;
             size_t i = (size_t)r * C + k, iz = (size_t)r * c->ld + k;
             V z = F(ldk)(c->b + iz, nl), g = F(ldk)(c->c + i, nl), y = F(ldk)(c->a + i, nl);
-            V s = F(vsigmoid)(z);
-            V dy = g * (z * s), dz = g * y * (s * (F(bc)(1.0f) + z * (F(bc)(1.0f) - s)));
+            V s = F(vsigmoid)(z), zs = z * s;
+            V dy = g * zs, dz = g * y * F(silu_grad_of)(s, zs);
             F(stk)(c->out + i, F(ldk)(c->out + i, nl) + dy, nl);
             F(stk)(c->dx + iz, F(ldk)(c->dx + iz, nl) + dz, nl);
         }
@@ -1673,9 +1684,9 @@ static void F(gatenorm_back_rows)(float *dy, float *dz, float *pw, int padd, flo
             int nl = C - k < VL ? C - k : VL;
             size_t i = (size_t)r * C + k;
             V dg = F(ldk)(dgated + i, nl), zv = F(ldk)(z + (size_t)r * ldz + k, nl), sg = F(ldk)(sz + i, nl);
-            F(stk)(dy + i, dg * (zv * sg), nl);
-            F(stk)(dz + (size_t)r * ldz + k, dg * F(ldk)(y + i, nl) * (sg * (F(bc)(1.0f) + zv * (F(bc)(1.0f) - sg))),
-                   nl);
+            V zs = zv * sg;
+            F(stk)(dy + i, dg * zs, nl);
+            F(stk)(dz + (size_t)r * ldz + k, dg * F(ldk)(y + i, nl) * F(silu_grad_of)(sg, zs), nl);
         }
 }
 
