@@ -889,19 +889,28 @@ AI void F(conv_last_cols)(const conv_ctx *c, int b0, int b1, int cv, int nl, con
     }
 }
 
+/* One column block of convf_task: the common cases with constant K and mode */
+AI void F(convf_block)(const conv_ctx *c, int b0, int b1, int cv, int nl)
+{
+    if (c->c_last && cv >= c->c_last) {
+        if (c->K == 4) F(conv_last_cols)(c, b0, b1, cv, nl, 4, c->mode);
+        else F(conv_last_cols)(c, b0, b1, cv, nl, c->K, c->mode);
+    } else if (c->K != 4) F(conv_cols)(c, b0, b1, cv, nl, c->K, c->mode);
+    else if (c->mode == CONV_SILU) F(conv_cols)(c, b0, b1, cv, nl, 4, CONV_SILU); /* the paper's */
+    else if (c->mode == CONV_SILU_GRAD) F(conv_cols)(c, b0, b1, cv, nl, 4, CONV_SILU_GRAD);
+    else F(conv_cols)(c, b0, b1, cv, nl, 4, CONV_OUT);
+}
+
 static void F(convf_task)(void *vc, int t)
 {
     const conv_ctx *c = vc;
     int ns = ch_seqs(c->L), b0 = t * ns, b1 = b0 + ns < c->B ? b0 + ns : c->B;
     for (int cv = 0; cv < c->C; cv += VL) {
         int nl = c->C - cv < VL ? c->C - cv : VL;
-        if (c->c_last && cv >= c->c_last) {
-            if (c->K == 4) F(conv_last_cols)(c, b0, b1, cv, nl, 4, c->mode);
-            else F(conv_last_cols)(c, b0, b1, cv, nl, c->K, c->mode);
-        } else if (c->K != 4) F(conv_cols)(c, b0, b1, cv, nl, c->K, c->mode);
-        else if (c->mode == CONV_SILU) F(conv_cols)(c, b0, b1, cv, nl, 4, CONV_SILU); /* the paper's */
-        else if (c->mode == CONV_SILU_GRAD) F(conv_cols)(c, b0, b1, cv, nl, 4, CONV_SILU_GRAD);
-        else F(conv_cols)(c, b0, b1, cv, nl, 4, CONV_OUT);
+        /* a whole vector's width as a constant: ldk and stk lose their
+         * branch, which took issue slots from the vector work */
+        if (nl == VL) F(convf_block)(c, b0, b1, cv, VL);
+        else F(convf_block)(c, b0, b1, cv, nl);
     }
 }
 
@@ -1013,9 +1022,10 @@ AI void F(convb_last_cols)(const conv_ctx *c, int b0, int b1, int first, int cv,
 /* convb_cols for a constant sequence length L (at most CONV_LMAX): a
  * sequence's scaled gradient rows stay in registers and every index is
  * fixed, so no window is shifted and no zero tap multiplied; the same FMA
- * chains in the same order (the skipped terms add exactly zero). */
+ * chains in the same order (the skipped terms add exactly zero). scaled:
+ * c->gscale is set, as a constant. */
 AI void F(convb_seq)(const conv_ctx *c, int b0, int b1, int first, int cv, int nl, float *pw, float *pb, const int K,
-                     const int L)
+                     const int L, const int scaled)
 {
     int C = c->C;
     size_t ldi = c->ldi;
@@ -1026,7 +1036,7 @@ AI void F(convb_seq)(const conv_ctx *c, int b0, int b1, int first, int cv, int n
 #pragma GCC unroll 16
         for (int t = 0; t < L; t++) {
             gt[t] = F(ldk)(c->dout + (r0 + t) * C + cv, nl);
-            if (c->gscale) gt[t] *= F(ldk)(c->gscale + (r0 + t) * C + cv, nl);
+            if (scaled) gt[t] *= F(ldk)(c->gscale + (r0 + t) * C + cv, nl);
             gb += gt[t];
         }
 #pragma GCC unroll 16
@@ -1043,6 +1053,20 @@ AI void F(convb_seq)(const conv_ctx *c, int b0, int b1, int first, int cv, int n
     F(convb_partials)(c, first, cv, pw, pb, gw, gb, K);
 }
 
+/* One column block of convb_task: the common cases with constant K, L and
+ * (in the fused block's paper shape) a scaled gradient */
+AI void F(convb_block)(const conv_ctx *c, int b0, int b1, int cv, int nl, float *pw, float *pb)
+{
+    if (c->c_last && cv >= c->c_last) {
+        if (c->K == 4) F(convb_last_cols)(c, b0, b1, !c->padd, cv, nl, pw, pb, 4);
+        else F(convb_last_cols)(c, b0, b1, !c->padd, cv, nl, pw, pb, c->K);
+    } else if (c->K == 4 && c->L == 8) { /* the paper's */
+        if (c->gscale) F(convb_seq)(c, b0, b1, !c->padd, cv, nl, pw, pb, 4, 8, 1);
+        else F(convb_seq)(c, b0, b1, !c->padd, cv, nl, pw, pb, 4, 8, 0);
+    } else if (c->K == 4) F(convb_cols)(c, b0, b1, !c->padd, cv, nl, pw, pb, 4);
+    else F(convb_cols)(c, b0, b1, !c->padd, cv, nl, pw, pb, c->K);
+}
+
 static void F(convb_task)(void *vc, int t)
 {
     const conv_ctx *c = vc;
@@ -1050,12 +1074,8 @@ static void F(convb_task)(void *vc, int t)
     float *pw = c->part + (size_t)t * (c->K + 1) * c->Cpad, *pb = pw + (size_t)c->K * c->Cpad;
     for (int cv = 0; cv < c->C; cv += VL) {
         int nl = c->C - cv < VL ? c->C - cv : VL;
-        if (c->c_last && cv >= c->c_last) {
-            if (c->K == 4) F(convb_last_cols)(c, b0, b1, !c->padd, cv, nl, pw, pb, 4);
-            else F(convb_last_cols)(c, b0, b1, !c->padd, cv, nl, pw, pb, c->K);
-        } else if (c->K == 4 && c->L == 8) F(convb_seq)(c, b0, b1, !c->padd, cv, nl, pw, pb, 4, 8); /* the paper's */
-        else if (c->K == 4) F(convb_cols)(c, b0, b1, !c->padd, cv, nl, pw, pb, 4);
-        else F(convb_cols)(c, b0, b1, !c->padd, cv, nl, pw, pb, c->K);
+        if (nl == VL) F(convb_block)(c, b0, b1, cv, VL, pw, pb); /* as in convf_task */
+        else F(convb_block)(c, b0, b1, cv, nl, pw, pb);
     }
 }
 
