@@ -38,10 +38,15 @@ close $bf;
 # --- 100 checkpoint saves killed at random instants -----------------------
 my $ck = "$dir/model.safetensors";
 my @init = ($ach, 'init', qw(--layers 4 --d-model 64 --d-state 64 --vocab 64));
+my $t0 = time;
 is(quiet_system(@init, '--seed', 0, $ck), 0, 'a first checkpoint');
+quiet_system(@init, '--seed', 0, $ck) for 1 .. 4;
+# kills come within four times a save's measured length: about a quarter
+# of the saves are killed, on a fast machine or a slow one
+my $window = int(1e6 * 4 * (time - $t0) / 5);
 my ($killed, $bad) = (0, 0);
 for my $i (1 .. 100) {
-    $killed++ if kill_after(int(rand(30000)), @init, '--seed', $i, $ck) eq 'killed';
+    $killed++ if kill_after(int(rand($window)), @init, '--seed', $i, $ck) eq 'killed';
     $bad++ if quiet_system($ach, 'grad', $ck, "$dir/batch.safetensors", "$dir/g.safetensors") != 0;
 }
 diag("$killed of 100 saves were killed mid-way");
@@ -50,7 +55,7 @@ is($bad, 0, 'after every kill the checkpoint on disk loads');
 
 # --- run states: a training run killed again and again, then resumed ------
 my @run = ('preset=t/data/small.json', qw(n_layer=2 d_model=16 d_state=8 headdim=8 epochs=40 batch_size=500));
-my $t0 = time;
+$t0 = time;
 is(quiet_system($ach, 'train', '--out', "$dir/straight", @run), 0, 'the run straight through');
 # kills come within a fifth of the straight run's time (start-up included), so
 # each resume gets a few epochs on before it is killed, on a fast machine or a
