@@ -26,6 +26,11 @@ typedef struct {
     const real *norm, *in_proj, *conv_w, *conv_b, *dt_bias, *A_log, *D, *gnorm, *out_proj;
     real *g_norm, *g_in_proj, *g_conv_w, *g_conv_b, *g_dt_bias, *g_A_log, *g_D, *g_gnorm, *g_out_proj;
     const real *resid; /* [R, d_model] the block's input */
+    /* NULL, or [R] when resid's rows are the embedding rows of these tokens
+     * in h->wte (equal tokens, equal rows): mamba2_train then runs its first
+     * block's pre-norm and in_proj once per distinct token, forward and
+     * backward (see there) */
+    const int *tokens;
 } ach_mamba2_block;
 
 /* The LM head (model.c) for mamba2_train: on each sequence's last
@@ -178,7 +183,11 @@ typedef struct ach_kernels {
      * keep every block's activations in cache and compute no forward
      * twice. dresid [R, d_model] is overwritten with the gradient of
      * blocks[0]'s input; the blocks', norm_f's and the embedding's
-     * gradients are added to. Same conditions as mamba2_block_backward. */
+     * gradients are added to. With blocks[0].tokens set (and n > 1), the
+     * part of that input gradient through blocks[0]'s pre-norm is added to
+     * h->g_wte per token instead, and dresid holds the rest (what the
+     * embedding's backward needs: the sum per token is the same). Same
+     * conditions as mamba2_block_backward. */
     void (*mamba2_train)(const ach_mamba2_block *blocks, int n, const ach_lm_head *h, real *dresid);
 
     /* Optional (NULL: optim.c calls sumsq and adamw_update per tensor and

@@ -199,7 +199,23 @@ typedef struct {
      * C and d_model */
     int sparse_last;
     int last_k0; /* there, C's in_proj rows in each sequence: [last_k0, L) */
+    /* the first block of mamba2_train when its input rows are the embedding
+     * rows of tokens (m2_keys): NULL, or each row's key, a distinct token */
+    const int *rowkey;
+    struct m2_keys *keys;
 } m2_ctx;
+
+/* The distinct tokens (keys) of mamba2_train's batch, for its first block:
+ * the pre-norm and in_proj forward once per key; the tasks sum their rows'
+ * d_proj per key (ksum, each task its own, kseen: which keys it has); then
+ * in_proj's and the pre-norm's backward run once per key. */
+typedef struct m2_keys {
+    int n;                        /* keys */
+    int *tok;                     /* each key's token */
+    float *x, *xn, *rstd, *proj;  /* per key: the input row, its norm, in_proj's output */
+    float *ksum, *sum, *dxn, *dx; /* per task then summed: d_proj; per key: d_xn, d_x */
+    unsigned char *kseen;         /* [task][key] */
+} m2_keys;
 
 typedef struct {
     m2_ctx *c; /* [n] the blocks, input first */
@@ -1792,14 +1808,21 @@ static void F(m2_inproj_back_last)(const m2_ctx *c, int t, int ns, int padd, con
 /* The block's forward up to the out_proj input, for the rows of nb
  * sequences whose input is x, into scratch; with last_only, up to the SSD,
  * whose output y is then computed at each sequence's last row only (the
- * caller gates those: m2_gate_last). */
-static void F(m2_forward_rows)(const m2_ctx *c, const float *x, int nb, int rows, const m2_acts *a, int last_only)
+ * caller gates those: m2_gate_last). rk: NULL, or the rows' keys (c->keys;
+ * xn and rstdx are then not written). */
+static void F(m2_forward_rows)(const m2_ctx *c, const float *x, int nb, int rows, const m2_acts *a, int last_only,
+                               const int *rk)
 {
     const ach_mamba2_block *mx = c->mx;
     int D = mx->d_model, Di = c->Di, Cd = c->Cd, Pj = c->Pj, sparse = last_only && c->sparse_last;
-    F(norm_rows)(a->xn, a->rstdx, x, mx->norm, rows, D, mx->eps);
-    if (sparse) F(m2_inproj_last)(c, a, nb);
-    else F(gemm_rows)(a->proj, c->ldpj, a->xn, D, c->win_t, round_up(Pj, VL), D, Pj, NULL, 0, 0, rows);
+    if (rk) /* keyed (m2_keys): in_proj's rows as computed per key, the same values */
+        for (int r = 0; r < rows; r++)
+            memcpy(a->proj + (size_t)r * c->ldpj, c->keys->proj + (size_t)rk[r] * c->ldpj, Pj * sizeof(float));
+    else {
+        F(norm_rows)(a->xn, a->rstdx, x, mx->norm, rows, D, mx->eps);
+        if (sparse) F(m2_inproj_last)(c, a, nb);
+        else F(gemm_rows)(a->proj, c->ldpj, a->xn, D, c->win_t, round_up(Pj, VL), D, Pj, NULL, 0, 0, rows);
+    }
     conv_ctx cv = c->conv;
     cv.out = a->act, cv.out2 = a->sg, cv.inp = a->proj + Di, cv.B = nb, cv.mode = a->sg ? CONV_SILU_GRAD : CONV_SILU;
     cv.c_last = sparse ? Di + mx->d_state : 0; /* C at the last row only */
@@ -1831,7 +1854,7 @@ static void F(m2f_task)(void *vc, int t)
     for (int s0 = 0; s0 < nb; s0 += c->sub) {
         int ns = nb - s0 < c->sub ? nb - s0 : c->sub, rows = ns * L;
         size_t r = r0 + (size_t)s0 * L;
-        F(m2_forward_rows)(c, c->mx->resid + r * D, ns, rows, &a, 0);
+        F(m2_forward_rows)(c, c->mx->resid + r * D, ns, rows, &a, 0, NULL);
         F(m2_out_rows)(c, c->out + r * D, c->mx->resid + r * D, &a, rows);
     }
 }
@@ -1901,10 +1924,29 @@ static void F(m2_reduce)(m2_ctx *c)
     F(ssd_reduce)(&c->ssd, mx->g_D, mx->g_dt_bias, mx->g_A_log);
 }
 
+/* Task t's d_proj rows added to its per-key sums (m2_keys), in row order;
+ * a key's first row in the task sets its sum (padd is 0 on the task's
+ * first sub-block). */
+static void F(m2_keys_add)(const m2_ctx *c, int t, int padd, const float *dproj, const int *rk, int rows)
+{
+    const m2_keys *k = c->keys;
+    int ld = c->ldpj;
+    unsigned char *seen = k->kseen + (size_t)t * k->n;
+    float *sum = k->ksum + (size_t)t * k->n * ld;
+    if (!padd) memset(seen, 0, (size_t)k->n);
+    for (int r = 0; r < rows; r++) {
+        float *d = sum + (size_t)rk[r] * ld;
+        const float *g = dproj + (size_t)r * ld;
+        if (seen[rk[r]])
+            for (int i = 0; i < ld; i += VL) F(st)(d + i, F(ld)(d + i) + F(ld)(g + i));
+        else memcpy(d, g, ld * sizeof *d), seen[rk[r]] = 1;
+    }
+}
+
 /* The block's backward below the gated norm, from g->y (d_y) and the
  * gate's d_z in g->proj: see m2_back_rows. */
 static void F(m2_back_mixer)(const m2_ctx *c, int t, int ns, int rows, int padd, const float *x, const m2_acts *a,
-                             const m2_acts *g, float *dout, int dy_last)
+                             const m2_acts *g, float *dout, int dy_last, const int *rk)
 {
     const ach_mamba2_block *mx = c->mx;
     int D = mx->d_model, Di = c->Di, Cd = c->Cd, N = mx->d_state;
@@ -1920,6 +1962,10 @@ static void F(m2_back_mixer)(const m2_ctx *c, int t, int ns, int rows, int padd,
     int sparse = dy_last && c->sparse_last;
     cv.c_last = sparse ? Di + N : 0;
     F(convb_task)(&cv, 0);
+    if (rk) { /* keyed: d_proj summed per key; in_proj's and the pre-norm's backward in m2_keys_back */
+        F(m2_keys_add)(c, t, padd, g->proj, rk, rows);
+        return;
+    }
     if (sparse) F(m2_inproj_back_last)(c, t, ns, padd, a, g);
     else F(mmb_rows)(&c->in, g->xn, 0, g->proj, a->xn, rows, c->in.part + (size_t)t * c->in.pstride, padd, NULL);
     /* the residual passes dout through; the pre-norm's backward adds to it */
@@ -1930,16 +1976,16 @@ static void F(m2_back_mixer)(const m2_ctx *c, int t, int ns, int rows, int padd,
 /* The block's backward for the rows of ns sequences (input x, forward
  * activations a, gradient scratch g): dout, the gradient of the block's
  * output, becomes that of x (in place); the weight gradients go to task
- * t's partials (added to when padd). */
+ * t's partials (added to when padd). rk: as in m2_forward_rows. */
 static void F(m2_back_rows)(const m2_ctx *c, int t, int ns, int rows, int padd, const float *x, const m2_acts *a,
-                            const m2_acts *g, float *dout)
+                            const m2_acts *g, float *dout, const int *rk)
 {
     /* every gradient below is written once (set), so no zeroing; g.xn is
      * d_xn, g.act d_act, g.y d_y, g.gated d_gated, g.normed d_normed */
     F(mmb_rows)(&c->outp, g->normed, 0, dout, a->normed, rows, c->outp.part + (size_t)t * c->outp.pstride, padd, NULL);
     F(gatenorm_back_rows)(g->y, g->proj, c->gnorm.part + (size_t)t * c->gnorm.Cpad, padd, g->gated, g->normed,
                           a->gated, a->rstd, a->sz, a->y, a->proj, c->ldpj, c->mx->gnorm, rows, c->Di, c->gnorm.Cpad);
-    F(m2_back_mixer)(c, t, ns, rows, padd, x, a, g, dout, 0);
+    F(m2_back_mixer)(c, t, ns, rows, padd, x, a, g, dout, 0, rk);
 }
 
 static void F(m2b_task)(void *vc, int t)
@@ -1954,8 +2000,8 @@ static void F(m2b_task)(void *vc, int t)
         int ns = nb - s0 < c->sub ? nb - s0 : c->sub, rows = ns * L;
         size_t r = r0 + (size_t)s0 * L;
         const float *x = c->mx->resid + r * D;
-        F(m2_forward_rows)(c, x, ns, rows, &a, 0);
-        F(m2_back_rows)(c, t, ns, rows, s0 > 0, x, &a, &g, c->dresid + r * D);
+        F(m2_forward_rows)(c, x, ns, rows, &a, 0, NULL);
+        F(m2_back_rows)(c, t, ns, rows, s0 > 0, x, &a, &g, c->dresid + r * D, NULL);
     }
 }
 
@@ -2048,7 +2094,7 @@ static void F(m2_back_last)(const m2_ctx *c, int t, int ns, int rows, int padd, 
     memset(g->y, 0, (size_t)rows * Di * sizeof(float));
     for (int q = 0; q < ns; q++)
         memcpy(g->y + ((size_t)q * L + L - 1) * Di, lr->dy + (size_t)q * Di, Di * sizeof(float));
-    F(m2_back_mixer)(c, t, ns, rows, padd, x, a, g, dout, 1);
+    F(m2_back_mixer)(c, t, ns, rows, padd, x, a, g, dout, 1, NULL);
 }
 
 /* One task of mamba2_train: per sub-block, the forward through every
@@ -2073,8 +2119,9 @@ static void F(m2s_task)(void *vc, int t)
         size_t r = r0 + (size_t)s0 * L;
         const float *x[ACH_MAX_LAYERS];
         x[0] = c0->mx->resid + r * D;
+        const int *rk = c0->rowkey ? c0->rowkey + r : NULL;
         for (int l = 0; l < n; l++) {
-            F(m2_forward_rows)(&s->c[l], x[l], ns, rows, &a[l], l == n - 1);
+            F(m2_forward_rows)(&s->c[l], x[l], ns, rows, &a[l], l == n - 1, l ? NULL : rk);
             if (l + 1 < n) {
                 F(m2_out_rows)(&s->c[l], xs + l * nx, x[l], &a[l], rows);
                 x[l + 1] = xs + l * nx;
@@ -2084,8 +2131,85 @@ static void F(m2s_task)(void *vc, int t)
         float *dout = s->dresid + r * D;
         F(m2_head_rows)(s, t, r, ns, padd, x[n - 1], lr.normed, lr.d_last, dout);
         F(m2_back_last)(&s->c[n - 1], t, ns, rows, padd, x[n - 1], &a[n - 1], &g, &lr, dout);
-        for (int l = n - 2; l >= 0; l--) F(m2_back_rows)(&s->c[l], t, ns, rows, padd, x[l], &a[l], &g, dout);
+        for (int l = n - 2; l >= 0; l--)
+            F(m2_back_rows)(&s->c[l], t, ns, rows, padd, x[l], &a[l], &g, dout, l ? NULL : rk);
     }
+}
+
+/* The first block's keys (its mx->tokens set): each row's key, a distinct
+ * token numbered in order of first appearance; per key the input row, its
+ * pre-norm and in_proj by the forward's own kernels, so each row's in_proj
+ * output is exactly the one the unkeyed forward computes. Scratch from
+ * slot on (three slots). */
+static void F(m2_keys_setup)(m2_ctx *c, m2_keys *k, int V_, int slot)
+{
+    const ach_mamba2_block *mx = c->mx;
+    size_t R = (size_t)mx->B * mx->L;
+    int D = mx->d_model, ld = c->ldpj, nD = round_up(V_ * D, VL), nV = round_up(V_, VL);
+    int *key_of = (int *)sbuf(slot, 2 * (size_t)V_ + R), *rowkey = key_of + V_;
+    float *p = sbuf(slot + 1, 4 * (size_t)nD + nV + 2 * (size_t)V_ * ld);
+    k->tok = rowkey + R;
+    k->x = p, k->xn = p + nD, k->dxn = k->xn + nD, k->dx = k->dxn + nD, k->rstd = k->dx + nD;
+    k->proj = k->rstd + nV, k->sum = k->proj + (size_t)V_ * ld;
+    for (int v = 0; v < V_; v++) key_of[v] = -1;
+    k->n = 0;
+    for (size_t r = 0; r < R; r++) {
+        int v = mx->tokens[r];
+        if (v < 0 || v >= V_) {
+            fprintf(stderr, "achilles: mamba2_train: token %d outside the vocabulary of %d\n", v, V_);
+            abort();
+        }
+        if (key_of[v] < 0) {
+            key_of[v] = k->n, k->tok[k->n] = v;
+            memcpy(k->x + (size_t)k->n++ * D, mx->resid + r * D, D * sizeof(float));
+        }
+        rowkey[r] = key_of[v];
+    }
+    F(norm_rows)(k->xn, k->rstd, k->x, mx->norm, k->n, D, mx->eps);
+    F(gemm_rows)(k->proj, ld, k->xn, D, c->win_t, round_up(c->Pj, VL), D, c->Pj, NULL, 0, 0, k->n);
+    size_t ns = (size_t)c->nchunks * k->n * ld;
+    k->ksum = sbuf(slot + 2, ns + ((size_t)c->nchunks * k->n + 3) / 4);
+    k->kseen = (unsigned char *)(k->ksum + ns);
+    c->rowkey = rowkey, c->keys = k;
+}
+
+/* Keys [8t, 8t + 8): the tasks' sums added in task order, whatever thread
+ * ran which task. */
+static void F(m2_keys_sum_task)(void *vc, int t)
+{
+    const m2_ctx *c = vc;
+    const m2_keys *k = c->keys;
+    int ld = c->ldpj, j1 = 8 * t + 8 < k->n ? 8 * t + 8 : k->n;
+    for (int j = 8 * t; j < j1; j++) {
+        float *d = k->sum + (size_t)j * ld;
+        int first = 1; /* every key is some task's */
+        for (int ch = 0; ch < c->nchunks; ch++) {
+            if (!k->kseen[(size_t)ch * k->n + j]) continue;
+            const float *g = k->ksum + ((size_t)ch * k->n + j) * ld;
+            for (int i = 0; i < ld; i += VL) F(st)(d + i, first ? F(ld)(g + i) : F(ld)(d + i) + F(ld)(g + i));
+            first = 0;
+        }
+    }
+}
+
+/* After the keyed first block's tasks: in_proj's backward and the
+ * pre-norm's on the keys' summed d_proj (their weight gradients as the one
+ * partial each reduces); the input gradient's part through the pre-norm,
+ * known per key only, goes straight into the embedding's gradient g_wte
+ * (the rows' part through the residual stays in d_resid, for the
+ * embedding's backward). */
+static void F(m2_keys_back)(m2_ctx *c, float *g_wte)
+{
+    m2_keys *k = c->keys;
+    int D = c->mx->d_model;
+    ach_parallel_for(ceil_div(k->n, 8), F(m2_keys_sum_task), c);
+    F(mmb_rows)(&c->in, k->dxn, 0, k->sum, k->xn, k->n, c->in.part, 0, NULL);
+    c->in.nchunks = 1;
+    memset(k->dx, 0, (size_t)k->n * D * sizeof(float));
+    F(normb_rows)(k->dx, c->norm.part, 0, k->dxn, k->x, c->mx->norm, k->rstd, k->n, D, c->norm.Cpad);
+    c->norm.nchunks = 1;
+    for (int j = 0; j < k->n; j++)
+        for (int i = 0; i < D; i++) g_wte[(size_t)k->tok[j] * D + i] += k->dx[(size_t)j * D + i];
 }
 
 static void F(mamba2_train)(const ach_mamba2_block *blocks, int n, const ach_lm_head *head, real *dresid)
@@ -2111,12 +2235,16 @@ static void F(mamba2_train)(const ach_mamba2_block *blocks, int n, const ach_lm_
         if (n > 1) c[l].sub = (c[l].sub + 1) / 2;
     }
     int D = blocks[0].d_model, V_ = head->vocab, hb = n * S_COUNT, nch = c[0].nchunks;
+    m2_keys keys;
+    if (blocks[0].tokens && n > 1) /* (a lone block is the last, whose in_proj is sparse) */
+        F(m2_keys_setup)(&c[0], &keys, V_, hb + S_PART3);
     s.wte_t = F(pack_t)(hb + S_PACK, head->wte, V_, D);
     s.hmm = (mmb_ctx){.dw = head->g_wte, .ldi = D, .ldd = round_up(V_, VL), .K = D, .N = V_};
     F(mmb_setup)(&s.hmm, head->wte, hb + S_PACK2, hb + S_PART, nch);
     s.hnorm = (norm_ctx){.dw = head->g_norm_f, .C = D, .Cpad = round_up(D, VL), .nchunks = nch};
     s.hnorm.part = sbuf(hb + S_PART2, (size_t)nch * s.hnorm.Cpad);
     ach_parallel_for(nch, F(m2s_task), &s);
+    if (c[0].keys) F(m2_keys_back)(&c[0], head->g_wte);
     for (int l = 0; l < n; l++) F(m2_reduce)(&c[l]);
     ach_parallel_for(ceil_div(V_, RED_ROWS), F(mmb_reduce), &s.hmm);
     for (int t = 0; t < ceil_div(D, VL); t++) F(normb_reduce)(&s.hnorm, t);

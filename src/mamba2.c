@@ -51,6 +51,7 @@ void mamba2_train(ach_model *m, int first)
     const ach_config *c = &m->cfg;
     ach_mamba2_block b[ACH_MAX_LAYERS];
     for (int l = first; l < c->n_layer; l++) b[l - first] = block_args(m, l);
+    if (first == 0 && c->pos_enc == POS_NONE) b[0].tokens = m->tokens; /* layer 0's input: the embedding alone */
     ach_lm_head h = {.vocab = c->vocab_size, .scale = (real)1 / m->cur_B, .norm_f = m->w + m->norm_f,
                      .wte = m->w + m->embedding, .g_norm_f = m->g + m->norm_f, .g_wte = m->g + m->embedding,
                      .labels = m->labels, .losses = m->losses};

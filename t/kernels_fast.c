@@ -458,6 +458,9 @@ static struct {
 /* layers blocked (SPEC §4) in every step, at every third position: the
  * fast kernels then run only the layers above the last blocked one fused */
 static uint64_t block_layers;
+/* the positional encoding: with none, the fused pass runs its first block's
+ * pre-norm and in_proj once per distinct token (m2_keys); with one, per row */
+static ach_pos_enc pos_enc;
 
 /* Two training steps; via_step: by ach_train_step (with the fast kernels,
  * Mamba-2's last block and head in one pass), else a lean forward, the
@@ -474,6 +477,8 @@ static step_result train(const ach_kernels *k, ach_arch arch, int layers, int B,
     cfg.n_layer = layers;
     cfg.seed = 3;
     cfg.gamma = 0.5;
+    cfg.pos_enc = pos_enc;
+    if (pos_enc == POS_LEARNED) cfg.pos_max_len = L;
     if (shape.D)
         cfg.d_model = shape.D, cfg.headdim = shape.P, cfg.d_state = shape.N, cfg.d_conv = 3, cfg.vocab_size = 23;
     ach_threads_set(threads);
@@ -537,9 +542,10 @@ static void model_case(ach_arch arch, int layers, int B, int L)
                 wmax = fmax(wmax, fabs(ref.w[i])), werr = fmax(werr, fabs((double)one.w[i] - ref.w[i]));
             }
             ok(gerr <= TOL_MODEL * gmax && werr <= TOL_MODEL * wmax,
-               "%s D %d %d layers%s B %d L %d [%s, %s]: gradients within %.1g (of max %.3g), weights after 2 "
+               "%s D %d %d layers%s%s B %d L %d [%s, %s]: gradients within %.1g (of max %.3g), weights after 2 "
                "AdamW steps within %.1g of the reference",
-               an, shape.D ? shape.D : 32, layers, block_layers ? " (layer 0 blocked)" : "", B, L, isas[is], how[via],
+               an, shape.D ? shape.D : 32, layers, block_layers ? " (layer 0 blocked)" : "",
+               pos_enc ? " (learned positions)" : "", B, L, isas[is], how[via],
                gmax > 0 ? gerr / gmax : gerr, gmax,
                wmax > 0 ? werr / wmax : werr);
             int same = 1;
@@ -621,6 +627,9 @@ int main(void)
     block_layers = 1; /* layer 0 composed, layers 1 and 2 fused */
     model_case(ARCH_MAMBA2, 3, 100, 8);
     block_layers = 0;
+    pos_enc = POS_LEARNED; /* layer 0's input rows differ by position: no keys */
+    model_case(ARCH_MAMBA2, 2, 100, 8);
+    pos_enc = POS_NONE;
     /* the fused Mamba-2 mixer at odd widths, blocks of 15 sequences (L 17)
      * with a partial last block, and sequences longer than a block (L 300) */
     shape.D = 12, shape.P = 8, shape.N = 5;
