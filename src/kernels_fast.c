@@ -628,42 +628,21 @@ static void F(tile_nb)(float *C, long ldc, const float *A, long ars, long aks, c
     }
 }
 
-#undef TILE_EVEN
-#if NBMAX > 2
-#define TILE_EVEN 8
-#else
-#define TILE_EVEN 4
-#endif
-/* Tiles of TILE_EVEN rows (8 or 4: 8 x 2 vectors, 4 x 4 at most), for row
- * counts the usual tile height leaves a tail of */
-static void F(tile_even)(float *C, long ldc, const float *A, long ars, long aks, const float *B, long ldb, int ns,
-                         const float *init, int add, int jlast, int nb)
-{
-    switch (nb) {
-    case 1: F(tile)(C, ldc, A, ars, aks, B, ldb, ns, init, add, jlast, TILE_EVEN, 1); break;
-    case 2: F(tile)(C, ldc, A, ars, aks, B, ldb, ns, init, add, jlast, TILE_EVEN, 2); break;
-#if NBMAX > 2
-    case 3: F(tile)(C, ldc, A, ars, aks, B, ldb, ns, init, add, jlast, TILE_EVEN, 3); break;
-    case 4:
-        F(tile)(C, ldc, A, ars, aks, B, ldb, ns, init, add, jlast, 4, 4);
-        F(tile)(C + 4 * ldc, ldc, A + 4 * ars, ars, aks, B, ldb, ns, init, add, jlast, 4, 4);
-        break;
-#endif
-    }
-}
-
-/* The last rows (fewer than a full tile) of a block: tiles of 4, 2 and 1
- * rows on the data in place. Each output lane is the same FMA chain as in
- * a full tile, so the results do not depend on where a row falls. */
+/* The last rows (fewer than a full tile) of a block, or a whole block the
+ * usual tile height does not divide: tiles of 8 (at most 2 vectors wide),
+ * 4, 2 and 1 rows on the data in place. Each output lane is the same FMA
+ * chain as in a full tile, so the results do not depend on where a row
+ * falls. */
 static void F(tile_tail)(float *C, long ldc, const float *A, long ars, long aks, const float *B, long ldb, int ns,
                          const float *init, int add, int jlast, int nb, int rows)
 {
     for (int r = 0; r < rows;) {
-        int mr = rows - r >= 4 ? 4 : rows - r >= 2 ? 2 : 1;
+        int mr = rows - r >= 8 && nb <= 2 ? 8 : rows - r >= 4 ? 4 : rows - r >= 2 ? 2 : 1;
         float *c = C + r * ldc;
         const float *a = A + r * ars;
 #define TAIL_NB(NB)                                                                                 \
-    if (mr == 4) F(tile)(c, ldc, a, ars, aks, B, ldb, ns, init, add, jlast, 4, NB);                 \
+    if (NB <= 2 && mr == 8) F(tile)(c, ldc, a, ars, aks, B, ldb, ns, init, add, jlast, NB <= 2 ? 8 : 4, NB); \
+    else if (mr == 4) F(tile)(c, ldc, a, ars, aks, B, ldb, ns, init, add, jlast, 4, NB);            \
     else if (mr == 2) F(tile)(c, ldc, a, ars, aks, B, ldb, ns, init, add, jlast, 2, NB);            \
     else F(tile)(c, ldc, a, ars, aks, B, ldb, ns, init, add, jlast, 1, NB);
         switch (nb) {
@@ -701,11 +680,9 @@ static void F(gemm_rows)(float *C, int ldc, const float *A, int lda, const float
         int jlast = jb + nb == nvec ? J - (nvec - 1) * VL : VL;
         const float *Bj = Bp + jb * VL, *ij = init ? init + jb * VL : NULL;
         int m = m0;
-        if ((m1 - m0) % mr && (m1 - m0) % TILE_EVEN == 0) { /* whole tiles of TILE_EVEN rows rather than a tail */
-            for (; m < m1; m += TILE_EVEN)
-                F(tile_even)(C + (size_t)m * ldc + jb * VL, ldc, A + (size_t)m * lda, lda, 1, Bj, ldb, I, ij, add, jlast,
-                             nb);
-        }
+        if ((m1 - m0) % mr && (m1 - m0) % 4 == 0) /* whole smaller tiles rather than a tail of 4 */
+            F(tile_tail)(C + (size_t)m * ldc + jb * VL, ldc, A + (size_t)m * lda, lda, 1, Bj, ldb, I, ij, add, jlast, nb,
+                         m1 - m0), m = m1;
         for (; m + mr <= m1; m += mr)
             F(tile_nb)(C + (size_t)m * ldc + jb * VL, ldc, A + (size_t)m * lda, lda, 1, Bj, ldb, I, ij, add, jlast, nb);
         if (m < m1) /* row tail */
