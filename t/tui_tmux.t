@@ -88,6 +88,10 @@ ok(wait_for(qr/all-one/, 10), 'the status line shows it');
 
 # --- heatmap, help ---------------------------------------------------------
 type('heatmap');
+# the pane comes at once; the matrix (and its log line) at the run's next step
+# boundary: wait for both, or the resizes below race with its arrival (a
+# heatmap that arrives on a narrow screen takes the runs' place)
+$s = wait_for(qr/conv cosine, layer 0: off-diagonal/, 30);
 $s = wait_for(qr/conv cos-sim\s+run 1 layer 0/, 30);
 ok($s, 'heatmap: the conv cosine pane at 100x30');
 like($s, qr/epoch 0 .* epoch \d+/, 'epoch 0 beside now');
@@ -101,9 +105,11 @@ unlike($s, qr/any key closes/, 'a key closes it');
 
 # --- resizes ------------------------------------------------------------------
 system(@tmux, 'resize-window', '-t', 't', '-x', 80, '-y', 24);
-# the redrawn screen: 24 lines, the last the keys bar, the first the status line
+# the redrawn screen: 24 lines, the last the keys bar, the first the status line,
+# the runs pane boxed within 80 columns (tmux shows the old screen cropped until
+# the workbench redraws)
 $s = wait_until(sub { my @l = split /\n/, $_[0]; @l >= 23 && $l[0] =~ /achilles/ && $_[0] =~ /F10/ && $_[0] =~ /achilles>/
-                      && $_[0] =~ /pair 43/ }, 10);
+                      && $_[0] =~ /pair 43/ && $_[0] =~ /^\xe2\x94\x8c runs [^\n]*\xe2\x94\x90 *$/m }, 10);
 my @l = split /\n/, $s;
 ok(@l <= 24 && !grep({ length($_) > 80 * 3 } @l), '80x24: the screen fits');
 like($s, qr/loss/, '80x24: the curves are there') or diag($s);
@@ -127,6 +133,14 @@ system(@tmux, 'resize-window', '-t', 't', '-x', 100, '-y', 30);
 $s = wait_for(qr/conv cos-sim/, 10);
 ok($s, 'back to 100x30');
 ok(scalar(split /\n/, $s) <= 30, '100x30: fits');
+# F3 right behind a resize (one tmux command: both in one pass of the workbench's
+# input queue, before it redraws) toggles by the new size
+system(@tmux, 'resize-window', '-t', 't', '-x', 80, '-y', 24, ';', 'send-keys', '-t', 't', 'F3');
+$s = wait_until(sub { $_[0] =~ /conv cos-sim/ && $_[0] =~ /^\xe2\x94\x8c conv cos-sim[^\n]*\xe2\x94\x90 *$/m }, 10);
+ok($s, 'F3 right after a resize to 80x24: the heatmap in the runs\' place');
+key('F3');
+system(@tmux, 'resize-window', '-t', 't', '-x', 100, '-y', 30);
+ok(wait_for(qr/conv cos-sim/, 10), 'and at 100x30 again beside them');
 
 # --- pause, save, quit, restart: the same history ---------------------------
 type('pause');

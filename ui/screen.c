@@ -722,6 +722,9 @@ void tui_screen_toggle_heat(tui *app)
 {
     struct tui_screen *s = app->screen;
     if (!s) return;
+    /* the current size's layout: a resize handled since the last draw (a
+     * key right after it) must not toggle by the old one's width */
+    tui_layout_compute(&s->lay, s->rows, s->cols, app, s->heat_narrow);
     if (s->lay.wide) app->view.heat_shown = !app->view.heat_shown;
     else if (!app->view.heat_shown) app->view.heat_shown = 1, s->heat_narrow = 1;
     else s->heat_narrow = !s->heat_narrow;
