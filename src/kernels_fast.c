@@ -2145,8 +2145,9 @@ static void F(m2s_task)(void *vc, int t)
 /* The first block's keys (its mx->tokens set): each row's key, a distinct
  * token numbered in order of first appearance; per key the input row, its
  * pre-norm and in_proj by the forward's own kernels, so each row's in_proj
- * output is exactly the one the unkeyed forward computes. Scratch from
- * slot on (three slots). */
+ * output is exactly the one the unkeyed forward computes (c->keys then
+ * set; not when the batch has too many distinct tokens). Scratch from slot
+ * on (three slots). */
 static void F(m2_keys_setup)(m2_ctx *c, m2_keys *k, int V_, int slot)
 {
     const ach_mamba2_block *mx = c->mx;
@@ -2171,6 +2172,9 @@ static void F(m2_keys_setup)(m2_ctx *c, m2_keys *k, int V_, int slot)
         }
         rowkey[r] = key_of[v];
     }
+    /* the per-task sums (tasks x keys rows) must be well under the rows, or
+     * they save nothing and cost memory (a large vocabulary): rows then */
+    if ((size_t)k->n * c->nchunks * 2 > R) return;
     F(norm_rows)(k->xn, k->rstd, k->x, mx->norm, k->n, D, mx->eps);
     F(gemm_rows)(k->proj, ld, k->xn, D, c->win_t, round_up(c->Pj, VL), D, c->Pj, NULL, 0, 0, k->n);
     size_t ns = (size_t)c->nchunks * k->n * ld;
