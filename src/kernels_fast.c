@@ -199,9 +199,8 @@ typedef struct {
      * C and d_model */
     int sparse_last;
     int last_k0; /* there, C's in_proj rows in each sequence: [last_k0, L) */
-    /* the first block of mamba2_train when its input rows are the embedding
-     * rows of tokens (m2_keys): NULL, or each row's key, a distinct token */
-    const int *rowkey;
+    /* NULL, or for the first block of mamba2_train when its input rows are
+     * the embedding rows of tokens, those tokens (m2_keys) */
     struct m2_keys *keys;
 } m2_ctx;
 
@@ -212,6 +211,7 @@ typedef struct {
 typedef struct m2_keys {
     int n;                        /* keys */
     int *tok;                     /* each key's token */
+    int *rowkey;                  /* each row's key */
     float *x, *xn, *rstd, *proj;  /* per key: the input row, its norm, in_proj's output */
     float *ksum, *sum, *dxn, *dx; /* per task then summed: d_proj; per key: d_xn, d_x */
     unsigned char *kseen;         /* [task][key] */
@@ -640,6 +640,7 @@ static void F(tile_tail)(float *C, long ldc, const float *A, long ars, long aks,
         int mr = rows - r >= 8 && nb <= 2 ? 8 : rows - r >= 4 ? 4 : rows - r >= 2 ? 2 : 1;
         float *c = C + r * ldc;
         const float *a = A + r * ars;
+    /* (8 rows only up to 2 vectors: 8 x 3 or 8 x 4 sums would not fit the registers) */
 #define TAIL_NB(NB)                                                                                 \
     if (NB <= 2 && mr == 8) F(tile)(c, ldc, a, ars, aks, B, ldb, ns, init, add, jlast, NB <= 2 ? 8 : 4, NB); \
     else if (mr == 4) F(tile)(c, ldc, a, ars, aks, B, ldb, ns, init, add, jlast, 4, NB);            \
@@ -2125,9 +2126,10 @@ static void F(m2s_task)(void *vc, int t)
         size_t r = r0 + (size_t)s0 * L;
         const float *x[ACH_MAX_LAYERS];
         x[0] = c0->mx->resid + r * D;
-        const int *rk = c0->rowkey ? c0->rowkey + r : NULL;
+        const int *rk[ACH_MAX_LAYERS]; /* the sub-block's row keys in a keyed block (the first only) */
+        for (int l = 0; l < n; l++) rk[l] = s->c[l].keys ? s->c[l].keys->rowkey + r : NULL;
         for (int l = 0; l < n; l++) {
-            F(m2_forward_rows)(&s->c[l], x[l], ns, rows, &a[l], l == n - 1, l ? NULL : rk);
+            F(m2_forward_rows)(&s->c[l], x[l], ns, rows, &a[l], l == n - 1, rk[l]);
             if (l + 1 < n) {
                 F(m2_out_rows)(&s->c[l], xs + l * nx, x[l], &a[l], rows);
                 x[l + 1] = xs + l * nx;
@@ -2138,7 +2140,7 @@ static void F(m2s_task)(void *vc, int t)
         F(m2_head_rows)(s, t, r, ns, padd, x[n - 1], lr.normed, lr.d_last, dout);
         F(m2_back_last)(&s->c[n - 1], t, ns, rows, padd, x[n - 1], &a[n - 1], &g, &lr, dout);
         for (int l = n - 2; l >= 0; l--)
-            F(m2_back_rows)(&s->c[l], t, ns, rows, padd, x[l], &a[l], &g, dout, l ? NULL : rk);
+            F(m2_back_rows)(&s->c[l], t, ns, rows, padd, x[l], &a[l], &g, dout, rk[l]);
     }
 }
 
@@ -2153,9 +2155,9 @@ static void F(m2_keys_setup)(m2_ctx *c, m2_keys *k, int V_, int slot)
     const ach_mamba2_block *mx = c->mx;
     size_t R = (size_t)mx->B * mx->L;
     int D = mx->d_model, ld = c->ldpj, nD = round_up(V_ * D, VL), nV = round_up(V_, VL);
-    int *key_of = (int *)sbuf(slot, 2 * (size_t)V_ + R), *rowkey = key_of + V_;
+    int *key_of = (int *)sbuf(slot, 2 * (size_t)V_ + R);
     float *p = sbuf(slot + 1, 4 * (size_t)nD + nV + 2 * (size_t)V_ * ld);
-    k->tok = rowkey + R;
+    k->rowkey = key_of + V_, k->tok = k->rowkey + R;
     k->x = p, k->xn = p + nD, k->dxn = k->xn + nD, k->dx = k->dxn + nD, k->rstd = k->dx + nD;
     k->proj = k->rstd + nV, k->sum = k->proj + (size_t)V_ * ld;
     for (int v = 0; v < V_; v++) key_of[v] = -1;
@@ -2170,7 +2172,7 @@ static void F(m2_keys_setup)(m2_ctx *c, m2_keys *k, int V_, int slot)
             key_of[v] = k->n, k->tok[k->n] = v;
             memcpy(k->x + (size_t)k->n++ * D, mx->resid + r * D, D * sizeof(float));
         }
-        rowkey[r] = key_of[v];
+        k->rowkey[r] = key_of[v];
     }
     /* the per-task sums (tasks x keys rows) must be well under the rows, or
      * they save nothing and cost memory (a large vocabulary): rows then */
@@ -2180,7 +2182,7 @@ static void F(m2_keys_setup)(m2_ctx *c, m2_keys *k, int V_, int slot)
     size_t ns = (size_t)c->nchunks * k->n * ld;
     k->ksum = sbuf(slot + 2, ns + ((size_t)c->nchunks * k->n + 3) / 4);
     k->kseen = (unsigned char *)(k->ksum + ns);
-    c->rowkey = rowkey, c->keys = k;
+    c->keys = k;
 }
 
 /* Keys [8t, 8t + 8): the tasks' sums added in task order, whatever thread
