@@ -35,8 +35,9 @@ if [ "${TABLE_ONLY:-0}" = 1 ]; then # re-print the table of the last run
         echo "bench/run.sh: $out: no results to print (run it without TABLE_ONLY first)" >&2
         exit 1
     fi
+else
+    : > "$out"
 fi
-[ "${TABLE_ONLY:-0}" = 1 ] || : > "$out"
 have_torch=0
 if [ -z "$ARCHS" ]; then :; elif [ -x "$PY" ] && "$PY" -c 'import torch' 2>/dev/null; then have_torch=1; else
     echo "bench: /usr/bin/python3 with torch not found: Achilles only" >&2
