@@ -66,8 +66,9 @@ typedef struct {
  * slots from l * S_COUNT */
 enum { S_PACK, S_BIAS, S_PACK2, S_PACK3, S_PACK4, S_PACK5, S_PART, S_PART2, S_PART3, S_PART4, S_PART5, S_PART6,
        S_MISC, S_COUNT };
-enum { T_Y, T_W1, T_W2, T_W3, T_W4, T_F, T_H, T_G, T_COUNT }; /* per thread */
+enum { T_Y, T_W1, T_W2, T_W3, T_W4, T_F, T_H, T_G, T_KEYS, T_COUNT }; /* per thread */
 static pthread_mutex_t fast_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t keys_mu = PTHREAD_MUTEX_INITIALIZER; /* m2_keys_done's merge order */
 static fbuf *shared_bufs;
 static int nshared_bufs;
 static fbuf (*thread_bufs)[T_COUNT];
@@ -205,17 +206,32 @@ typedef struct {
 } m2_ctx;
 
 /* The distinct tokens (keys) of mamba2_train's batch, for its first block:
- * the pre-norm and in_proj forward once per key; the tasks sum their rows'
- * d_proj per key (ksum, each task its own, kseen: which keys it has); then
- * in_proj's and the pre-norm's backward run once per key. */
+ * the pre-norm and in_proj forward once per key; each task sums its rows'
+ * d_proj per key in its thread's scratch (m2_keysum), and the tasks' sums
+ * are added in task order (m2_keys_done); then in_proj's and the
+ * pre-norm's backward run once per key. */
 typedef struct m2_keys {
-    int n;                        /* keys */
-    int *tok;                     /* each key's token */
-    int *rowkey;                  /* each row's key */
-    float *x, *xn, *rstd, *proj;  /* per key: the input row, its norm, in_proj's output */
-    float *ksum, *sum, *dxn, *dx; /* per task then summed: d_proj; per key: d_xn, d_x */
-    unsigned char *kseen;         /* [task][key] */
+    int n;                       /* keys */
+    int *tok;                    /* each key's token */
+    int *rowkey;                 /* each row's key */
+    float *x, *xn, *rstd, *proj; /* per key: the input row, its norm, in_proj's output */
+    float *sum, *dxn, *dx;       /* per key: d_proj summed over the batch, d_xn, d_x */
+    unsigned char *has;          /* per key: sum set (by an earlier task) */
+    /* a task that ends before the one ahead of it is merged leaves its
+     * sums in its own slot of stash (m2_keysum layout, stride floats) */
+    float *stash;
+    size_t stride;
+    unsigned char *stashed; /* per task */
+    int merged;             /* the tasks before this one are in sum */
 } m2_keys;
+
+/* One task's per-key sums of d_proj: the keys it has, in order of their
+ * first row (list, *count of them), and which it has (seen). */
+typedef struct {
+    float *sum;
+    int *count, *list;
+    unsigned char *seen;
+} m2_keysum;
 
 typedef struct {
     m2_ctx *c; /* [n] the blocks, input first */
@@ -1931,23 +1947,77 @@ static void F(m2_reduce)(m2_ctx *c)
     F(ssd_reduce)(&c->ssd, mx->g_D, mx->g_dt_bias, mx->g_A_log);
 }
 
-/* Task t's d_proj rows added to its per-key sums (m2_keys), in row order;
- * a key's first row in the task sets its sum (padd is 0 on the task's
- * first sub-block). */
-static void F(m2_keys_add)(const m2_ctx *c, int t, int padd, const float *dproj, const int *rk, int rows)
+/* A m2_keysum's layout from p (m2_keys_size floats) */
+static m2_keysum F(m2_keysum_at)(float *p, int n, int ld)
 {
-    const m2_keys *k = c->keys;
+    m2_keysum s = {.sum = p, .count = (int *)(p + (size_t)n * ld)};
+    s.list = s.count + 1, s.seen = (unsigned char *)(s.list + n);
+    return s;
+}
+static size_t F(m2_keysum_size)(int n, int ld) { return (size_t)n * ld + n + 1 + (n + 3) / 4; }
+static m2_keysum F(m2_keysum_mine)(const m2_ctx *c)
+{
+    int n = c->keys->n, ld = c->ldpj;
+    return F(m2_keysum_at)(tbuf(T_KEYS, F(m2_keysum_size)(n, ld)), n, ld);
+}
+
+/* A task's d_proj rows added to its per-key sums (in this thread's
+ * scratch), in row order; a key's first row in the task sets its sum (padd
+ * is 0 on the task's first sub-block). */
+static void F(m2_keys_add)(const m2_ctx *c, int padd, const float *dproj, const int *rk, int rows)
+{
     int ld = c->ldpj;
-    unsigned char *seen = k->kseen + (size_t)t * k->n;
-    float *sum = k->ksum + (size_t)t * k->n * ld;
-    if (!padd) memset(seen, 0, (size_t)k->n);
+    m2_keysum s = F(m2_keysum_mine)(c);
+    if (!padd) memset(s.seen, 0, (size_t)c->keys->n), *s.count = 0;
     for (int r = 0; r < rows; r++) {
-        float *d = sum + (size_t)rk[r] * ld;
+        int j = rk[r];
+        float *d = s.sum + (size_t)j * ld;
         const float *g = dproj + (size_t)r * ld;
-        if (seen[rk[r]])
+        if (s.seen[j])
             for (int i = 0; i < ld; i += VL) F(st)(d + i, F(ld)(d + i) + F(ld)(g + i));
-        else memcpy(d, g, ld * sizeof *d), seen[rk[r]] = 1;
+        else memcpy(d, g, ld * sizeof *d), s.seen[j] = 1, s.list[(*s.count)++] = j;
     }
+}
+
+/* A task's sums added to the batch's: a key's first task sets it */
+static void F(m2_keys_merge)(m2_keys *k, m2_keysum s, int ld)
+{
+    for (int i = 0; i < *s.count; i++) {
+        int j = s.list[i];
+        float *d = k->sum + (size_t)j * ld;
+        const float *g = s.sum + (size_t)j * ld;
+        if (k->has[j])
+            for (int q = 0; q < ld; q += VL) F(st)(d + q, F(ld)(d + q) + F(ld)(g + q));
+        else memcpy(d, g, ld * sizeof *d), k->has[j] = 1;
+    }
+}
+
+/* At the end of task t: its per-key sums go into the batch's in task order,
+ * whatever thread ran which task (so any thread count gives the same
+ * bits). A task that ends before those ahead of it are merged copies its
+ * sums to its stash slot instead, and whoever merges the task ahead merges
+ * it too; one thread merges each task as it ends, with no copy. */
+static void F(m2_keys_done)(const m2_ctx *c, int t)
+{
+    m2_keys *k = c->keys;
+    int ld = c->ldpj;
+    m2_keysum s = F(m2_keysum_mine)(c);
+    pthread_mutex_lock(&keys_mu);
+    if (k->merged == t) F(m2_keys_merge)(k, s, ld), k->merged++;
+    else {
+        pthread_mutex_unlock(&keys_mu);
+        m2_keysum d = F(m2_keysum_at)(k->stash + (size_t)t * k->stride, k->n, ld);
+        *d.count = *s.count;
+        for (int i = 0; i < *s.count; i++) {
+            int j = d.list[i] = s.list[i];
+            memcpy(d.sum + (size_t)j * ld, s.sum + (size_t)j * ld, ld * sizeof(float));
+        }
+        pthread_mutex_lock(&keys_mu);
+        k->stashed[t] = 1;
+    }
+    while (k->merged < c->nchunks && k->stashed[k->merged])
+        F(m2_keys_merge)(k, F(m2_keysum_at)(k->stash + (size_t)k->merged * k->stride, k->n, ld), ld), k->merged++;
+    pthread_mutex_unlock(&keys_mu);
 }
 
 /* The block's backward below the gated norm, from g->y (d_y) and the
@@ -1970,7 +2040,7 @@ static void F(m2_back_mixer)(const m2_ctx *c, int t, int ns, int rows, int padd,
     cv.c_last = sparse ? Di + N : 0;
     F(convb_task)(&cv, 0);
     if (rk) { /* keyed: d_proj summed per key; in_proj's and the pre-norm's backward in m2_keys_back */
-        F(m2_keys_add)(c, t, padd, g->proj, rk, rows);
+        F(m2_keys_add)(c, padd, g->proj, rk, rows);
         return;
     }
     if (sparse) F(m2_inproj_back_last)(c, t, ns, padd, a, g);
@@ -2142,6 +2212,7 @@ static void F(m2s_task)(void *vc, int t)
         for (int l = n - 2; l >= 0; l--)
             F(m2_back_rows)(&s->c[l], t, ns, rows, padd, x[l], &a[l], &g, dout, rk[l]);
     }
+    if (c0->keys) F(m2_keys_done)(c0, t);
 }
 
 /* The first block's keys (its mx->tokens set): each row's key, a distinct
@@ -2179,29 +2250,13 @@ static void F(m2_keys_setup)(m2_ctx *c, m2_keys *k, int V_, int slot)
     if ((size_t)k->n * c->nchunks * 2 > R) return;
     F(norm_rows)(k->xn, k->rstd, k->x, mx->norm, k->n, D, mx->eps);
     F(gemm_rows)(k->proj, ld, k->xn, D, c->win_t, round_up(c->Pj, VL), D, c->Pj, NULL, 0, 0, k->n);
-    size_t ns = (size_t)c->nchunks * k->n * ld;
-    k->ksum = sbuf(slot + 2, ns + ((size_t)c->nchunks * k->n + 3) / 4);
-    k->kseen = (unsigned char *)(k->ksum + ns);
+    /* the stash slots are touched only by tasks that end out of order */
+    k->stride = F(m2_keysum_size)(k->n, ld);
+    k->stash = sbuf(slot + 2, (size_t)c->nchunks * k->stride + (c->nchunks + V_ + 3) / 4);
+    k->stashed = (unsigned char *)(k->stash + (size_t)c->nchunks * k->stride), k->has = k->stashed + c->nchunks;
+    memset(k->stashed, 0, (size_t)c->nchunks + k->n);
+    k->merged = 0;
     c->keys = k;
-}
-
-/* Keys [8t, 8t + 8): the tasks' sums added in task order, whatever thread
- * ran which task. */
-static void F(m2_keys_sum_task)(void *vc, int t)
-{
-    const m2_ctx *c = vc;
-    const m2_keys *k = c->keys;
-    int ld = c->ldpj, j1 = 8 * t + 8 < k->n ? 8 * t + 8 : k->n;
-    for (int j = 8 * t; j < j1; j++) {
-        float *d = k->sum + (size_t)j * ld;
-        int first = 1; /* every key is some task's */
-        for (int ch = 0; ch < c->nchunks; ch++) {
-            if (!k->kseen[(size_t)ch * k->n + j]) continue;
-            const float *g = k->ksum + ((size_t)ch * k->n + j) * ld;
-            for (int i = 0; i < ld; i += VL) F(st)(d + i, first ? F(ld)(g + i) : F(ld)(d + i) + F(ld)(g + i));
-            first = 0;
-        }
-    }
 }
 
 /* After the keyed first block's tasks: in_proj's backward and the
@@ -2214,7 +2269,6 @@ static void F(m2_keys_back)(m2_ctx *c, float *g_wte)
 {
     m2_keys *k = c->keys;
     int D = c->mx->d_model;
-    ach_parallel_for(ceil_div(k->n, 8), F(m2_keys_sum_task), c);
     F(mmb_rows)(&c->in, k->dxn, 0, k->sum, k->xn, k->n, c->in.part, 0, NULL);
     c->in.nchunks = 1;
     memset(k->dx, 0, (size_t)k->n * D * sizeof(float));
