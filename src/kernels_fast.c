@@ -1290,10 +1290,10 @@ static void F(rmsnorm_forward)(real *out, real *rstd, const real *inp, const rea
     ach_parallel_for(ceil_div(rows, CH_ROWS), F(normf_task), &c);
 }
 
-/* Rows [0, rows): dinp += the RMSNorm backward of dout; the weight's
+/* Rows [0, rows): dinp += (or = when not add) the RMSNorm backward of dout; the weight's
  * gradient into the partial pw [Cpad] (overwritten, or added to when padd). */
-static void F(normb_rows)(float *dinp, float *pw, int padd, const float *dout, const float *inp, const float *w,
-                          const float *rstd, int rows, int C, int Cpad)
+static void F(normb_rows)(float *dinp, int add, float *pw, int padd, const float *dout, const float *inp,
+                          const float *w, const float *rstd, int rows, int C, int Cpad)
 {
     if (!padd) memset(pw, 0, Cpad * sizeof *pw);
     for (int r = 0; r < rows; r++) {
@@ -1309,7 +1309,7 @@ static void F(normb_rows)(float *dinp, float *pw, int padd, const float *dout, c
             int nl = C - k < VL ? C - k : VL;
             V xv = F(ldk)(x + k, nl), gv = F(ldk)(g + k, nl);
             V d = F(fma)(F(bc)(-kk), xv, F(bc)(s) * F(ldk)(w + k, nl) * gv);
-            F(stk)(dx + k, F(ldk)(dx + k, nl) + d, nl);
+            F(stk)(dx + k, add ? F(ldk)(dx + k, nl) + d : d, nl);
             F(st)(pw + k, F(fma)(gv * xv, F(bc)(s), F(ld)(pw + k)));
         }
     }
@@ -1319,7 +1319,7 @@ static void F(normb_task)(void *vc, int t)
 {
     const norm_ctx *c = vc;
     int r0 = t * CH_ROWS, r1 = r0 + CH_ROWS < c->rows ? r0 + CH_ROWS : c->rows, C = c->C;
-    F(normb_rows)(c->dinp + (size_t)r0 * C, c->part + (size_t)t * c->Cpad, 0, c->dout + (size_t)r0 * C,
+    F(normb_rows)(c->dinp + (size_t)r0 * C, 1, c->part + (size_t)t * c->Cpad, 0, c->dout + (size_t)r0 * C,
                   c->inp + (size_t)r0 * C, c->w, c->rs + r0, r1 - r0, C, c->Cpad);
 }
 
@@ -1736,8 +1736,7 @@ static void F(gatenorm_back_rows)(float *dy, float *dz, float *pw, int padd, flo
                                   const float *gated, const float *rstd, const float *sz, const float *y,
                                   const float *z, int ldz, const float *w, int rows, int C, int Cpad)
 {
-    memset(dgated, 0, (size_t)rows * C * sizeof *dgated);
-    F(normb_rows)(dgated, pw, padd, dnormed, gated, w, rstd, rows, C, Cpad);
+    F(normb_rows)(dgated, 0, pw, padd, dnormed, gated, w, rstd, rows, C, Cpad);
     for (int r = 0; r < rows; r++)
         for (int k = 0; k < C; k += VL) {
             int nl = C - k < VL ? C - k : VL;
@@ -2046,7 +2045,7 @@ static void F(m2_back_mixer)(const m2_ctx *c, int t, int ns, int rows, int padd,
     if (sparse) F(m2_inproj_back_last)(c, t, ns, padd, a, g);
     else F(mmb_rows)(&c->in, g->xn, 0, g->proj, a->xn, rows, c->in.part + (size_t)t * c->in.pstride, padd, NULL);
     /* the residual passes dout through; the pre-norm's backward adds to it */
-    F(normb_rows)(dout, c->norm.part + (size_t)t * c->norm.Cpad, padd, g->xn, x, mx->norm, a->rstdx, rows, D,
+    F(normb_rows)(dout, 1, c->norm.part + (size_t)t * c->norm.Cpad, padd, g->xn, x, mx->norm, a->rstdx, rows, D,
                   c->norm.Cpad);
 }
 
@@ -2126,8 +2125,7 @@ static void F(m2_head_rows)(const m2s_ctx *s, int t, size_t r, int ns, int padd,
         F(ceb_row)(dlogits + (size_t)q * Vp, probs + (size_t)q * Vp, h->labels[b0 + q], V_, h->scale);
     }
     F(mmb_rows)(&s->hmm, d_last_n, 0, dlogits, last_n, ns, s->hmm.part + (size_t)t * s->hmm.pstride, padd, NULL);
-    memset(d_last, 0, (size_t)ns * D * sizeof *d_last);
-    F(normb_rows)(d_last, s->hnorm.part + (size_t)t * s->hnorm.Cpad, padd, d_last_n, last, h->norm_f, rstd, ns, D,
+    F(normb_rows)(d_last, 0, s->hnorm.part + (size_t)t * s->hnorm.Cpad, padd, d_last_n, last, h->norm_f, rstd, ns, D,
                   s->hnorm.Cpad);
     memset(dout, 0, (size_t)ns * L * D * sizeof *dout);
     for (int q = 0; q < ns; q++)
@@ -2271,8 +2269,7 @@ static void F(m2_keys_back)(m2_ctx *c, float *g_wte)
     int D = c->mx->d_model;
     F(mmb_rows)(&c->in, k->dxn, 0, k->sum, k->xn, k->n, c->in.part, 0, NULL);
     c->in.nchunks = 1;
-    memset(k->dx, 0, (size_t)k->n * D * sizeof(float));
-    F(normb_rows)(k->dx, c->norm.part, 0, k->dxn, k->x, c->mx->norm, k->rstd, k->n, D, c->norm.Cpad);
+    F(normb_rows)(k->dx, 0, c->norm.part, 0, k->dxn, k->x, c->mx->norm, k->rstd, k->n, D, c->norm.Cpad);
     c->norm.nchunks = 1;
     for (int j = 0; j < k->n; j++)
         for (int i = 0; i < D; i++) g_wte[(size_t)k->tok[j] * D + i] += k->dx[(size_t)j * D + i];
