@@ -1,10 +1,12 @@
 #!/bin/sh
 # Achilles vs PyTorch training-step throughput (`make bench`).
-# Runs `achilles bench` (fast kernels) and bench/torch_bench.py (Debian's
-# python3-torch, both conv variants) on both mixers at 2 and 5 layers, 1 and
-# 2 threads, batch 2048 x 8, and prints a table of training sequences/s with
-# the ratio to the faster PyTorch variant. Raw RESULT lines go to
-# build/bench-results.txt.
+# Runs `achilles bench` (fast kernels; on a batch of the composite task, as
+# a paper run's, and on uniform random tokens, the first block's per-token
+# path at its slowest) and bench/torch_bench.py (Debian's python3-torch,
+# both conv variants; its speed does not depend on the tokens) on both
+# mixers at 2 and 5 layers, 1 and 2 threads, batch 2048 x 8, and prints a
+# table of training sequences/s with the ratios to the faster PyTorch
+# variant. Raw RESULT lines go to build/bench-results.txt.
 #
 # Environment: STEPS (achilles timed steps, default 10), TORCH_STEPS (default
 # 3 for Mamba-2, 1 for Mamba-1, whose PyTorch step takes ~10-30 s),
@@ -49,7 +51,10 @@ for arch in $ARCHS; do
             rep=1
             while [ "$rep" -le "$REPS" ]; do
                 echo "bench: $arch, $layers layers, $t thread(s), run $rep of $REPS" >&2
-                "$ACH" bench --arch "$arch" --layers "$layers" --threads "$t" --steps "$STEPS" | grep '^RESULT' >> "$out"
+                for tokens in task uniform; do
+                    "$ACH" bench --arch "$arch" --layers "$layers" --threads "$t" --steps "$STEPS" --tokens "$tokens" |
+                        grep '^RESULT' >> "$out"
+                done
                 if [ $have_torch = 1 ]; then
                     for conv in conv1d shifted; do
                         "$PY" bench/torch_bench.py --arch "$arch" --layers "$layers" --threads "$t" --steps "$ts" \
@@ -71,30 +76,36 @@ function med(k, impl,   i, n) { n = cnt[k, impl]; for (i = 1; i <= n; i++) x[i] 
 {
     kv($0); key = r["arch"] " " r["layers"] " " r["threads"]
     if (!(key in seen)) { seen[key] = 1; order[++nk] = key }
-    n = ++cnt[key, r["impl"]]; v[key, r["impl"], n] = r["seq_per_s"]
-    if (r["maxrss_mib"] + 0 > mem[key, r["impl"]] + 0) mem[key, r["impl"]] = r["maxrss_mib"]
+    impl = r["impl"]; if (r["tokens"] == "uniform") impl = impl "-uniform"
+    n = ++cnt[key, impl]; v[key, impl, n] = r["seq_per_s"]
+    if (r["maxrss_mib"] + 0 > mem[key, impl] + 0) mem[key, impl] = r["maxrss_mib"]
 }
 END {
-    printf("%-7s %6s %7s | %12s %12s %12s | %7s %7s %4s | %s\n", "mixer", "layers", "threads", "achilles", "torch conv1d",
-           "torch shift", "ratio", "lowest", "runs", "achilles / torch peak MiB")
+    printf("%-7s %6s %7s | %12s %12s %12s %12s | %7s %7s %7s %4s | %s\n", "mixer", "layers", "threads", "achilles",
+           "uniform", "torch conv1d", "torch shift", "ratio", "lowest", "uniform", "runs", "achilles / torch peak MiB")
     for (i = 1; i <= nk; i++) {
         k = order[i]; split(k, f, " ")
-        a = med(k, "achilles-fast"); t1 = med(k, "torch-conv1d"); t2 = med(k, "torch-shifted")
+        a = med(k, "achilles-fast"); u = med(k, "achilles-fast-uniform"); t1 = med(k, "torch-conv1d"); t2 = med(k, "torch-shifted")
+        su = (u == "") ? "-" : sprintf("%.0f", u)
         s1 = (t1 == "") ? "-" : sprintf("%.0f", t1)
         s2 = (t2 == "") ? "-" : sprintf("%.0f", t2)
         # each run against the faster PyTorch variant of the same run
-        nr = 0
+        nr = 0; nu = 0
         for (j = 1; j <= cnt[k, "achilles-fast"]; j++) {
             b1 = v[k, "torch-conv1d", j]; b2 = v[k, "torch-shifted", j]; best = (b1 + 0 > b2 + 0) ? b1 : b2
             if (best + 0 > 0) x[++nr] = v[k, "achilles-fast", j] / best
+            if (best + 0 > 0 && v[k, "achilles-fast-uniform", j] != "") y[++nu] = v[k, "achilles-fast-uniform", j] / best
         }
         lo = ""; for (j = 1; j <= nr; j++) if (lo == "" || x[j] < lo) lo = x[j]
         ratio = nr ? sprintf("%.1fx", median(nr)) : "-"; low = nr ? sprintf("%.1fx", lo) : "-"
+        for (j = 1; j <= nu; j++) x[j] = y[j]
+        runi = nu ? sprintf("%.1fx", median(nu)) : "-"
         m1 = mem[k, "torch-conv1d"]; m2 = mem[k, "torch-shifted"]
         tm = (m1 + 0 > m2 + 0) ? m1 : m2; if (tm == "") tm = "-"
-        printf("%-7s %6s %7s | %12.0f %12s %12s | %7s %7s %4d | %s / %s\n", f[1], f[2], f[3], a, s1, s2, ratio, low,
-               cnt[k, "achilles-fast"], mem[k, "achilles-fast"], tm)
+        printf("%-7s %6s %7s | %12.0f %12s %12s %12s | %7s %7s %7s %4d | %s / %s\n", f[1], f[2], f[3], a, su, s1, s2,
+               ratio, low, runi, cnt[k, "achilles-fast"], mem[k, "achilles-fast"], tm)
     }
-    print "(training sequences/s, batch 2048 x 8, medians over the runs; ratio: the median over the runs of"
-    print " achilles / the faster torch variant of the same run, lowest: the lowest of those)"
+    print "(training sequences/s, batch 2048 x 8, medians over the runs; achilles: on a batch of the composite"
+    print " task, uniform: on uniform random tokens; ratio: the median over the runs of achilles / the faster"
+    print " torch variant of the same run, lowest: the lowest of those, uniform: the median ratio on uniform tokens)"
 }' "$out"

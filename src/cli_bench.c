@@ -1,6 +1,6 @@
 /* `achilles bench`: times full training steps (forward, backward, clipping,
- * AdamW) of the paper's model on random tokens, with the fast or the
- * reference kernels. */
+ * AdamW) of the paper's model on a batch of the paper's task (or uniform
+ * random tokens), with the fast or the reference kernels. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +14,7 @@
 #include "optim.h"
 #include "rng.h"
 #include "step.h"
+#include "task.h"
 #include "threads.h"
 
 const char *cli_bench_help =
@@ -21,8 +22,8 @@ const char *cli_bench_help =
     "\n"
     "Times training steps (forward, backward, gradient clipping, AdamW) of the\n"
     "paper's model (SPEC §2: D 32, N 128, K 4, expand 2, head size 64, vocabulary\n"
-    "201) on random tokens and labels, after two warm-up steps. Prints training\n"
-    "sequences/s, achieved GFLOP/s and peak memory (ru_maxrss), then one line\n"
+    "201) on one batch, after two warm-up steps. Prints training sequences/s,\n"
+    "achieved GFLOP/s and peak memory (ru_maxrss), then one line\n"
     "'RESULT key=value ...' for scripts.\n"
     "\n"
     "  --arch mamba1|mamba2      mixer (default mamba2)\n"
@@ -31,6 +32,12 @@ const char *cli_bench_help =
     "  --length L                tokens per sequence (default 8)\n"
     "  --threads T               threads (default: ACHILLES_THREADS, else all CPUs)\n"
     "  --steps S                 timed steps (default 10)\n"
+    "  --tokens task|uniform     the batch: sequences and labels of the composite\n"
+    "                            preset's training split drawn at random, as a\n"
+    "                            paper run's batches are (default; needs --length 8),\n"
+    "                            or tokens and labels uniform over the vocabulary\n"
+    "                            (~200 distinct tokens per batch: the slowest case\n"
+    "                            for the per-token first block below)\n"
     "  --kernels fast|reference  CPU kernel table (default fast)\n"
     "  --backend cpu|cuda        CPU kernels (default) or the GPU (achilles-cuda\n"
     "                            only); default $ACHILLES_BACKEND, else cpu\n"
@@ -47,15 +54,58 @@ const char *cli_bench_help =
     "block's out_proj, gated norm, SSD output, z and C (in_proj columns, conv)\n"
     "run there only (C's in_proj also at the conv's window). Without a positional\n"
     "encoding the first block's input rows are embedding rows, so its pre-norm\n"
-    "and in_proj run once per distinct token, forward and backward. Of the count,\n"
-    "~54% is not executed at 2 layers, ~22% at 5 (bench's tokens are uniform\n"
-    "over the vocabulary: ~200 distinct per step).\n";
+    "and in_proj run once per distinct token, forward and backward (84 distinct\n"
+    "tokens in a composite batch, ~200 in a uniform one). Of the count, ~54% is\n"
+    "not executed at 2 layers, ~22% at 5.\n";
 
 static double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* The timed batch, B sequences of L tokens and their labels: with
+ * task_tokens, drawn at random (seed 7) from the composite preset's
+ * training split, as a run's shuffled batches are; else uniform over the
+ * vocabulary V. 0, or -1 with a message. */
+static int bench_batch(int task_tokens, int B, int L, int V, int *tok, int *lab, char *err, size_t errlen)
+{
+    ach_rng r;
+    rng_init(&r, 7, 0);
+    if (!task_tokens) {
+        for (size_t i = 0; i < (size_t)B * L; i++) tok[i] = (int)rng_below(&r, V);
+        for (int b = 0; b < B; b++) lab[b] = (int)rng_below(&r, V);
+        return 0;
+    }
+    ach_task t;
+    if (task_load(&t, "composite", err, errlen)) return -1;
+    int rc = -1;
+    if (t.seq_len != L)
+        snprintf(err, errlen, "--tokens task: the composite preset's sequences have %d tokens, not --length %d "
+                 "(--tokens uniform takes any length)", t.seq_len, L);
+    else if (t.vocab_size > V)
+        snprintf(err, errlen, "--tokens task: the composite preset's vocabulary of %d exceeds the model's %d",
+                 t.vocab_size, V);
+    else {
+        uint64_t n = task_split_size(&t, TASK_TRAIN);
+        for (int b = 0; b < B; b++)
+            task_sequence(&t, 0, TASK_TRAIN, rng_below(&r, n), tok + (size_t)b * L, &lab[b], NULL);
+        rc = 0;
+    }
+    task_free(&t);
+    return rc;
+}
+
+/* Distinct values of tok[0, n) below V */
+static int distinct(const int *tok, size_t n, int V)
+{
+    unsigned char *seen = calloc((size_t)V, 1);
+    int d = 0;
+    if (!seen) return -1;
+    for (size_t i = 0; i < n; i++) d += !seen[tok[i]], seen[tok[i]] = 1;
+    free(seen);
+    return d;
 }
 
 /* Forward FLOPs of one step (see the help text). */
@@ -78,7 +128,7 @@ int cli_bench(int argc, char **argv)
 {
     ach_config cfg;
     ach_arch arch = ARCH_MAMBA2;
-    int layers = 2, B = 2048, L = 8, threads = 0, steps = 10, fast = 1, kernels_given = 0;
+    int layers = 2, B = 2048, L = 8, threads = 0, steps = 10, fast = 1, kernels_given = 0, task_tokens = 1;
     const char *backend = NULL;
     char err[512];
     if (ach_backend_arg(&argc, argv, &backend, err, sizeof err))
@@ -100,6 +150,10 @@ int cli_bench(int argc, char **argv)
             kernels_given = 1;
             if (!strcmp(v, "fast")) fast = 1;
             else if (!strcmp(v, "reference")) fast = 0;
+            else bad = 1;
+        } else if (!strcmp(a, "--tokens")) {
+            if (!strcmp(v, "task")) task_tokens = 1;
+            else if (!strcmp(v, "uniform")) task_tokens = 0;
             else bad = 1;
         } else if (!strcmp(a, "--layers")) bad = cli_parse_int(v, &layers) || layers < 1;
         else if (!strcmp(a, "--batch")) bad = cli_parse_int(v, &B) || B < 1;
@@ -146,10 +200,14 @@ int cli_bench(int argc, char **argv)
         fprintf(stderr, "achilles: bench: out of memory\n");
         return 1;
     }
-    ach_rng r;
-    rng_init(&r, 7, 0);
-    for (size_t i = 0; i < (size_t)B * L; i++) tok[i] = (int)rng_below(&r, cfg.vocab_size);
-    for (int b = 0; b < B; b++) lab[b] = (int)rng_below(&r, cfg.vocab_size);
+    if (bench_batch(task_tokens, B, L, cfg.vocab_size, tok, lab, err, sizeof err)) {
+        fprintf(stderr, "achilles: bench: %s\n", err);
+        free(tok);
+        free(lab);
+        ach_optim_free(&o, &m);
+        ach_model_free(&m);
+        return 1;
+    }
 
     /* whole steps, as training takes them (on a GPU the kernels run
      * asynchronously, so only a whole step's time means anything) */
@@ -165,14 +223,17 @@ int cli_bench(int argc, char **argv)
     int nt = gpu ? 1 : fast ? ach_threads_count() : 1; /* host threads */
     printf("bench: %s, %d layers, batch %d x %d, kernels %s, %d thread%s, %zu parameters\n", cfg_arch_name(arch),
            layers, B, L, k->name, nt, nt == 1 ? "" : "s", m.nweights);
+    printf("  batch: %s, %d distinct tokens\n",
+           task_tokens ? "the composite preset's training sequences" : "tokens uniform over the vocabulary",
+           distinct(tok, (size_t)B * L, cfg.vocab_size));
     printf("  step %.2f ms (forward, backward, clipping, AdamW) over %d steps; loss %.4f\n", 1e3 * per, steps, loss);
     printf("  training sequences/s: %.0f\n", B / per);
     printf("  %.3f GFLOP/step, achieved %.1f GFLOP/s\n", flops * 1e-9, flops * 1e-9 / per);
     printf("  peak memory (ru_maxrss): %.0f MiB\n", rss);
     printf("RESULT impl=achilles-%s arch=%s layers=%d batch=%d length=%d threads=%d step_ms=%.3f seq_per_s=%.1f "
-           "gflops=%.2f maxrss_mib=%.0f\n",
+           "gflops=%.2f maxrss_mib=%.0f tokens=%s\n",
            gpu ? "cuda" : fast ? "fast" : "reference", cfg_arch_name(arch), layers, B, L, nt, 1e3 * per, B / per,
-           flops * 1e-9 / per, rss);
+           flops * 1e-9 / per, rss, task_tokens ? "task" : "uniform");
     free(tok);
     free(lab);
     ach_optim_free(&o, &m);
