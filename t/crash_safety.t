@@ -60,7 +60,7 @@ is(quiet_system($ach, 'train', '--out', "$dir/straight", @run), 0, 'the run stra
 # kills come within a fifth of the straight run's time (start-up included), so
 # each resume gets a few epochs on before it is killed, on a fast machine or a
 # slow one (a sanitizer build)
-my $window = int(1e6 * (time - $t0) / 5);
+$window = int(1e6 * (time - $t0) / 5);
 is(quiet_system($ach, 'train', '--out', "$dir/run", @run, '--stop-after-steps', 1), 0, 'the run started');
 ($killed, $bad) = (0, 0);
 for my $i (1 .. 60) {
