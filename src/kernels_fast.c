@@ -1946,7 +1946,7 @@ static void F(m2_reduce)(m2_ctx *c)
     F(ssd_reduce)(&c->ssd, mx->g_D, mx->g_dt_bias, mx->g_A_log);
 }
 
-/* A m2_keysum's layout from p (m2_keys_size floats) */
+/* A m2_keysum's layout from p (m2_keysum_size floats) */
 static m2_keysum F(m2_keysum_at)(float *p, int n, int ld)
 {
     m2_keysum s = {.sum = p, .count = (int *)(p + (size_t)n * ld)};
@@ -1960,6 +1960,17 @@ static m2_keysum F(m2_keysum_mine)(const m2_ctx *c)
     return F(m2_keysum_at)(tbuf(T_KEYS, F(m2_keysum_size)(n, ld)), n, ld);
 }
 
+/* d += g over ld floats, or d = g when *has is 0 (then set): 1 when set */
+AI int F(sum_row)(float *d, const float *g, int ld, unsigned char *has)
+{
+    if (*has) {
+        for (int i = 0; i < ld; i += VL) F(st)(d + i, F(ld)(d + i) + F(ld)(g + i));
+        return 0;
+    }
+    memcpy(d, g, ld * sizeof *d), *has = 1;
+    return 1;
+}
+
 /* A task's d_proj rows added to its per-key sums (in this thread's
  * scratch), in row order; a key's first row in the task sets its sum (padd
  * is 0 on the task's first sub-block). */
@@ -1970,11 +1981,7 @@ static void F(m2_keys_add)(const m2_ctx *c, int padd, const float *dproj, const 
     if (!padd) memset(s.seen, 0, (size_t)c->keys->n), *s.count = 0;
     for (int r = 0; r < rows; r++) {
         int j = rk[r];
-        float *d = s.sum + (size_t)j * ld;
-        const float *g = dproj + (size_t)r * ld;
-        if (s.seen[j])
-            for (int i = 0; i < ld; i += VL) F(st)(d + i, F(ld)(d + i) + F(ld)(g + i));
-        else memcpy(d, g, ld * sizeof *d), s.seen[j] = 1, s.list[(*s.count)++] = j;
+        if (F(sum_row)(s.sum + (size_t)j * ld, dproj + (size_t)r * ld, ld, &s.seen[j])) s.list[(*s.count)++] = j;
     }
 }
 
@@ -1983,11 +1990,7 @@ static void F(m2_keys_merge)(m2_keys *k, m2_keysum s, int ld)
 {
     for (int i = 0; i < *s.count; i++) {
         int j = s.list[i];
-        float *d = k->sum + (size_t)j * ld;
-        const float *g = s.sum + (size_t)j * ld;
-        if (k->has[j])
-            for (int q = 0; q < ld; q += VL) F(st)(d + q, F(ld)(d + q) + F(ld)(g + q));
-        else memcpy(d, g, ld * sizeof *d), k->has[j] = 1;
+        F(sum_row)(k->sum + (size_t)j * ld, s.sum + (size_t)j * ld, ld, &k->has[j]);
     }
 }
 
@@ -2243,8 +2246,9 @@ static void F(m2_keys_setup)(m2_ctx *c, m2_keys *k, int V_, int slot)
         }
         k->rowkey[r] = key_of[v];
     }
-    /* the per-task sums (tasks x keys rows) must be well under the rows, or
-     * they save nothing and cost memory (a large vocabulary): rows then */
+    /* the keys' work and the tasks' sums (up to tasks x keys rows, in the
+     * stash) must be well under the rows', or they save nothing (a large
+     * vocabulary): rows then */
     if ((size_t)k->n * c->nchunks * 2 > R) return;
     F(norm_rows)(k->xn, k->rstd, k->x, mx->norm, k->n, D, mx->eps);
     F(gemm_rows)(k->proj, ld, k->xn, D, c->win_t, round_up(c->Pj, VL), D, c->Pj, NULL, 0, 0, k->n);
