@@ -180,12 +180,21 @@ int cli_bench(int argc, char **argv)
     if (gpu && kernels_given) return cli_usage_error(cli_bench_help, "bench: --kernels picks CPU kernels; drop it "
                                                      "with the cuda backend%s", "");
     if (gpu) k = bk;
+    int *tok = malloc((size_t)B * L * sizeof *tok), *lab = malloc((size_t)B * sizeof *lab);
+    if (!tok || !lab || bench_batch(task_tokens, B, L, cfg.vocab_size, tok, lab, err, sizeof err)) {
+        fprintf(stderr, "achilles: bench: %s\n", tok && lab ? err : "out of memory");
+        free(tok);
+        free(lab);
+        return 1;
+    }
     ach_model m;
     ach_optim o;
     ach_optim_cfg oc;
     if (ach_model_create(&m, &cfg, k, err, sizeof err) || ach_model_reserve(&m, B, L, err, sizeof err)) {
         fprintf(stderr, "achilles: bench: %s\n", err);
         ach_model_free(&m);
+        free(tok);
+        free(lab);
         return 1;
     }
     ach_init_params(&m);
@@ -193,19 +202,8 @@ int cli_bench(int argc, char **argv)
     if (ach_optim_create(&o, &m, &oc)) {
         fprintf(stderr, "achilles: bench: out of memory\n");
         ach_model_free(&m);
-        return 1;
-    }
-    int *tok = malloc((size_t)B * L * sizeof *tok), *lab = malloc((size_t)B * sizeof *lab);
-    if (!tok || !lab) {
-        fprintf(stderr, "achilles: bench: out of memory\n");
-        return 1;
-    }
-    if (bench_batch(task_tokens, B, L, cfg.vocab_size, tok, lab, err, sizeof err)) {
-        fprintf(stderr, "achilles: bench: %s\n", err);
         free(tok);
         free(lab);
-        ach_optim_free(&o, &m);
-        ach_model_free(&m);
         return 1;
     }
 
