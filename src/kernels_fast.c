@@ -1290,8 +1290,9 @@ static void F(rmsnorm_forward)(real *out, real *rstd, const real *inp, const rea
     ach_parallel_for(ceil_div(rows, CH_ROWS), F(normf_task), &c);
 }
 
-/* Rows [0, rows): dinp += (or = when not add) the RMSNorm backward of dout; the weight's
- * gradient into the partial pw [Cpad] (overwritten, or added to when padd). */
+/* Rows [0, rows): dinp += (or = when not add) the RMSNorm backward of
+ * dout; the weight's gradient into the partial pw [Cpad] (overwritten, or
+ * added to when padd). */
 static void F(normb_rows)(float *dinp, int add, float *pw, int padd, const float *dout, const float *inp,
                           const float *w, const float *rstd, int rows, int C, int Cpad)
 {
