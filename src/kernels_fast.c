@@ -1058,38 +1058,60 @@ AI void F(convb_last_cols)(const conv_ctx *c, int b0, int b1, int first, int cv,
     F(convb_partials)(c, first, cv, pw, pb, gw, gb, K);
 }
 
-/* convb_cols for a constant sequence length L (at most CONV_LMAX): a
- * sequence's scaled gradient rows stay in registers and every index is
- * fixed, so no window is shifted and no zero tap multiplied; the same FMA
- * chains in the same order (the skipped terms add exactly zero). scaled:
- * c->gscale is set, as a constant. */
-AI void F(convb_seq)(const conv_ctx *c, int b0, int b1, int first, int cv, int nl, float *pw, float *pb, const int K,
-                     const int L, const int scaled)
+/* convb_cols for one sequence (rows from r0) of a constant length L (at
+ * most CONV_LMAX), its weight and bias gradients added to the running sums
+ * gacc [K + 1][Cpad]: the sequence's scaled gradient rows stay in registers
+ * and every index is fixed, so no window is shifted and no zero tap
+ * multiplied; the same FMA chains in the same order (the skipped terms add
+ * exactly zero). scaled: c->gscale is set, as a constant. */
+AI void F(convb_seq)(const conv_ctx *c, size_t r0, int cv, int nl, float *gacc, const int K, const int L,
+                     const int scaled)
 {
-    int C = c->C;
+    int C = c->C, Cp = c->Cpad;
     size_t ldi = c->ldi;
-    V w[ACH_MAX_CONV], gw[ACH_MAX_CONV], gt[CONV_LMAX], gb = (V){0};
-    for (int j = 0; j < K; j++) w[j] = F(ld)(c->wt + (size_t)j * c->Cpad + cv), gw[j] = (V){0};
+    V w[ACH_MAX_CONV], gw[ACH_MAX_CONV], gt[CONV_LMAX], gb = F(ld)(gacc + (size_t)K * Cp + cv);
+    for (int j = 0; j < K; j++) w[j] = F(ld)(c->wt + (size_t)j * Cp + cv), gw[j] = F(ld)(gacc + (size_t)j * Cp + cv);
+#pragma GCC unroll 16
+    for (int t = 0; t < L; t++) {
+        gt[t] = F(ldk)(c->dout + (r0 + t) * C + cv, nl);
+        if (scaled) gt[t] *= F(ldk)(c->gscale + (r0 + t) * C + cv, nl);
+        gb += gt[t];
+    }
+#pragma GCC unroll 16
+    for (int s = 0; s < L; s++) { /* input row s: tap j reads it for output row s + K - 1 - j */
+        V xs = F(ldk)(c->inp + (r0 + s) * ldi + cv, nl), acc = (V){0};
+#pragma GCC unroll 8
+        for (int j = 0; j < K; j++)
+            if (s + K - 1 - j < L)
+                gw[j] = F(fma)(xs, gt[s + K - 1 - j], gw[j]), acc = F(fma)(w[j], gt[s + K - 1 - j], acc);
+        float *dx = c->dinp + (r0 + s) * ldi + cv;
+        F(stk)(dx, c->set ? acc : F(ldk)(dx, nl) + acc, nl);
+    }
+    for (int j = 0; j < K; j++) F(st)(gacc + (size_t)j * Cp + cv, gw[j]);
+    F(st)(gacc + (size_t)K * Cp + cv, gb);
+}
+
+/* Columns [0, ce) of sequences [b0, b1) by convb_seq, a sequence at a time
+ * across the columns (rows in memory order: the cold inputs stream, where
+ * a column block down all the rows touched a new line per row); the
+ * gradients' running sums in gacc, then into the partials as convb_cols. */
+AI void F(convb_rows)(const conv_ctx *c, int b0, int b1, int first, int ce, float *pw, float *pb, const int K,
+                      const int L, const int scaled)
+{
+    int Cp = c->Cpad;
+    float *gacc = tbuf(T_Y, (size_t)(K + 1) * Cp);
+    memset(gacc, 0, (size_t)(K + 1) * Cp * sizeof *gacc);
     for (int b = b0; b < b1; b++) {
         size_t r0 = (size_t)b * L;
-#pragma GCC unroll 16
-        for (int t = 0; t < L; t++) {
-            gt[t] = F(ldk)(c->dout + (r0 + t) * C + cv, nl);
-            if (scaled) gt[t] *= F(ldk)(c->gscale + (r0 + t) * C + cv, nl);
-            gb += gt[t];
-        }
-#pragma GCC unroll 16
-        for (int s = 0; s < L; s++) { /* input row s: tap j reads it for output row s + K - 1 - j */
-            V xs = F(ldk)(c->inp + (r0 + s) * ldi + cv, nl), acc = (V){0};
-#pragma GCC unroll 8
-            for (int j = 0; j < K; j++)
-                if (s + K - 1 - j < L)
-                    gw[j] = F(fma)(xs, gt[s + K - 1 - j], gw[j]), acc = F(fma)(w[j], gt[s + K - 1 - j], acc);
-            float *dx = c->dinp + (r0 + s) * ldi + cv;
-            F(stk)(dx, c->set ? acc : F(ldk)(dx, nl) + acc, nl);
-        }
+        int cv = 0;
+        for (; cv + VL <= ce; cv += VL) F(convb_seq)(c, r0, cv, VL, gacc, K, L, scaled);
+        if (cv < ce) F(convb_seq)(c, r0, cv, ce - cv, gacc, K, L, scaled);
     }
-    F(convb_partials)(c, first, cv, pw, pb, gw, gb, K);
+    for (int cv = 0; cv < ce; cv += VL) {
+        V gw[ACH_MAX_CONV];
+        for (int j = 0; j < K; j++) gw[j] = F(ld)(gacc + (size_t)j * Cp + cv);
+        F(convb_partials)(c, first, cv, pw, pb, gw, F(ld)(gacc + (size_t)K * Cp + cv), K);
+    }
 }
 
 /* One column block of convb_task: the common cases with constant K, L and
@@ -1099,9 +1121,6 @@ AI void F(convb_block)(const conv_ctx *c, int b0, int b1, int cv, int nl, float 
     if (c->c_last && cv >= c->c_last) {
         if (c->K == 4) F(convb_last_cols)(c, b0, b1, !c->padd, cv, nl, pw, pb, 4);
         else F(convb_last_cols)(c, b0, b1, !c->padd, cv, nl, pw, pb, c->K);
-    } else if (c->K == 4 && c->L == 8) { /* the paper's */
-        if (c->gscale) F(convb_seq)(c, b0, b1, !c->padd, cv, nl, pw, pb, 4, 8, 1);
-        else F(convb_seq)(c, b0, b1, !c->padd, cv, nl, pw, pb, 4, 8, 0);
     } else if (c->K == 4) F(convb_cols)(c, b0, b1, !c->padd, cv, nl, pw, pb, 4);
     else F(convb_cols)(c, b0, b1, !c->padd, cv, nl, pw, pb, c->K);
 }
@@ -1111,7 +1130,13 @@ static void F(convb_task)(void *vc, int t)
     const conv_ctx *c = vc;
     int ns = ch_seqs(c->L), b0 = t * ns, b1 = b0 + ns < c->B ? b0 + ns : c->B;
     float *pw = c->part + (size_t)t * (c->K + 1) * c->Cpad, *pb = pw + (size_t)c->K * c->Cpad;
-    for (int cv = 0; cv < c->C; cv += VL) {
+    int cv = 0;
+    if (c->K == 4 && c->L == 8) { /* the paper's: all columns, or those before c_last (a multiple of VL) */
+        cv = c->c_last ? c->c_last : c->C;
+        if (c->gscale) F(convb_rows)(c, b0, b1, !c->padd, cv, pw, pb, 4, 8, 1);
+        else F(convb_rows)(c, b0, b1, !c->padd, cv, pw, pb, 4, 8, 0);
+    }
+    for (; cv < c->C; cv += VL) {
         int nl = c->C - cv < VL ? c->C - cv : VL;
         if (nl == VL) F(convb_block)(c, b0, b1, cv, VL, pw, pb); /* as in convf_task */
         else F(convb_block)(c, b0, b1, cv, nl, pw, pb);

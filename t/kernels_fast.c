@@ -589,6 +589,7 @@ int main(void)
 
     conv_case(70, 8, 320, 4, 385);
     conv_case(33, 8, 64, 4, 128);
+    conv_case(37, 8, 21, 4, 27); /* the paper's L and K, a width with a tail */
     conv_case(5, 3, 19, 4, 23);
     conv_case(40, 1, 21, 2, 21);
     conv_case(2, 300, 20, 4, 24);
