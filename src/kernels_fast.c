@@ -66,9 +66,9 @@ typedef struct {
  * slots from l * S_COUNT */
 enum { S_PACK, S_BIAS, S_PACK2, S_PACK3, S_PACK4, S_PACK5, S_PART, S_PART2, S_PART3, S_PART4, S_PART5, S_PART6,
        S_MISC, S_COUNT };
-enum { T_Y, T_W1, T_W2, T_W3, T_W4, T_F, T_H, T_G, T_KEYS, T_COUNT }; /* per thread */
+enum { T_Y, T_W1, T_W2, T_W3, T_W4, T_F, T_H, T_G, T_KEYS, T_PART, T_COUNT }; /* per thread */
 static pthread_mutex_t fast_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_mutex_t keys_mu = PTHREAD_MUTEX_INITIALIZER; /* m2_keys_done's merge order */
+static pthread_mutex_t order_mu = PTHREAD_MUTEX_INITIALIZER; /* m2_task_done's merge order */
 static fbuf *shared_bufs;
 static int nshared_bufs;
 static fbuf (*thread_bufs)[T_COUNT];
@@ -208,7 +208,7 @@ typedef struct {
 /* The distinct tokens (keys) of mamba2_train's batch, for its first block:
  * the pre-norm and in_proj forward once per key; each task sums its rows'
  * d_proj per key in its thread's scratch (m2_keysum), and the tasks' sums
- * are added in task order (m2_keys_done); then in_proj's and the
+ * are added in task order (m2_task_done); then in_proj's and the
  * pre-norm's backward run once per key. */
 typedef struct m2_keys {
     int n;                       /* keys */
@@ -221,8 +221,6 @@ typedef struct m2_keys {
      * sums in its own slot of stash (m2_keysum layout, stride floats) */
     float *stash;
     size_t stride;
-    unsigned char *stashed; /* per task */
-    int merged;             /* the tasks before this one are in sum */
 } m2_keys;
 
 /* One task's per-key sums of d_proj: the keys it has, in order of their
@@ -233,6 +231,13 @@ typedef struct {
     unsigned char *seen;
 } m2_keysum;
 
+#define M2_MAX_PARTS (6 * ACH_MAX_LAYERS + 2)
+/* The order in which mamba2_train's tasks are merged (m2_task_done) */
+typedef struct {
+    unsigned char *stashed; /* per task: its results wait in its stash slots */
+    int merged;             /* the tasks before this one are merged */
+} m2_order;
+
 typedef struct {
     m2_ctx *c; /* [n] the blocks, input first */
     int n;
@@ -241,6 +246,14 @@ typedef struct {
     mmb_ctx hmm;        /* the logits' backward */
     norm_ctx hnorm;     /* norm_f's backward */
     float *dresid;
+    /* the weight-gradient partials a task writes (m2_parts): the shared
+     * buffers, whose slot 0 is the sum of the merged tasks' and slot t task
+     * t's stash; per-task floats; count; their total */
+    float *part[M2_MAX_PARTS];
+    size_t part_n[M2_MAX_PARTS];
+    int nparts;
+    size_t parts_total;
+    m2_order *order;
 } m2s_ctx; /* mamba2_train: a stack of blocks and the head */
 
 typedef struct {
@@ -2020,32 +2033,98 @@ static void F(m2_keys_merge)(m2_keys *k, m2_keysum s, int ld)
     }
 }
 
-/* At the end of task t: its per-key sums go into the batch's in task order,
- * whatever thread ran which task (so any thread count gives the same
- * bits). A task that ends before those ahead of it are merged copies its
- * sums to its stash slot instead, and whoever merges the task ahead merges
- * it too; one thread merges each task as it ends, with no copy. */
-static void F(m2_keys_done)(const m2_ctx *c, int t)
+/* The partials a task of mamba2_train writes, in a fixed order: pointers
+ * to their part fields in s's contexts and their per-task floats (n);
+ * returns the count. The keyed block's in_proj and pre-norm partials come
+ * from m2_keys_back, not from the tasks. */
+static int F(m2_parts)(m2s_ctx *s, float **field[M2_MAX_PARTS], size_t n[M2_MAX_PARTS])
 {
-    m2_keys *k = c->keys;
-    int ld = c->ldpj;
-    m2_keysum s = F(m2_keysum_mine)(c);
-    pthread_mutex_lock(&keys_mu);
-    if (k->merged == t) F(m2_keys_merge)(k, s, ld), k->merged++;
-    else {
-        pthread_mutex_unlock(&keys_mu);
-        m2_keysum d = F(m2_keysum_at)(k->stash + (size_t)t * k->stride, k->n, ld);
-        *d.count = *s.count;
-        for (int i = 0; i < *s.count; i++) {
-            int j = d.list[i] = s.list[i];
-            memcpy(d.sum + (size_t)j * ld, s.sum + (size_t)j * ld, ld * sizeof(float));
+    int k = 0;
+    for (int l = 0; l < s->n; l++) {
+        m2_ctx *c = &s->c[l];
+        if (!c->keys) {
+            field[k] = &c->in.part, n[k++] = c->in.pstride;
+            field[k] = &c->norm.part, n[k++] = c->norm.Cpad;
         }
-        pthread_mutex_lock(&keys_mu);
-        k->stashed[t] = 1;
+        field[k] = &c->outp.part, n[k++] = c->outp.pstride;
+        field[k] = &c->conv.part, n[k++] = (size_t)(c->conv.K + 1) * c->conv.Cpad;
+        field[k] = &c->gnorm.part, n[k++] = c->gnorm.Cpad;
+        field[k] = &c->ssd.part, n[k++] = (size_t)3 * c->mx->nheads;
     }
-    while (k->merged < c->nchunks && k->stashed[k->merged])
-        F(m2_keys_merge)(k, F(m2_keysum_at)(k->stash + (size_t)k->merged * k->stride, k->n, ld), ld), k->merged++;
-    pthread_mutex_unlock(&keys_mu);
+    field[k] = &s->hmm.part, n[k++] = s->hmm.pstride;
+    field[k] = &s->hnorm.part, n[k++] = s->hnorm.Cpad;
+    return k;
+}
+
+/* Task t's results merged: its partials (from src, laid out as m2_parts,
+ * or from its stash slots when src is NULL) set slot 0 (task 0) or are
+ * added to it, elementwise as the reductions add the tasks' partials; its
+ * per-key sums (from this thread's, or its stash slot) go into the batch's. */
+static void F(m2_merge_task)(const m2s_ctx *s, int t, const float *src)
+{
+    for (int i = 0; i < s->nparts; i++) {
+        size_t n = s->part_n[i];
+        float *d = s->part[i];
+        const float *p = src ? src : s->part[i] + (size_t)t * n;
+        if (src) src += n;
+        if (t == 0) memcpy(d, p, n * sizeof *d);
+        else
+            for (size_t j = 0; j < n; j += VL) {
+                int nl = n - j < VL ? (int)(n - j) : VL;
+                F(stk)(d + j, F(ldk)(d + j, nl) + F(ldk)(p + j, nl), nl);
+            }
+    }
+    const m2_ctx *c = &s->c[0];
+    if (c->keys) {
+        m2_keys *k = c->keys;
+        m2_keysum ks = src ? F(m2_keysum_mine)(c) : F(m2_keysum_at)(k->stash + (size_t)t * k->stride, k->n, c->ldpj);
+        F(m2_keys_merge)(k, ks, c->ldpj);
+    }
+}
+
+/* Task t's results (partials in mine, per-key sums in this thread's
+ * table) copied to its stash slots. */
+static void F(m2_stash_task)(const m2s_ctx *s, int t, const float *mine)
+{
+    for (int i = 0; i < s->nparts; i++) {
+        size_t n = s->part_n[i];
+        memcpy(s->part[i] + (size_t)t * n, mine, n * sizeof *mine);
+        mine += n;
+    }
+    const m2_ctx *c = &s->c[0];
+    if (c->keys) {
+        m2_keys *k = c->keys;
+        int ld = c->ldpj;
+        m2_keysum m = F(m2_keysum_mine)(c), d = F(m2_keysum_at)(k->stash + (size_t)t * k->stride, k->n, ld);
+        *d.count = *m.count;
+        for (int i = 0; i < *m.count; i++) {
+            int j = d.list[i] = m.list[i];
+            memcpy(d.sum + (size_t)j * ld, m.sum + (size_t)j * ld, ld * sizeof(float));
+        }
+    }
+}
+
+/* At the end of task t: its results (partials in mine, per-key sums in
+ * this thread's table) are merged in task order, whatever thread ran which
+ * task (so any thread count gives the same bits). A task that ends before
+ * those ahead of it are merged stashes its results instead, and whoever
+ * merges the task ahead merges it too; one thread merges each task as it
+ * ends, with no copy, and its partials stay in one warm table instead of
+ * a fresh slot per task. */
+static void F(m2_task_done)(const m2s_ctx *s, int t, const float *mine)
+{
+    m2_order *o = s->order;
+    int nch = s->c[0].nchunks;
+    pthread_mutex_lock(&order_mu);
+    if (o->merged == t) F(m2_merge_task)(s, t, mine), o->merged++;
+    else {
+        pthread_mutex_unlock(&order_mu);
+        F(m2_stash_task)(s, t, mine);
+        pthread_mutex_lock(&order_mu);
+        o->stashed[t] = 1;
+    }
+    while (o->merged < nch && o->stashed[o->merged]) F(m2_merge_task)(s, o->merged, NULL), o->merged++;
+    pthread_mutex_unlock(&order_mu);
 }
 
 /* The block's backward below the gated norm, from g->y (d_y) and the
@@ -2204,10 +2283,20 @@ static void F(m2_back_last)(const m2_ctx *c, int t, int ns, int rows, int padd, 
 /* One task of mamba2_train: per sub-block, the forward through every
  * block (each block's activations kept in scratch, its output the next
  * one's input), the head, then the backward through every block from
- * those activations: no forward is computed twice. */
+ * those activations: no forward is computed twice. The weight-gradient
+ * partials go to this thread's table (slot 0 of copies of the contexts),
+ * merged in task order at the end (m2_task_done). */
 static void F(m2s_task)(void *vc, int t)
 {
-    const m2s_ctx *s = vc;
+    const m2s_ctx *shared = vc;
+    m2_ctx lc[ACH_MAX_LAYERS];
+    m2s_ctx ls = *shared, *s = &ls;
+    memcpy(lc, shared->c, (size_t)shared->n * sizeof *lc);
+    ls.c = lc;
+    float **field[M2_MAX_PARTS], *mine = tbuf(T_PART, shared->parts_total), *p = mine;
+    size_t pn[M2_MAX_PARTS];
+    int np = F(m2_parts)(s, field, pn);
+    for (int i = 0; i < np; i++) *field[i] = p, p += pn[i];
     const m2_ctx *c0 = &s->c[0];
     size_t r0;
     int nb, n = s->n, D = c0->mx->d_model, L = c0->mx->L;
@@ -2234,12 +2323,12 @@ static void F(m2s_task)(void *vc, int t)
         }
         F(m2_gate_last)(&s->c[n - 1], ns, &a[n - 1], &lr);
         float *dout = s->dresid + r * D;
-        F(m2_head_rows)(s, t, r, ns, padd, x[n - 1], lr.normed, lr.d_last, dout);
-        F(m2_back_last)(&s->c[n - 1], t, ns, rows, padd, x[n - 1], &a[n - 1], &g, &lr, dout);
+        F(m2_head_rows)(s, 0, r, ns, padd, x[n - 1], lr.normed, lr.d_last, dout);
+        F(m2_back_last)(&s->c[n - 1], 0, ns, rows, padd, x[n - 1], &a[n - 1], &g, &lr, dout);
         for (int l = n - 2; l >= 0; l--)
-            F(m2_back_rows)(&s->c[l], t, ns, rows, padd, x[l], &a[l], &g, dout, rk[l]);
+            F(m2_back_rows)(&s->c[l], 0, ns, rows, padd, x[l], &a[l], &g, dout, rk[l]);
     }
-    if (c0->keys) F(m2_keys_done)(c0, t);
+    F(m2_task_done)(shared, t, mine);
 }
 
 /* The first block's keys (its mx->tokens set): each row's key, a distinct
@@ -2280,10 +2369,9 @@ static void F(m2_keys_setup)(m2_ctx *c, m2_keys *k, int V_, int slot)
     F(gemm_rows)(k->proj, ld, k->xn, D, c->win_t, round_up(c->Pj, VL), D, c->Pj, NULL, 0, 0, k->n);
     /* the stash slots are touched only by tasks that end out of order */
     k->stride = F(m2_keysum_size)(k->n, ld);
-    k->stash = sbuf(slot + 2, (size_t)c->nchunks * k->stride + (c->nchunks + V_ + 3) / 4);
-    k->stashed = (unsigned char *)(k->stash + (size_t)c->nchunks * k->stride), k->has = k->stashed + c->nchunks;
-    memset(k->stashed, 0, (size_t)c->nchunks + k->n);
-    k->merged = 0;
+    k->stash = sbuf(slot + 2, (size_t)c->nchunks * k->stride + (V_ + 3) / 4);
+    k->has = (unsigned char *)(k->stash + (size_t)c->nchunks * k->stride);
+    memset(k->has, 0, (size_t)k->n);
     c->keys = k;
 }
 
@@ -2336,7 +2424,18 @@ static void F(mamba2_train)(const ach_mamba2_block *blocks, int n, const ach_lm_
     F(mmb_setup)(&s.hmm, head->wte, hb + S_PACK2, hb + S_PART, nch);
     s.hnorm = (norm_ctx){.dw = head->g_norm_f, .C = D, .Cpad = round_up(D, VL), .nchunks = nch};
     s.hnorm.part = sbuf(hb + S_PART2, (size_t)nch * s.hnorm.Cpad);
+    float **field[M2_MAX_PARTS];
+    s.nparts = F(m2_parts)(&s, field, s.part_n);
+    for (int i = 0; i < s.nparts; i++) s.part[i] = *field[i], s.parts_total += s.part_n[i];
+    m2_order order = {.stashed = (unsigned char *)sbuf(hb + S_MISC, (nch + 3) / 4)};
+    memset(order.stashed, 0, (size_t)nch);
+    s.order = &order;
     ach_parallel_for(nch, F(m2s_task), &s);
+    /* every task's partials are summed in slot 0 */
+    for (int l = 0; l < n; l++)
+        c[l].in.nchunks = c[l].outp.nchunks = c[l].conv.nchunks = c[l].gnorm.nchunks = c[l].norm.nchunks =
+            c[l].ssd.nchunks = 1;
+    s.hmm.nchunks = s.hnorm.nchunks = 1;
     if (c[0].keys) F(m2_keys_back)(&c[0], head->g_wte);
     for (int l = 0; l < n; l++) F(m2_reduce)(&c[l]);
     ach_parallel_for(ceil_div(V_, RED_ROWS), F(mmb_reduce), &s.hmm);
