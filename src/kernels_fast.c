@@ -2408,12 +2408,13 @@ static void F(mamba2_train)(const ach_mamba2_block *blocks, int n, const ach_lm_
         F(m2_setup)(&c[l], &blocks[l], l * S_COUNT);
         F(m2_back_setup)(&c[l], l * S_COUNT);
         c[l].wout_t = F(pack_t)(l * S_COUNT + S_PACK5, blocks[l].out_proj, blocks[l].d_model, c[l].Di);
-        /* half-size sub-blocks (64 rows at the paper's shape) when there
-         * are several blocks: then two blocks' activations and the
-         * gradients fit a 2 MB L2. More blocks spill from L2 anyway, and
-         * smaller sub-blocks only add tail tiles and partial-sum traffic
-         * (measured: 5 blocks ran no faster at 24 or 32 rows than at 64). */
-        if (n > 1) c[l].sub = (c[l].sub + 1) / 2;
+        /* quarter-size sub-blocks (32 rows at the paper's shape) when
+         * there are several blocks: every block's activations for the
+         * backward stay in scratch, ~170 KB a block at 32 rows, so more of
+         * them, the weights and the thread's partials stay in a 2 MB L2
+         * (alternating runs against 64 rows: 5 blocks 1.033x, 2 blocks
+         * 1.031x on one thread; 24 and 48 rows ran like 32) */
+        if (n > 1) c[l].sub = (c[l].sub + 3) / 4;
     }
     int D = blocks[0].d_model, V_ = head->vocab, hb = n * S_COUNT, nch = c[0].nchunks;
     m2_keys keys;
