@@ -1558,7 +1558,8 @@ static float *F(ssd_delta)(const ssd_ctx *c, int b0, int b1, float **dsg)
     int H = c->H;
     size_t n = (size_t)(b1 - b0) * c->L * H, r0 = (size_t)b0 * c->L;
     float *x = tbuf(T_W2, n), *sp = tbuf(T_W3, n), *sg = dsg ? tbuf(T_W4, n) : NULL;
-    for (size_t i = 0; i < n; i++) x[i] = c->dt[(r0 + i / H) * c->ldt + i % H] + c->dt_bias[i % H];
+    for (size_t r = 0; r < n / H; r++) /* (no division per element) */
+        for (int h = 0; h < H; h++) x[r * H + h] = c->dt[(r0 + r) * c->ldt + h] + c->dt_bias[h];
     for (size_t i = 0; i < n; i += VL) {
         int nl = n - i < VL ? (int)(n - i) : VL;
         V v = F(ldk)(x + i, nl);
