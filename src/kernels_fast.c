@@ -2690,7 +2690,10 @@ static void F(embb_task)(void *vc, int t)
     for (int i = 0; i < c->n; i++) {
         float *dw = c->dw + (size_t)c->tokens[i] * c->D + c0;
         const float *g = c->dout + (size_t)i * c->D + c0;
-        for (int k = 0; k < nl; k++) dw[k] += g[k];
+        for (int k = 0; k < nl; k += VL) {
+            int n = nl - k < VL ? nl - k : VL;
+            F(stk)(dw + k, F(ldk)(dw + k, n) + F(ldk)(g + k, n), n);
+        }
     }
 }
 
