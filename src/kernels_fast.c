@@ -149,6 +149,9 @@ typedef struct {
     int c_last;
     int set;  /* backward: dinp overwritten, not added to */
     int padd; /* backward: the task's partials added to, not set (the fused block's later sub-blocks) */
+    /* NULL, or the input's row r is inp's row rk[r] (a keyed block's rows,
+     * m2_keys: never with c_last) */
+    const int *rk;
 } conv_ctx;
 
 typedef struct {
@@ -884,6 +887,9 @@ static void F(matmul_backward)(real *dinp, real *dw, real *dbias, const real *do
 
 /* ---- conv1d ---- */
 
+/* The conv input's row r */
+AI const float *F(conv_in)(const conv_ctx *c, size_t r) { return c->inp + (c->rk ? (size_t)c->rk[r] : r) * c->ldi; }
+
 /* One conv output vector acc at element i, as mode asks (CONV_*). */
 AI void F(conv_store)(const conv_ctx *c, size_t i, V acc, int nl, const int mode)
 {
@@ -904,17 +910,15 @@ AI void F(conv_store)(const conv_ctx *c, size_t i, V acc, int nl, const int mode
 AI void F(conv_cols)(const conv_ctx *c, int b0, int b1, int cv, int nl, const int K, const int mode)
 {
     int L = c->L, C = c->C;
-    size_t ldi = c->ldi;
     V w[ACH_MAX_CONV], win[ACH_MAX_CONV], bias = F(ld)(c->bias + cv);
     for (int j = 0; j < K; j++) w[j] = F(ld)(c->wt + (size_t)j * c->Cpad + cv);
     for (int b = b0; b < b1; b++) {
         size_t r0 = (size_t)b * L;
         for (int j = 0; j < K; j++) win[j] = (V){0};
-        const float *x = c->inp + r0 * ldi + cv;
         for (int tt = 0; tt < L; tt++) {
 #pragma GCC unroll 8
             for (int j = 0; j < K - 1; j++) win[j] = win[j + 1];
-            win[K - 1] = F(ldk)(x + tt * ldi, nl);
+            win[K - 1] = F(ldk)(F(conv_in)(c, r0 + tt) + cv, nl);
             V acc = bias;
 #pragma GCC unroll 8
             for (int j = 0; j < K; j++) acc = F(fma)(w[j], win[j], acc);
@@ -1019,13 +1023,13 @@ AI void F(convb_cols)(const conv_ctx *c, int b0, int b1, int first, int cv, int 
     for (int j = 0; j < K; j++) w[j] = F(ld)(c->wt + (size_t)j * c->Cpad + cv), gw[j] = (V){0};
     for (int b = b0; b < b1; b++) {
         for (int j = 0; j < K; j++) xw[j] = gwin[j] = (V){0};
-        const float *g = c->dout + (size_t)b * L * C + cv, *x = c->inp + (size_t)b * L * ldi + cv;
+        const float *g = c->dout + (size_t)b * L * C + cv;
         const float *gs = c->gscale ? c->gscale + (size_t)b * L * C + cv : NULL;
         float *dx = c->dinp + (size_t)b * L * ldi + cv; /* advanced a row per row finished */
         for (int tt = 0; tt < L + K - 1; tt++) {
             V gt = (V){0}, xt = (V){0};
             if (tt < L) {
-                gt = F(ldk)(g + (size_t)tt * C, nl), xt = F(ldk)(x + tt * ldi, nl);
+                gt = F(ldk)(g + (size_t)tt * C, nl), xt = F(ldk)(F(conv_in)(c, (size_t)b * L + tt) + cv, nl);
                 if (gs) gt *= F(ldk)(gs + (size_t)tt * C, nl);
             }
 #pragma GCC unroll 8
@@ -1092,7 +1096,7 @@ AI void F(convb_seq)(const conv_ctx *c, size_t r0, int cv, int nl, float *gacc, 
     }
 #pragma GCC unroll 16
     for (int s = 0; s < L; s++) { /* input row s: tap j reads it for output row s + K - 1 - j */
-        V xs = F(ldk)(c->inp + (r0 + s) * ldi + cv, nl), acc = (V){0};
+        V xs = F(ldk)(F(conv_in)(c, r0 + s) + cv, nl), acc = (V){0};
 #pragma GCC unroll 8
         for (int j = 0; j < K; j++)
             if (s + K - 1 - j < L)
@@ -1877,16 +1881,22 @@ static void F(m2_forward_rows)(const m2_ctx *c, const float *x, int nb, int rows
 {
     const ach_mamba2_block *mx = c->mx;
     int D = mx->d_model, Di = c->Di, Cd = c->Cd, Pj = c->Pj, sparse = last_only && c->sparse_last;
-    if (rk) /* keyed (m2_keys): in_proj's rows as computed per key, the same values */
-        for (int r = 0; r < rows; r++)
-            memcpy(a->proj + (size_t)r * c->ldpj, c->keys->proj + (size_t)rk[r] * c->ldpj, Pj * sizeof(float));
+    if (rk) /* keyed (m2_keys): in_proj's rows as computed per key, the same values; the
+             * conv reads its part from the keys' rows, z and dt are copied */
+        for (int r = 0; r < rows; r++) {
+            const float *kp = c->keys->proj + (size_t)rk[r] * c->ldpj;
+            float *pr = a->proj + (size_t)r * c->ldpj;
+            memcpy(pr, kp, Di * sizeof(float));
+            memcpy(pr + Di + Cd, kp + Di + Cd, (Pj - Di - Cd) * sizeof(float));
+        }
     else {
         F(norm_rows)(a->xn, a->rstdx, x, mx->norm, rows, D, mx->eps);
         if (sparse) F(m2_inproj_last)(c, a, nb);
         else F(gemm_rows)(a->proj, c->ldpj, a->xn, D, c->win_t, round_up(Pj, VL), D, Pj, NULL, 0, 0, rows);
     }
     conv_ctx cv = c->conv;
-    cv.out = a->act, cv.out2 = a->sg, cv.inp = a->proj + Di, cv.B = nb, cv.mode = a->sg ? CONV_SILU_GRAD : CONV_SILU;
+    cv.out = a->act, cv.out2 = a->sg, cv.inp = (rk ? c->keys->proj : a->proj) + Di, cv.rk = rk, cv.B = nb;
+    cv.mode = a->sg ? CONV_SILU_GRAD : CONV_SILU;
     cv.c_last = sparse ? Di + mx->d_state : 0; /* C at the last row only */
     F(convf_task)(&cv, 0);
     ssd_ctx sd = c->ssd;
@@ -2142,7 +2152,8 @@ static void F(m2_back_mixer)(const m2_ctx *c, int t, int ns, int rows, int padd,
     sd.part = c->ssd.part + (size_t)t * 3 * mx->nheads;
     F(ssdb_task)(&sd, 0);
     conv_ctx cv = c->conv; /* d_conv = d_act silu'(conv) */
-    cv.inp = a->proj + Di, cv.B = ns, cv.dinp = g->proj + Di, cv.dout = g->act, cv.gscale = a->sg, cv.padd = padd;
+    cv.inp = (rk ? c->keys->proj : a->proj) + Di, cv.rk = rk, cv.B = ns, cv.dinp = g->proj + Di, cv.dout = g->act;
+    cv.gscale = a->sg, cv.padd = padd;
     cv.part = c->conv.part + (size_t)t * (mx->d_conv + 1) * c->conv.Cpad;
     int sparse = dy_last && c->sparse_last;
     cv.c_last = sparse ? Di + N : 0;
