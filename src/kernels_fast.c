@@ -610,11 +610,12 @@ AI V F(vsilu_grad)(V x)
 
 /* ---- the GEMM micro-kernel ----
  * For r < MR, j < NB: acc = init[j] (or 0) + sum_{s < ns} A[r*ars + s*aks] *
- * B[s*ldb + j*VL .. +VL]; then C[r*ldc + j*VL ..] = acc, or += acc when add.
+ * B[s*ldb + j*VL .. +VL]; then C[r*ldc + j*VL ..] = acc, or X[that] + acc
+ * when X (C itself, or another matrix of C's row stride) is set.
  * The last vector stores only jlast lanes. Every output lane is one FMA
  * chain in s order, whatever the tile shape or position. */
 AI void F(tile)(float *C, long ldc, const float *A, long ars, long aks, const float *B, long ldb, int ns,
-                const float *init, int add, int jlast, const int MR, const int NB)
+                const float *init, const float *X, int jlast, const int MR, const int NB)
 {
     V acc[12][4];
 #pragma GCC unroll 12
@@ -640,7 +641,7 @@ AI void F(tile)(float *C, long ldc, const float *A, long ars, long aks, const fl
             float *c = C + r * ldc + j * VL;
             int n = j == NB - 1 ? jlast : VL;
             V v = acc[r][j];
-            if (add) v += F(ldk)(c, n);
+            if (X) v += F(ldk)(X + r * ldc + j * VL, n);
             F(stk)(c, v, n);
         }
 }
@@ -648,14 +649,14 @@ AI void F(tile)(float *C, long ldc, const float *A, long ars, long aks, const fl
 static int F(mr_for)(int nb) { return nb == 1 ? MR1 : nb == 2 ? MR2 : nb == 3 ? MR3 : MR4; }
 
 static void F(tile_nb)(float *C, long ldc, const float *A, long ars, long aks, const float *B, long ldb, int ns,
-                       const float *init, int add, int jlast, int nb)
+                       const float *init, const float *X, int jlast, int nb)
 {
     switch (nb) {
-    case 1: F(tile)(C, ldc, A, ars, aks, B, ldb, ns, init, add, jlast, MR1, 1); break;
-    case 2: F(tile)(C, ldc, A, ars, aks, B, ldb, ns, init, add, jlast, MR2, 2); break;
+    case 1: F(tile)(C, ldc, A, ars, aks, B, ldb, ns, init, X, jlast, MR1, 1); break;
+    case 2: F(tile)(C, ldc, A, ars, aks, B, ldb, ns, init, X, jlast, MR2, 2); break;
 #if NBMAX > 2
-    case 3: F(tile)(C, ldc, A, ars, aks, B, ldb, ns, init, add, jlast, MR3, 3); break;
-    case 4: F(tile)(C, ldc, A, ars, aks, B, ldb, ns, init, add, jlast, MR4, 4); break;
+    case 3: F(tile)(C, ldc, A, ars, aks, B, ldb, ns, init, X, jlast, MR3, 3); break;
+    case 4: F(tile)(C, ldc, A, ars, aks, B, ldb, ns, init, X, jlast, MR4, 4); break;
 #endif
     }
 }
@@ -666,18 +667,18 @@ static void F(tile_nb)(float *C, long ldc, const float *A, long ars, long aks, c
  * chain as in a full tile, so the results do not depend on where a row
  * falls. */
 static void F(tile_tail)(float *C, long ldc, const float *A, long ars, long aks, const float *B, long ldb, int ns,
-                         const float *init, int add, int jlast, int nb, int rows)
+                         const float *init, const float *X, int jlast, int nb, int rows)
 {
     for (int r = 0; r < rows;) {
         int mr = rows - r >= 8 && nb <= 2 ? 8 : rows - r >= 4 ? 4 : rows - r >= 2 ? 2 : 1;
         float *c = C + r * ldc;
-        const float *a = A + r * ars;
+        const float *a = A + r * ars, *x = X ? X + r * ldc : NULL;
     /* (8 rows only up to 2 vectors: 8 x 3 or 8 x 4 sums would not fit the registers) */
 #define TAIL_NB(NB)                                                                                 \
-    if (NB <= 2 && mr == 8) F(tile)(c, ldc, a, ars, aks, B, ldb, ns, init, add, jlast, NB <= 2 ? 8 : 4, NB); \
-    else if (mr == 4) F(tile)(c, ldc, a, ars, aks, B, ldb, ns, init, add, jlast, 4, NB);            \
-    else if (mr == 2) F(tile)(c, ldc, a, ars, aks, B, ldb, ns, init, add, jlast, 2, NB);            \
-    else F(tile)(c, ldc, a, ars, aks, B, ldb, ns, init, add, jlast, 1, NB);
+    if (NB <= 2 && mr == 8) F(tile)(c, ldc, a, ars, aks, B, ldb, ns, init, x, jlast, NB <= 2 ? 8 : 4, NB); \
+    else if (mr == 4) F(tile)(c, ldc, a, ars, aks, B, ldb, ns, init, x, jlast, 4, NB);            \
+    else if (mr == 2) F(tile)(c, ldc, a, ars, aks, B, ldb, ns, init, x, jlast, 2, NB);            \
+    else F(tile)(c, ldc, a, ars, aks, B, ldb, ns, init, x, jlast, 1, NB);
         switch (nb) {
         case 1: TAIL_NB(1) break;
         case 2: TAIL_NB(2) break;
@@ -701,11 +702,12 @@ static int F(block_nb)(int nvec, int jb)
     return blk < extra ? base + 1 : base;
 }
 
-/* Rows [m0, m1) of C (ldc) = init + A (lda) . Bp, or C += A . Bp when add.
- * Bp is [I][ldb] with J valid columns and zero padding to whole vectors;
- * init (NULL or padded to whole vectors) is added first. */
-static void F(gemm_rows)(float *C, int ldc, const float *A, int lda, const float *Bp, int ldb, int I, int J,
-                         const float *init, int add, int m0, int m1)
+/* Rows [m0, m1) of C (ldc) = X + init + A (lda) . Bp, X NULL (none), C
+ * itself or another matrix of C's row stride. Bp is [I][ldb] with J valid
+ * columns and zero padding to whole vectors; init (NULL or padded to whole
+ * vectors) is added first. */
+static void F(gemm_rows_x)(float *C, int ldc, const float *X, const float *A, int lda, const float *Bp, int ldb, int I,
+                           int J, const float *init, int m0, int m1)
 {
     int nvec = ceil_div(J, VL);
     for (int jb = 0; jb < nvec;) {
@@ -713,16 +715,24 @@ static void F(gemm_rows)(float *C, int ldc, const float *A, int lda, const float
         int jlast = jb + nb == nvec ? J - (nvec - 1) * VL : VL;
         const float *Bj = Bp + jb * VL, *ij = init ? init + jb * VL : NULL;
         int m = m0;
+#define AT(P) ((P) + (size_t)m * ldc + jb * VL)
         if ((m1 - m0) % mr && (m1 - m0) % 4 == 0) /* whole smaller tiles rather than a tail of 4 */
-            F(tile_tail)(C + (size_t)m * ldc + jb * VL, ldc, A + (size_t)m * lda, lda, 1, Bj, ldb, I, ij, add, jlast, nb,
+            F(tile_tail)(AT(C), ldc, A + (size_t)m * lda, lda, 1, Bj, ldb, I, ij, X ? AT(X) : NULL, jlast, nb,
                          m1 - m0), m = m1;
         for (; m + mr <= m1; m += mr)
-            F(tile_nb)(C + (size_t)m * ldc + jb * VL, ldc, A + (size_t)m * lda, lda, 1, Bj, ldb, I, ij, add, jlast, nb);
+            F(tile_nb)(AT(C), ldc, A + (size_t)m * lda, lda, 1, Bj, ldb, I, ij, X ? AT(X) : NULL, jlast, nb);
         if (m < m1) /* row tail */
-            F(tile_tail)(C + (size_t)m * ldc + jb * VL, ldc, A + (size_t)m * lda, lda, 1, Bj, ldb, I, ij, add, jlast,
-                         nb, m1 - m);
+            F(tile_tail)(AT(C), ldc, A + (size_t)m * lda, lda, 1, Bj, ldb, I, ij, X ? AT(X) : NULL, jlast, nb,
+                         m1 - m);
+#undef AT
         jb += nb;
     }
+}
+/* gemm_rows_x: C = init + A . Bp, or C += A . Bp when add */
+static void F(gemm_rows)(float *C, int ldc, const float *A, int lda, const float *Bp, int ldb, int I, int J,
+                         const float *init, int add, int m0, int m1)
+{
+    F(gemm_rows_x)(C, ldc, add ? C : NULL, A, lda, Bp, ldb, I, J, init, m0, m1);
 }
 
 /* P[i][j] = (P[i][j] if add) + sum_{m < nrows} X[m*ldx + i] Y[m*ldy + j]
@@ -735,11 +745,14 @@ static void F(gemm_atb)(float *P, int ldp, const float *X, int ldx, const float 
     for (int jb = 0; jb < nvec;) {
         int nb = F(block_nb)(nvec, jb), mr = F(mr_for)(nb);
         int i = 0;
-        for (; i + mr <= I; i += mr)
-            F(tile_nb)(P + (size_t)i * ldp + jb * VL, ldp, X + i, 1, ldx, Y + jb * VL, ldy, nrows, NULL, add, VL, nb);
-        if (i < I)
-            F(tile_tail)(P + (size_t)i * ldp + jb * VL, ldp, X + i, 1, ldx, Y + jb * VL, ldy, nrows, NULL, add, VL, nb,
-                         I - i);
+        for (; i + mr <= I; i += mr) {
+            float *p = P + (size_t)i * ldp + jb * VL;
+            F(tile_nb)(p, ldp, X + i, 1, ldx, Y + jb * VL, ldy, nrows, NULL, add ? p : NULL, VL, nb);
+        }
+        if (i < I) {
+            float *p = P + (size_t)i * ldp + jb * VL;
+            F(tile_tail)(p, ldp, X + i, 1, ldx, Y + jb * VL, ldy, nrows, NULL, add ? p : NULL, VL, nb, I - i);
+        }
         jb += nb;
     }
 }
@@ -1911,8 +1924,7 @@ static void F(m2_forward_rows)(const m2_ctx *c, const float *x, int nb, int rows
 static void F(m2_out_rows)(const m2_ctx *c, float *out, const float *x, const m2_acts *a, int rows)
 {
     int D = c->mx->d_model;
-    memcpy(out, x, (size_t)rows * D * sizeof *out); /* the residual */
-    F(gemm_rows)(out, D, a->normed, c->Di, c->wout_t, round_up(D, VL), c->Di, D, NULL, 1, 0, rows);
+    F(gemm_rows_x)(out, D, x, a->normed, c->Di, c->wout_t, round_up(D, VL), c->Di, D, NULL, 0, rows);
 }
 
 static void F(m2f_task)(void *vc, int t)
