@@ -53,6 +53,10 @@ $(PREFIX_STAMP): | $(BUILD)/f32
 $(BUILD)/f32/task.o $(BUILD)/f64/task.o: $(PREFIX_STAMP)
 $(BUILD)/f32/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/f32
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+# The SIMD kernels at -O3: GCC unrolls and inlines their small fixed-size
+# loops further (alternating runs: 1.038x on a 5-layer step, one thread).
+# The same bits: their FMAs are explicit, and ISO C mode contracts nothing.
+$(BUILD)/f32/kernels_fast.o: ALL_CFLAGS += -O3
 $(BUILD)/f64/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/f64
 	$(CC) $(ALL_CFLAGS) -DACH_F64 -c -o $@ $<
 $(LIB32): $(OBJ32)
