@@ -485,6 +485,14 @@ AI void F(stk)(float *p, V v, int n)
     if (n == VL) F(st)(p, v);
     else F(stn)(p, v, n);
 }
+/* d[0, n) += g[0, n) */
+AI void F(add_to)(float *d, const float *g, size_t n)
+{
+    for (size_t i = 0; i < n; i += VL) {
+        int nl = n - i < VL ? (int)(n - i) : VL;
+        F(stk)(d + i, F(ldk)(d + i, nl) + F(ldk)(g + i, nl), nl);
+    }
+}
 
 /* exp(x): Cephes' expf (range reduction by ln 2 in two parts, degree-6
  * polynomial), about 2 ulp on [-86, 88]; 0 below -86 (no denormals: they
@@ -1248,10 +1256,7 @@ static void F(add_task)(void *vc, int t)
 {
     const ew_ctx *c = vc;
     EW_RANGE(c, t, i0, i1);
-    for (size_t i = i0; i < i1; i += VL) {
-        int nl = i1 - i < VL ? (int)(i1 - i) : VL;
-        F(stk)(c->out + i, F(ldk)(c->out + i, nl) + F(ldk)(c->a + i, nl), nl);
-    }
+    F(add_to)(c->out + i0, c->a + i0, i1 - i0);
 }
 
 static void F(add_inplace)(real *x, const real *y, size_t n)
@@ -2030,7 +2035,7 @@ static m2_keysum F(m2_keysum_mine)(const m2_ctx *c)
 AI int F(sum_row)(float *d, const float *g, int ld, unsigned char *has)
 {
     if (*has) {
-        for (int i = 0; i < ld; i += VL) F(st)(d + i, F(ld)(d + i) + F(ld)(g + i));
+        F(add_to)(d, g, ld);
         return 0;
     }
     memcpy(d, g, ld * sizeof *d), *has = 1;
@@ -2095,11 +2100,7 @@ static void F(m2_merge_task)(const m2s_ctx *s, int t, const float *src)
         const float *p = src ? src : s->part[i] + (size_t)t * n;
         if (src) src += n;
         if (t == 0) memcpy(d, p, n * sizeof *d);
-        else
-            for (size_t j = 0; j < n; j += VL) {
-                int nl = n - j < VL ? (int)(n - j) : VL;
-                F(stk)(d + j, F(ldk)(d + j, nl) + F(ldk)(p + j, nl), nl);
-            }
+        else F(add_to)(d, p, n);
     }
     const m2_ctx *c = &s->c[0];
     if (c->keys) {
@@ -2414,11 +2415,8 @@ static void F(m2_keys_back)(m2_ctx *c, float *g_wte)
     m2_keys *k = c->keys;
     int D = c->mx->d_model;
     F(mmb_rows)(&c->in, k->dxn, 0, k->sum, k->xn, k->n, c->in.part, 0, NULL);
-    c->in.nchunks = 1;
     F(normb_rows)(k->dx, 0, c->norm.part, 0, k->dxn, k->x, c->mx->norm, k->rstd, k->n, D, c->norm.Cpad);
-    c->norm.nchunks = 1;
-    for (int j = 0; j < k->n; j++)
-        for (int i = 0; i < D; i++) g_wte[(size_t)k->tok[j] * D + i] += k->dx[(size_t)j * D + i];
+    for (int j = 0; j < k->n; j++) F(add_to)(g_wte + (size_t)k->tok[j] * D, k->dx + (size_t)j * D, D);
 }
 
 static void F(mamba2_train)(const ach_mamba2_block *blocks, int n, const ach_lm_head *head, real *dresid)
@@ -2716,11 +2714,7 @@ static void F(embb_task)(void *vc, int t)
     int c0 = t * EMB_COLS, nl = c->D - c0 < EMB_COLS ? c->D - c0 : EMB_COLS;
     for (int i = 0; i < c->n; i++) {
         float *dw = c->dw + (size_t)c->tokens[i] * c->D + c0;
-        const float *g = c->dout + (size_t)i * c->D + c0;
-        for (int k = 0; k < nl; k += VL) {
-            int n = nl - k < VL ? nl - k : VL;
-            F(stk)(dw + k, F(ldk)(dw + k, n) + F(ldk)(g + k, n), n);
-        }
+        F(add_to)(dw, c->dout + (size_t)i * c->D + c0, nl);
     }
 }
 
