@@ -38,6 +38,9 @@ const char *cli_sweep_help =
     "  --workers N      training processes at once (default 1); runs that do not\n"
     "                   set threads get threads = CPUs / N\n"
     "  --dry-run        print the runs and what would happen to each; write nothing\n"
+    "  --until-epoch N  train each run up to epoch N of its own schedule, save it\n"
+    "                   and leave it stopped (a look at the first N epochs of a\n"
+    "                   long recipe); run the sweep again to go on\n"
     "  --status DIR     each run's state, epoch and latest pair-43 accuracies\n"
     "  --run-index I    run only run I (a Slurm array task), under the same rules;\n"
     "                   if another process holds it, leave it to that one\n"
@@ -57,7 +60,7 @@ static void on_signal(int sig) { stop_sig = sig; }
 
 typedef struct {
     const char *out, *status, *emit, *partition, *time, *mem;
-    int workers, dry, run_index, cpus;
+    int workers, dry, run_index, cpus, until;
     int npos;
     char **pos;
 } opts;
@@ -113,7 +116,7 @@ static int parse(int argc, char **argv, opts *o)
             continue;
         }
         static const char *const valued[] = {"--out", "--workers", "--status", "--run-index", "--emit",
-                                             "--partition", "--time", "--cpus", "--mem"};
+                                             "--partition", "--time", "--cpus", "--mem", "--until-epoch"};
         size_t k;
         for (k = 0; k < sizeof valued / sizeof valued[0] && strcmp(a, valued[k]); k++) continue;
         if (k == sizeof valued / sizeof valued[0]) return usage("sweep: unknown option '%s'", a);
@@ -126,7 +129,8 @@ static int parse(int argc, char **argv, opts *o)
         else if (!strcmp(a, "--time")) o->time = v;
         else if (!strcmp(a, "--mem")) o->mem = v;
         else {
-            int *dst = !strcmp(a, "--workers") ? &o->workers : !strcmp(a, "--cpus") ? &o->cpus : &o->run_index;
+            int *dst = !strcmp(a, "--workers") ? &o->workers : !strcmp(a, "--cpus") ? &o->cpus
+                     : !strcmp(a, "--until-epoch") ? &o->until : &o->run_index;
             int min = dst == &o->run_index ? 0 : 1;
             if (cli_parse_int(v, dst) || *dst < min)
                 return cli_usage_error(cli_sweep_help, min ? "sweep: %s needs a positive integer" :
@@ -412,16 +416,19 @@ int cli_sweep(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sweep_exec_opts eo = {.workers = o.run_index >= 0 ? 1 : o.workers, .exe = exe, .only = o.run_index,
-                          .stop = &stop_sig, .out = stdout};
+                          .stop = &stop_sig, .out = stdout, .until_epoch = o.until};
     eo.threads = threads_for(&s, eo.workers);
     sweep_exec_result res;
     sweep_execute(&s, &eo, &res);
     int n = o.run_index >= 0 ? 1 : s.nruns;
     if (stop_sig) rc = 130;
-    else if (res.done + res.elsewhere == n && !res.failed) rc = 0;
+    else if (res.done + res.elsewhere + res.held == n && !res.failed) rc = 0;
     else rc = 1;
     if (o.run_index < 0) {
-        if (rc == 0) printf("sweep %s: all %d runs done. Phase diagram: achilles phase %s\n", s.name, n, s.dir);
+        if (rc == 0 && res.held)
+            printf("sweep %s: %d of %d runs at epoch %d, %d done. Go on with: achilles sweep %s [--until-epoch N]\n",
+                   s.name, res.held, n, o.until, res.done, s.dir);
+        else if (rc == 0) printf("sweep %s: all %d runs done. Phase diagram: achilles phase %s\n", s.name, n, s.dir);
         else if (rc == 130)
             printf("sweep %s: stopped; %d of %d runs done. Continue with: achilles sweep %s\n", s.name, res.done, n,
                    s.dir);

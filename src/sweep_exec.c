@@ -17,7 +17,7 @@
 
 #include "fsutil.h"
 
-typedef enum { Q_QUEUED, Q_WAITING, Q_RUNNING, Q_DONE, Q_FAILED, Q_STOPPED, Q_ELSEWHERE, Q_SKIP } qstate;
+typedef enum { Q_QUEUED, Q_WAITING, Q_RUNNING, Q_DONE, Q_FAILED, Q_STOPPED, Q_ELSEWHERE, Q_SKIP, Q_HELD } qstate;
 
 typedef struct {
     qstate q;
@@ -134,11 +134,16 @@ static void log_line(const sweep_run *r, const char *what)
  * training process. */
 static pid_t launch(const ach_sweep *s, const sweep_run *r, int fd, int resume, const sweep_exec_opts *o)
 {
-    int n = 0, cap = 8 + s->nbase + r->nset;
-    char **argv = calloc(cap, sizeof *argv), threads[32];
+    int n = 0, cap = 10 + s->nbase + r->nset;
+    char **argv = calloc(cap, sizeof *argv), threads[32], epochs[32];
     if (!argv) return -1;
     argv[n++] = (char *)o->exe;
     argv[n++] = "train";
+    if (o->until_epoch > 0) { /* train counts the epochs it runs itself */
+        snprintf(epochs, sizeof epochs, "%d", o->until_epoch - (resume && r->have_last ? r->last.epoch : 0));
+        argv[n++] = "--stop-after-epochs";
+        argv[n++] = epochs;
+    }
     argv[n++] = resume ? "--resume" : "--out";
     argv[n++] = (char *)r->dir;
     /* key=value words, built before fork: the child only execs */
@@ -196,7 +201,7 @@ static void last_log_line(const sweep_run *r, char *buf, size_t n)
 }
 
 typedef struct {
-    int done, running, queued, failed, stopped;
+    int done, running, queued, failed, stopped, held;
     double remaining;  /* whole runs' worth of work left */
 } tally;
 
@@ -210,6 +215,7 @@ static void progress(const ach_sweep *s, const slot *sl, const sweep_exec_opts *
         case Q_QUEUED: case Q_WAITING: t.queued++, t.remaining += 1 - run_frac(&s->runs[i]); break;
         case Q_FAILED: t.failed++; break;
         case Q_STOPPED: t.stopped++; break;
+        case Q_HELD: t.held++; break;
         default: break;
         }
     }
@@ -221,6 +227,7 @@ static void progress(const ach_sweep *s, const slot *sl, const sweep_exec_opts *
     stamp(o->out);
     fprintf(o->out, "%d/%d done, %d running, %d queued", t.done, n, t.running, t.queued);
     if (t.stopped) fprintf(o->out, ", %d stopped", t.stopped);
+    if (t.held) fprintf(o->out, ", %d held at epoch %d", t.held, o->until_epoch);
     if (t.failed) fprintf(o->out, ", %d failed", t.failed);
     fprintf(o->out, "; ETA %s\n", eta);
     fflush(o->out);
@@ -272,6 +279,12 @@ static int try_start(ach_sweep *s, slot *sl, int i, const sweep_exec_opts *o, sw
         r->state = SWEEP_NEW;
     }
     int resume = r->state == SWEEP_STOPPED;
+    if (resume && o->until_epoch > 0 && r->have_last && r->last.epoch >= o->until_epoch) {
+        close(fd);
+        sl[i].q = Q_HELD;
+        res->held++;
+        return 1;
+    }
     char what[64];
     snprintf(what, sizeof what, "%s (pid %ld)", resume ? "resuming" : "starting", (long)getpid());
     log_line(r, what);
@@ -311,6 +324,12 @@ static void finished(ach_sweep *s, slot *sl, int i, int wst, const sweep_exec_op
             r->last.acc43_sym, r->last.acc_seen, plain ? "" : " (", plain ? "" : r->stop_reason, plain ? "" : ")");
         sl[i].q = Q_DONE;
         res->done++;
+    } else if (o->until_epoch > 0 && code == 0 && r->state == SWEEP_STOPPED && !*o->stop) {
+        say(o, r, "held at epoch %d/%d (--until-epoch %d): comp43 %.3f  sym43 %.3f  seen %.3f",
+            r->have_last ? r->last.epoch : 0, r->epochs, o->until_epoch, r->last.acc43_comp, r->last.acc43_sym,
+            r->last.acc_seen);
+        sl[i].q = Q_HELD;
+        res->held++;
     } else if (*o->stop && (code == 130 || code == 0 || sig)) {
         say(o, r, "stopped at epoch %d/%d%s", r->have_last ? r->last.epoch : 0, r->epochs,
             r->state == SWEEP_STOPPED ? "; state saved" : " before its first state; it will start over");
@@ -400,5 +419,5 @@ int sweep_execute(ach_sweep *s, const sweep_exec_opts *o, sweep_exec_result *res
     }
     free(sl);
     int want = o->only >= 0 ? 1 : s->nruns;
-    return res->done == want ? 0 : 1;
+    return res->done + res->held == want ? 0 : 1;
 }

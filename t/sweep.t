@@ -152,6 +152,29 @@ like($out, qr/^\s+3\s+done\s+2\/2\s+\d\.\d{3}\s+\d\.\d{3}\s+\d\.\d{3}\s+n_layer=
 is($st, 1, '--status of a missing directory: exit 1');
 like($err, qr/nowhere/, 'and names it');
 
+# --- --until-epoch: the first epochs of a longer schedule, then on from there -------
+my @ugrid = ('seed=0,1', 'epochs=3', @tiny);
+($st, $out, $err) = run($ach, 'sweep', @ugrid, '--out', "$dir/u", '--workers', 2, '--until-epoch', 1);
+is($st, 0, '--until-epoch 1: exit 0 with every run held') or diag "$out\n$err";
+like($out, qr/run 0 \(seed=0\): held at epoch 1\/3 \(--until-epoch 1\)/, 'run 0 held at epoch 1 of 3');
+like($out, qr/2 of 2 runs at epoch 1, 0 done/, 'the closing line says where the runs are');
+for my $r (@{ manifest("$dir/u")->{runs} }) {
+    my @ep = map { decode_json($_)->{epoch} } split /\n/, (slurp("$dir/u/$r->{dir}/metrics.jsonl") // '');
+    is("@ep", '0 1', "$r->{dir}: epochs 0 and 1 recorded");
+    ok(-e "$dir/u/$r->{dir}/state.safetensors" && !-e "$dir/u/$r->{dir}/summary.json"
+       || decode_json(slurp("$dir/u/$r->{dir}/summary.json"))->{status} ne 'done', "$r->{dir}: stopped, not done");
+    is(decode_json(slurp("$dir/u/$r->{dir}/config.json"))->{epochs}, 3, "$r->{dir}: its schedule is still 3 epochs");
+}
+($st, $out, $err) = run($ach, 'sweep', "$dir/u", '--until-epoch', 1);
+is($st, 0, '--until-epoch 1 again: nothing to do');
+unlike($out, qr/starting|resuming/, 'starts nothing');
+($st, $out, $err) = run($ach, 'sweep', "$dir/u", '--workers', 2);
+is($st, 0, 'then without it: the runs go on') or diag "$out\n$err";
+like($out, qr/resuming at epoch 1\/3/, 'resumed at epoch 1');
+check_exactly_once("$dir/u", 3, '--until-epoch then on');
+($st, $out, $err) = run($ach, 'sweep', "$dir/u", '--until-epoch', 0);
+is($st, 2, '--until-epoch 0: a usage error');
+
 # --- kill mid-way, restart: every run exactly once ---------------------------------
 my @long = ('n_layer=2,3', 'seed=0,1,2', 'epochs=6', @tiny);
 for my $round (1, 2) {
