@@ -30,7 +30,11 @@ const char *cli_init_help =
     "  --gamma G                initialisation rate: weights ~ N(0, (fan^-G)^2) (default 0.5)\n"
     "  --gamma-tensors LIST     tensors gamma touches: all (default), none, or a comma list\n"
     "                           of embedding,in_proj,conv,x_proj,dt_proj,out_proj\n"
-    "  --fan in|out             fan used by the gamma rule (default in, torch's convention)\n"
+    "  --fan in|out|shape0      d1 of the gamma rule: torch's fan-in (default) or fan-out,\n"
+    "                           or weight.shape[0] without the receptive field\n"
+    "  --gamma-bias reference|zero\n"
+    "                           under gamma, the dt bias as the reference inits it\n"
+    "                           (default) or 0, like every other bias\n"
     "  --seed S                 random seed (default 0)\n";
 
 const char *cli_grad_help =
@@ -86,6 +90,11 @@ int cli_init(int argc, char **argv)
         else if (!strcmp(a, "--fan")) {
             if (!strcmp(v, "in")) c.fan_rule = FAN_IN;
             else if (!strcmp(v, "out")) c.fan_rule = FAN_OUT;
+            else if (!strcmp(v, "shape0")) c.fan_rule = FAN_SHAPE0;
+            else bad = 1;
+        } else if (!strcmp(a, "--gamma-bias")) {
+            if (!strcmp(v, "reference")) c.dt_bias_zero = 0;
+            else if (!strcmp(v, "zero")) c.dt_bias_zero = 1;
             else bad = 1;
         } else if (!strcmp(a, "--seed")) {
             char *end;

@@ -152,7 +152,9 @@ char *cfg_to_json(const ach_config *c)
     cJSON_AddNumberToObject(init, "gamma", c->gamma);
     kinds_to_string(c->gamma_kinds, kinds, sizeof kinds);
     cJSON_AddStringToObject(init, "gamma_tensors", kinds);
-    cJSON_AddStringToObject(init, "fan", c->fan_rule == FAN_IN ? "in" : "out");
+    static const char *const fans[] = {"in", "out", "shape0"};
+    cJSON_AddStringToObject(init, "fan", fans[c->fan_rule]);
+    if (c->dt_bias_zero) cJSON_AddStringToObject(init, "dt_bias", "zero");
     snprintf(seed, sizeof seed, "%" PRIu64, c->seed);
     cJSON_AddStringToObject(init, "seed", seed);
     cJSON_AddItemToObject(o, "achilles_init", init);
@@ -243,7 +245,10 @@ int cfg_from_json(ach_config *c, const char *json, const char *where, char *err,
             goto out;
         }
         v = cJSON_GetObjectItemCaseSensitive(init, "fan");
-        if (cJSON_IsString(v)) c->fan_rule = strcmp(v->valuestring, "out") ? FAN_IN : FAN_OUT;
+        if (cJSON_IsString(v))
+            c->fan_rule = !strcmp(v->valuestring, "out") ? FAN_OUT : !strcmp(v->valuestring, "shape0") ? FAN_SHAPE0 : FAN_IN;
+        v = cJSON_GetObjectItemCaseSensitive(init, "dt_bias");
+        c->dt_bias_zero = cJSON_IsString(v) && !strcmp(v->valuestring, "zero");
         v = cJSON_GetObjectItemCaseSensitive(init, "seed");
         if (cJSON_IsString(v)) c->seed = strtoull(v->valuestring, NULL, 10);
     }

@@ -7,7 +7,7 @@
 
 typedef enum { ARCH_MAMBA1 = 1, ARCH_MAMBA2 = 2 } ach_arch;
 typedef enum { INIT_GAMMA = 0, INIT_REFERENCE = 1 } ach_init_mode;
-typedef enum { FAN_IN = 0, FAN_OUT = 1 } ach_fan_rule;
+typedef enum { FAN_IN = 0, FAN_OUT = 1, FAN_SHAPE0 = 2 } ach_fan_rule;
 
 /* Tensor kinds, used for the set of tensors γ touches and for weight decay. */
 enum {
@@ -45,6 +45,7 @@ typedef struct {
     double gamma;
     unsigned gamma_kinds;
     ach_fan_rule fan_rule;
+    int dt_bias_zero;     /* under γ: dt bias 0 (softplus(0) = 0.69) instead of the reference's */
     double dt_min, dt_max, dt_init_floor;
     uint64_t seed;
 } ach_config;

@@ -8,10 +8,12 @@
 #include "rng.h"
 
 /* torch's fan convention: fan_in = shape[1] * receptive field,
- * fan_out = shape[0] * receptive field. */
+ * fan_out = shape[0] * receptive field; FAN_SHAPE0 is shape[0] alone, as
+ * seed 003's reproduction computes d1 (docs/science.md). */
 static double fan(const ach_param *p, ach_fan_rule rule)
 {
     double rf = p->ndim > 2 ? p->shape[2] : 1;
+    if (rule == FAN_SHAPE0) return p->shape[0];
     return (rule == FAN_IN ? p->shape[1] : p->shape[0]) * rf;
 }
 
@@ -47,6 +49,10 @@ static void init_tensor(const ach_config *c, const ach_param *p, double *v, ach_
         for (size_t i = 0; i < n; i++) v[i] = c->init == INIT_REFERENCE ? kaiming * (2 * rng_uniform(r) - 1) : 0;
         break;
     case KIND_DT_BIAS: /* softplus^-1(dt), dt log-uniform in [dt_min, dt_max], floored */
+        if (c->init == INIT_GAMMA && c->dt_bias_zero) {
+            for (size_t i = 0; i < n; i++) v[i] = 0;
+            break;
+        }
         for (size_t i = 0; i < n; i++) {
             double dt = exp(rng_uniform(r) * (log(c->dt_max) - log(c->dt_min)) + log(c->dt_min));
             v[i] = inv_softplus(dt < c->dt_init_floor ? c->dt_init_floor : dt);

@@ -95,6 +95,7 @@ void ach_optim_launch(ach_optim *o, ach_model *m)
 {
     const ach_kernels *k = m->k;
     const ach_adamw_plan *p = o->plan;
+    for (int i = 0; i < o->npin; i++) k->zero(m->g + o->pin[i].offset, o->pin[i].n);
     if (k->adamw_step) {
         k->adamw_step(m->w, o->m, o->v, m->g, o->plan_dev, m->nparams, o->norm_dev);
         return;
@@ -128,5 +129,32 @@ double ach_optim_step(ach_optim *o, ach_model *m, double lr)
 {
     ach_optim_prepare(o, m, lr);
     ach_optim_launch(o, m);
+    ach_optim_repin(o, m);
     return ach_optim_norm(o, m);
+}
+
+/* Writes `value` into n entries of a backend arena. */
+static int fill(const ach_model *m, real *dst, size_t n, real value)
+{
+    real *v = malloc(n * sizeof *v);
+    if (!v) return -1;
+    for (size_t j = 0; j < n; j++) v[j] = value;
+    m->k->to_device(dst, v, n * sizeof *v);
+    free(v);
+    return 0;
+}
+
+int ach_optim_pin(ach_optim *o, const ach_model *m, size_t offset, size_t n, real value)
+{
+    if (o->npin == ACH_OPTIM_MAX_PINS) return -1;
+    /* zero moments: the entries' AdamW update stays 0, as their gradient will */
+    if (fill(m, m->w + offset, n, value) || fill(m, o->m + offset, n, 0) || fill(m, o->v + offset, n, 0)) return -1;
+    o->pin[o->npin].offset = offset, o->pin[o->npin].n = n, o->pin[o->npin].value = value;
+    o->npin++;
+    return 0;
+}
+
+void ach_optim_repin(const ach_optim *o, const ach_model *m)
+{
+    for (int i = 0; i < o->npin; i++) fill(m, m->w + o->pin[i].offset, o->pin[i].n, o->pin[i].value);
 }

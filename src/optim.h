@@ -15,6 +15,8 @@ typedef struct {
     double clip;                   /* global norm; <= 0 disables */
 } ach_optim_cfg;
 
+#define ACH_OPTIM_MAX_PINS 64
+
 typedef struct {
     ach_optim_cfg cfg;
     real *m, *v;                   /* [nweights] each */
@@ -28,6 +30,12 @@ typedef struct {
     double norm;
     ach_adamw_plan *plan, *plan_dev;
     double *norm_dev;              /* [2] norm, gradient scale */
+    /* Pinned ranges of the arenas: frozen entries inside a tensor that
+     * trains (the all-one conv on some channels only). Their gradient is
+     * zeroed before the norm, and ach_optim_repin writes their value back
+     * after the step, undoing weight decay: the same as a frozen tensor. */
+    int npin;
+    struct { size_t offset, n; real value; } pin[ACH_OPTIM_MAX_PINS];
 } ach_optim;
 
 void ach_optim_defaults(ach_optim_cfg *c);
@@ -44,4 +52,9 @@ double ach_optim_step(ach_optim *o, ach_model *m, double lr);
 void ach_optim_prepare(ach_optim *o, const ach_model *m, double lr);
 void ach_optim_launch(ach_optim *o, ach_model *m);
 double ach_optim_norm(const ach_optim *o, const ach_model *m);
+/* Pins n entries at `offset` (into the arenas) to `value`: sets them and
+ * their moments now. -1 when ACH_OPTIM_MAX_PINS are taken. */
+int ach_optim_pin(ach_optim *o, const ach_model *m, size_t offset, size_t n, real value);
+/* Writes the pinned values back (after a step; not inside a recorded graph). */
+void ach_optim_repin(const ach_optim *o, const ach_model *m);
 #endif

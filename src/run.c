@@ -136,26 +136,40 @@ static int add_pos_table(ach_run *r, char *err, size_t errlen)
     return 0;
 }
 
-/* Brings model and optimizer in line with the run's intervention settings. */
-static int apply_interventions(ach_run *r, char *err, size_t errlen)
+/* Brings model and optimizer in line with the run's intervention settings.
+ * switched_on: the all-one conv has just been switched on (or the run starts
+ * with it), so its values are set now; frozen entries keep them anyway. */
+static int apply_interventions(ach_run *r, int switched_on, char *err, size_t errlen)
 {
     ach_model *m = &r->model;
     if (ach_block_parse(&r->block, r->cfg.block, r->cfg.block_layers, r->L, m->cfg.n_layer, err, errlen)) return -1;
     if (r->cfg.model.pos_enc == POS_LEARNED && !m->cfg.pos_max_len && add_pos_table(r, err, errlen)) return -1;
     m->cfg.pos_enc = r->cfg.model.pos_enc;
+    r->opt.npin = 0;
     for (int i = 0; i < m->nparams; i++) {
         const ach_param *p = &m->params[i];
-        int conv = p->kind == KIND_CONV || p->kind == KIND_BIAS; /* conv1d weight and bias */
-        if (conv) r->opt.frozen[i] = (unsigned char)r->cfg.all_one_conv;
         if (p->kind == KIND_POS) r->opt.frozen[i] = m->cfg.pos_enc != POS_LEARNED;
-        if (conv && r->cfg.all_one_conv) {
-            real *v = malloc(p->numel * sizeof *v);
+        if (p->kind != KIND_CONV && p->kind != KIND_BIAS) continue; /* conv1d weight and bias */
+        int on = r->cfg.all_one_conv, weight = p->kind == KIND_CONV;
+        int hold = on && !(weight ? r->cfg.all_one_mode : r->cfg.all_one_bias);
+        /* the x channels are the first d_inner rows (Mamba-2's xBC conv) */
+        size_t rows = r->cfg.all_one_channels ? (size_t)cfg_d_inner(&m->cfg) : (size_t)p->shape[0];
+        size_t n = rows * (p->numel / p->shape[0]);
+        real value = weight ? 1 : 0;
+        r->opt.frozen[i] = hold && n == p->numel;
+        if (hold && n < p->numel) {
+            if (ach_optim_pin(&r->opt, m, p->offset, n, value)) {
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+        } else if (on && switched_on) {
+            real *v = malloc(n * sizeof *v);
             if (!v) {
                 snprintf(err, errlen, "out of memory");
                 return -1;
             }
-            for (size_t j = 0; j < p->numel; j++) v[j] = p->kind == KIND_CONV ? 1 : 0;
-            m->k->to_device(m->w + p->offset, v, p->numel * sizeof(real));
+            for (size_t j = 0; j < n; j++) v[j] = value;
+            m->k->to_device(m->w + p->offset, v, n * sizeof(real));
             free(v);
         }
     }
@@ -516,28 +530,34 @@ int ach_run_create(ach_run *r, const ach_runcfg *cfg, const char *dir, const ach
     sync_schedule(&r->cfg);
     r->best = NAN;
     snprintf(r->dir, sizeof r->dir, "%s", dir);
-    if (runcfg_validate(cfg, err, errlen) || task_load(&r->task, cfg->preset, err, errlen)) return -1;
+    char *preset = NULL;
+    if (runcfg_validate(cfg, err, errlen) ||
+        task_load_with(&r->task, cfg->preset, cfg->seq_len, cfg->key_offset, &preset, err, errlen))
+        return -1;
     path_in(r, path, sizeof path, "config.json");
     if (!stat(path, &st)) {
         snprintf(err, errlen, "%s: already holds a run (config.json); resume it with 'achilles train --resume %s' or "
                  "choose another out=", dir, dir);
         task_free(&r->task);
+        free(preset);
         return -1;
     }
     ach_config mc;
     model_config(cfg, &r->task, &mc);
     if (make_dirs(dir, err, errlen) || ach_model_create(&r->model, &mc, k, err, errlen)) {
         task_free(&r->task);
+        free(preset);
         return -1;
     }
     if (ach_init_params(&r->model) || ach_optim_create(&r->opt, &r->model, &r->cfg.optim) || setup(r, err, errlen) ||
-        apply_interventions(r, err, errlen)) {
+        apply_interventions(r, r->cfg.all_one_conv, err, errlen)) {
         if (!err[0]) snprintf(err, errlen, "out of memory");
         ach_run_close(r);
+        free(preset);
         return -1;
     }
-    /* config.json, the preset copy, then epoch 0 */
-    char *js = runcfg_to_json(cfg), *preset = read_file(r->task.path, 1 << 20, NULL, err, errlen);
+    /* config.json, the preset copy (with seq_len and key_offset in it), then epoch 0 */
+    char *js = runcfg_to_json(cfg);
     snprintf(path, sizeof path, "%s/ckpt", dir);
     int bad = !js || !preset || make_dirs(path, err, errlen);
     if (!bad) {
@@ -753,7 +773,7 @@ int ach_run_resume(ach_run *r, const char *dir, const ach_kernels *k, char *err,
     const cJSON *why = cJSON_GetObjectItemCaseSensitive(pos, "stop_reason");
     if (cJSON_IsString(why)) snprintf(r->stop_reason, sizeof r->stop_reason, "%s", why->valuestring);
     if (setup(r, err, errlen) || r->batch >= r->nbatches || trim_records(r, err, errlen) ||
-        apply_interventions(r, err, errlen)) {
+        apply_interventions(r, 0, err, errlen)) {
         if (r->batch >= r->nbatches) snprintf(err, errlen, "%s: batch %d beyond the epoch's %d", path, r->batch, r->nbatches);
         goto out;
     }
@@ -778,7 +798,7 @@ int ach_run_set(ach_run *r, const char *key, const char *value, char *err, size_
     ach_block_spec probe;
     if (runcfg_set(&r->cfg, key, value, "set", err, errlen) ||
         ach_block_parse(&probe, r->cfg.block, r->cfg.block_layers, r->L, r->model.cfg.n_layer, err, errlen) ||
-        apply_interventions(r, err, errlen)) {
+        apply_interventions(r, !old.all_one_conv && r->cfg.all_one_conv, err, errlen)) {
         r->cfg = old;
         return -1;
     }

@@ -28,6 +28,8 @@ typedef struct {
 #define F(field) offsetof(ach_runcfg, field)
 static const key_def keys[] = {
     {"preset", T_STR, F(preset), sizeof(((ach_runcfg *)0)->preset), 0, 0, NULL, "task preset: a name in data/ or a path to a JSON file"},
+    {"seq_len", T_INT, F(seq_len), 0, 0, 4096, NULL, "sequence length; 0 = the preset's"},
+    {"key_offset", T_INT, F(key_offset), 0, -1, 4096, NULL, "key rule's position offset: key mod M vs (p + offset) mod M; -1 = the preset's"},
     {"arch", T_ENUM, F(model.arch), 0, 0, 0, "|mamba1|mamba2", "mixer: mamba1 or mamba2"},
     {"n_layer", T_INT, F(model.n_layer), 0, 1, 64, NULL, "residual blocks"},
     {"d_model", T_INT, F(model.d_model), 0, 1, 8192, NULL, "model width D"},
@@ -39,7 +41,8 @@ static const key_def keys[] = {
     {"init", T_ENUM, F(model.init), 0, 0, 0, "gamma|reference", "initialisation: the paper's gamma rule or mamba_ssm's defaults"},
     {"gamma", T_DBL, F(model.gamma), 0, 0, 10, NULL, "initialisation rate: weights ~ N(0, (fan^-gamma)^2)"},
     {"gamma_tensors", T_KINDS, F(model.gamma_kinds), 0, 0, 0, NULL, "tensors gamma touches: all, none or embedding,in_proj,conv,x_proj,dt_proj,out_proj"},
-    {"fan", T_ENUM, F(model.fan_rule), 0, 0, 0, "in|out", "fan of the gamma rule (torch's convention)"},
+    {"fan", T_ENUM, F(model.fan_rule), 0, 0, 0, "in|out|shape0", "d1 of the gamma rule: torch's fan-in or fan-out, or weight.shape[0] without the receptive field"},
+    {"gamma_bias", T_ENUM, F(model.dt_bias_zero), 0, 0, 0, "reference|zero", "under gamma: the dt bias as the reference inits it, or zero like every other bias"},
     {"seed", T_U64, F(seed), 0, 0, 0, NULL, "random seed of the whole run (init, data, shuffling)"},
     {"epochs", T_INT, F(epochs), 0, 0, 1000000, NULL, "training epochs"},
     {"batch_size", T_INT, F(batch_size), 0, 1, 1 << 20, NULL, "sequences per step"},
@@ -57,7 +60,10 @@ static const key_def keys[] = {
     {"patience", T_INT, F(patience), 0, 0, 1000000, NULL, "stop after this many epochs without improvement; 0 = off"},
     {"patience_metric", T_ENUM, F(patience_metric), 0, 0, 0, "test_loss|acc_seen|acc43_comp|acc43_sym", "what early stopping watches"},
     {"threads", T_INT, F(threads), 0, 0, 1024, NULL, "CPU threads; 0 = all online CPUs (results do not depend on it)"},
-    {"all_one_conv", T_ENUM, F(all_one_conv), 0, 0, 0, "off|on", "every conv1d weight 1, bias 0, frozen (live)"},
+    {"all_one_conv", T_ENUM, F(all_one_conv), 0, 0, 0, "off|on", "conv1d weights set to 1, bias to 0, as all_one_* say (live)"},
+    {"all_one_mode", T_ENUM, F(all_one_mode), 0, 0, 0, "frozen|trained", "all-one weights frozen, or set to 1 when switched on and then trained"},
+    {"all_one_channels", T_ENUM, F(all_one_channels), 0, 0, 0, "all|x", "all-one on every conv channel (x, B, C) or the x channels only"},
+    {"all_one_bias", T_ENUM, F(all_one_bias), 0, 0, 0, "frozen|trained", "the conv bias of all-one channels: 0 and frozen, or set to 0 and trained"},
     {"pos_enc", T_ENUM, F(model.pos_enc), 0, 0, 0, "none|sinusoidal|learned", "positional encoding added to the embeddings (live)"},
     {"block", T_STR, F(block), sizeof(((ach_runcfg *)0)->block), 0, 0, NULL, "source positions blocked in the SSM: none, key, anchor1, anchor2, anchors or indices (live)"},
     {"block_layers", T_STR, F(block_layers), sizeof(((ach_runcfg *)0)->block_layers), 0, 0, NULL, "layers blocking applies to: all or a list (live)"},
@@ -68,6 +74,7 @@ static const key_def keys[] = {
 int runcfg_nkeys(void) { return NKEYS; }
 const char *runcfg_key_name(int i) { return keys[i].name; }
 const char *runcfg_key_help(int i) { return keys[i].help; }
+const char *runcfg_key_choices(int i) { return keys[i].type == T_ENUM ? keys[i].choices : NULL; }
 
 void runcfg_defaults(ach_runcfg *c)
 {
@@ -83,6 +90,7 @@ void runcfg_defaults(ach_runcfg *c)
     snprintf(c->patience_metric, sizeof c->patience_metric, "test_loss");
     snprintf(c->block, sizeof c->block, "none");
     snprintf(c->block_layers, sizeof c->block_layers, "all");
+    c->key_offset = -1;
 }
 
 /* Index of `v` in "a|b|c", or -1. */

@@ -16,6 +16,8 @@ typedef struct {
     ach_config model;
     ach_optim_cfg optim;
     char preset[256];        /* preset name in data/ or a path */
+    int seq_len;             /* 0: the preset's */
+    int key_offset;          /* the key rule's position offset; -1: the preset's */
     uint64_t seed;           /* init, shuffling: the whole run */
     int epochs;              /* 200 */
     int batch_size;          /* 2048 */
@@ -25,7 +27,10 @@ typedef struct {
     char patience_metric[32];/* test_loss, acc_seen, acc43_comp, acc43_sym */
     int threads;             /* 0 = all online CPUs */
     /* interventions (SPEC §4); these may also change on a live run */
-    int all_one_conv;        /* conv1d weights 1, bias 0, frozen */
+    int all_one_conv;        /* conv1d weights 1, bias 0 (set when switched on) */
+    int all_one_mode;        /* 0: frozen; 1: trained after being set */
+    int all_one_channels;    /* 0: every conv channel; 1: the x channels only */
+    int all_one_bias;        /* 0: frozen at 0; 1: trained after being set */
     char block[128];         /* source positions blocked: none, key, anchors, ... */
     char block_layers[128];  /* all or a layer list */
     int block_train;         /* also block while training (default: evaluation only) */
@@ -49,6 +54,8 @@ int runcfg_load_file(ach_runcfg *c, const char *path, char *err, size_t errlen);
 int runcfg_nkeys(void);
 const char *runcfg_key_name(int i);
 const char *runcfg_key_help(int i);
+/* An enumerated key's values as "a|b|c"; NULL for other keys. */
+const char *runcfg_key_choices(int i);
 /* The current value of key i as text (buf of n bytes). */
 void runcfg_get(const ach_runcfg *c, int i, char *buf, size_t n);
 #endif

@@ -22,7 +22,7 @@ static void step_body(void *p)
 typedef struct {
     const ach_model *m;
     const ach_optim *o;
-    int B, L, pos_enc, subst_layer;
+    int B, L, pos_enc, subst_layer, npin;
     uint64_t block_layers;
 } step_key;
 
@@ -36,11 +36,12 @@ double ach_train_step(ach_model *m, ach_optim *o, const int *tokens, const int *
         step_key key;
         memset(&key, 0, sizeof key); /* padding too: the key is compared bytewise */
         key.m = m, key.o = o, key.B = B, key.L = L, key.pos_enc = m->cfg.pos_enc, key.subst_layer = m->subst_layer;
-        key.block_layers = m->block_layers;
+        key.block_layers = m->block_layers, key.npin = o->npin;
         m->k->graph_run(&key, sizeof key, step_body, &c);
     } else {
         step_body(&c);
     }
     *gnorm = ach_optim_norm(o, m);
+    ach_optim_repin(o, m);
     return ach_model_loss(m);
 }

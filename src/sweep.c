@@ -399,7 +399,7 @@ int sweep_expand(ach_sweep *s, char *err, size_t errlen)
         for (long j = 0; j < i && !seen; j++) seen = !strcmp(s->runs[j].cfg.preset, r->cfg.preset);
         ach_task t;
         if (!seen) {
-            if (task_load(&t, r->cfg.preset, why, sizeof why)) {
+            if (task_load_with(&t, r->cfg.preset, r->cfg.seq_len, r->cfg.key_offset, NULL, why, sizeof why)) {
                 snprintf(err, errlen, "%s: %s", where, why);
                 return -1;
             }

@@ -471,7 +471,35 @@ const char *task_data_dir(void)
     return stat(ACH_DATADIR, &st) == 0 && S_ISDIR(st.st_mode) ? ACH_DATADIR : ACH_SHAREDIR;
 }
 
-int task_load(ach_task *t, const char *name, char *err, size_t errlen)
+/* The run settings seq_len and key_offset written into the preset's text,
+ * so that the preset's own checks judge them and the run keeps the preset it
+ * trained on. */
+static int patch(char **buf, int seq_len, int key_offset, const char *path, char *err, size_t errlen)
+{
+    if (seq_len <= 0 && key_offset < 0) return 0;
+    cJSON *o = cJSON_Parse(*buf), *kr = o ? cJSON_GetObjectItemCaseSensitive(o, "key_rule") : NULL;
+    if (!cJSON_IsObject(o) || (key_offset >= 0 && !cJSON_IsObject(kr))) {
+        snprintf(err, errlen, "%s: %s", path, !cJSON_IsObject(o) ? "not a JSON object" : "field 'key_rule': missing or not an object");
+        cJSON_Delete(o);
+        return -1;
+    }
+    if (seq_len > 0) cJSON_DeleteItemFromObjectCaseSensitive(o, "seq_len"), cJSON_AddNumberToObject(o, "seq_len", seq_len);
+    if (key_offset >= 0) {
+        cJSON_DeleteItemFromObjectCaseSensitive(kr, "position_offset");
+        cJSON_AddNumberToObject(kr, "position_offset", key_offset);
+    }
+    char *s = cJSON_Print(o);
+    cJSON_Delete(o);
+    if (!s) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    free(*buf);
+    *buf = s;
+    return 0;
+}
+
+int task_load_with(ach_task *t, const char *name, int seq_len, int key_offset, char **text, char *err, size_t errlen)
 {
     char path[1024];
     size_t n = strlen(name);
@@ -503,9 +531,16 @@ int task_load(ach_task *t, const char *name, char *err, size_t errlen)
         free(buf);
         return -1;
     }
-    int rc = task_from_json(t, buf, path, err, errlen);
+    int rc = patch(&buf, seq_len, key_offset, path, err, errlen);
+    if (!rc) rc = task_from_json(t, buf, path, err, errlen);
+    if (!rc && text) *text = buf, buf = NULL;
     free(buf);
     return rc;
+}
+
+int task_load(ach_task *t, const char *name, char *err, size_t errlen)
+{
+    return task_load_with(t, name, 0, -1, NULL, err, errlen);
 }
 
 void task_free(ach_task *t)

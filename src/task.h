@@ -81,6 +81,11 @@ typedef struct {
  * NAME.json; anything else is a path. 0, or -1 with a message naming the
  * file, the field and the problem. */
 int task_load(ach_task *t, const char *name_or_path, char *err, size_t errlen);
+/* The same with a run's overrides: seq_len (> 0) and the key rule's
+ * position_offset (>= 0) replace the preset's; 0 and -1 keep them. *text,
+ * if not NULL, receives the JSON the task was made from (malloc'd). */
+int task_load_with(ach_task *t, const char *name_or_path, int seq_len, int key_offset, char **text, char *err,
+                   size_t errlen);
 /* Same from JSON text; `where` names the source in messages. */
 int task_from_json(ach_task *t, const char *json, const char *where, char *err, size_t errlen);
 void task_free(ach_task *t);

@@ -291,7 +291,10 @@ static void test_commands(void)
     ok(has_candidate(c, "sym") && has_candidate(c, "comp"), "complete 'show acc ': the values");
     tui_free_candidates(c);
     c = tui_complete(&app, "new demo gam", 9, 12);
-    ok(ncands(c) == 2 && has_candidate(c, "gamma=") && has_candidate(c, "gamma_tensors="), "complete a setting: gamma=");
+    ok(ncands(c) == 3 && has_candidate(c, "gamma=") && has_candidate(c, "gamma_tensors=") && has_candidate(c, "gamma_bias="), "complete a setting: gamma=");
+    tui_free_candidates(c);
+    c = tui_complete(&app, "new demo fan=", 9, 13);
+    ok(ncands(c) == 3 && has_candidate(c, "fan=shape0"), "complete a setting's value from the settings table: fan=shape0");
     tui_free_candidates(c);
     c = tui_complete(&app, "new demo arch=", 9, 14);
     ok(has_candidate(c, "arch=mamba1") && has_candidate(c, "arch=mamba2"), "complete a setting's value: arch=mamba1|2");

@@ -208,7 +208,7 @@ int tui_new_run(tui *app, const ach_runcfg *cfg, const char *name, char *err, si
     if (runcfg_validate(cfg, err, errlen)) return -1;
     /* the preset is read here too, so a bad one is reported now */
     ach_task t;
-    if (task_load(&t, cfg->preset, err, errlen)) return -1;
+    if (task_load_with(&t, cfg->preset, cfg->seq_len, cfg->key_offset, NULL, err, errlen)) return -1;
     task_free(&t);
     tui_run *r = &app->runs[app->nruns];
     memset(r, 0, sizeof *r);

@@ -830,16 +830,21 @@ static void add_runs(cands *c, tui *app)
         if (app->runs[i].name[0] && !strchr(app->runs[i].name, ' ')) add(c, app->runs[i].name);
 }
 
-/* Values a key=VALUE can take, for completion. */
+/* Values a key=VALUE can take, for completion: a run setting's from the
+ * settings table, the rest (list-valued settings, command words) here. */
 static const char *key_choices(const char *key)
 {
     static const struct {
         const char *key, *choices;
-    } t[] = {{"arch", "mamba1 mamba2"}, {"init", "gamma reference"}, {"fan", "in out"}, {"lr_schedule", "epoch step"},
-             {"patience_metric", "test_loss acc_seen acc43_comp acc43_sym"}, {"all_one_conv", "on off"},
-             {"pos_enc", "none sinusoidal learned"}, {"block", "none key anchor1 anchor2 anchors"},
-             {"block_layers", "all"}, {"block_train", "on off"}, {"layers", "all"}, {"train", "on off"},
-             {"from", "after anchors"}, {"gamma_tensors", "all none"}, {"no_decay", "none"}};
+    } t[] = {{"block", "none key anchor1 anchor2 anchors"}, {"block_layers", "all"}, {"layers", "all"},
+             {"train", "on off"}, {"from", "after anchors"}, {"gamma_tensors", "all none"}, {"no_decay", "none"}};
+    static char buf[256];
+    for (int i = 0; i < runcfg_nkeys(); i++)
+        if (!strcmp(runcfg_key_name(i), key) && runcfg_key_choices(i)) {
+            snprintf(buf, sizeof buf, "%s", runcfg_key_choices(i));
+            for (char *p = buf; (p = strchr(p, '|'));) *p = ' ';
+            return buf;
+        }
     for (size_t i = 0; i < sizeof t / sizeof *t; i++)
         if (!strcmp(t[i].key, key)) return t[i].choices;
     return NULL;
