@@ -43,6 +43,37 @@ int write_file_atomic(const char *path, const char *data, size_t len, char *err,
     return 0;
 }
 
+FILE *atomic_open(const char *path, char *err, size_t errlen)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) snprintf(err, errlen, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+    return f;
+}
+
+int atomic_commit(FILE *f, const char *path, char *err, size_t errlen)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    /* The error flag: a write already failed (errno still says why if the
+     * caller stopped writing there). */
+    int bad = ferror(f) || fflush(f) || fsync(fileno(f));
+    int e = errno;
+    if (fclose(f) && !bad) bad = 1, e = errno;
+    if (bad) {
+        snprintf(err, errlen, "%s: write failed: %s", path, strerror(e));
+        unlink(tmp);
+        return -1;
+    }
+    if (rename(tmp, path)) {
+        snprintf(err, errlen, "%s: rename failed: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
 int append_line(const char *path, const char *line, char *err, size_t errlen)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
