@@ -5,6 +5,9 @@
 #include <string.h>
 
 #include "cli.h"
+#include "fsutil.h"
+#include "safetensors.h"
+#include "strbuf.h"
 #include "task.h"
 
 const char *cli_data_help =
@@ -20,7 +23,15 @@ const char *cli_data_help =
     "  --seed S                 data seed (default 0)\n"
     "  --show N                 sequences to print, evenly spaced through the split\n"
     "                           (default one per pair)\n"
-    "  --counts                 generate the whole split and print the sequences per pair\n";
+    "  --counts                 generate the whole split and print the sequences per pair\n"
+    "  --export FILE            write the whole split to FILE instead, for other tools;\n"
+    "                           the extension picks the format: .safetensors (int32\n"
+    "                           tensors tokens [N, L], labels, pair, key_pos, label_comp,\n"
+    "                           label_sym [N]; pair names in the metadata), .csv (a\n"
+    "                           header, then a row per sequence) or .jsonl (an object\n"
+    "                           per line)\n";
+
+static const char *const split_names[] = {"train", "test"};
 
 /* "key + 10", "key - 6 mod 100" */
 static void rule_text(const ach_task *t, int shift, char *buf, size_t n)
@@ -31,10 +42,9 @@ static void rule_text(const ach_task *t, int shift, char *buf, size_t n)
 
 static void print_header(const ach_task *t, int split, uint64_t seed)
 {
-    static const char *const names[] = {"train", "test"};
     const ach_split *s = &t->split[split];
     printf("preset %s (%s)\n  %s\n", t->name, t->path, t->description);
-    printf("split %s, seed %llu: %llu sequences, %d pairs x %llu; ", names[split], (unsigned long long)seed,
+    printf("split %s, seed %llu: %llu sequences, %d pairs x %llu; ", split_names[split], (unsigned long long)seed,
            (unsigned long long)task_split_size(t, split), s->npairs, (unsigned long long)s->per_pair);
     const char *pos = t->key_offset ? "(p %+d)" : "p";
     char p[32];
@@ -92,9 +102,128 @@ static int print_counts(const ach_task *t, uint64_t seed, int split, int32_t *to
     return 0;
 }
 
+enum { EXPORT_SAFETENSORS, EXPORT_CSV, EXPORT_JSONL, EXPORT_NFORMATS };
+static const char *const export_ext[EXPORT_NFORMATS] = {".safetensors", ".csv", ".jsonl"};
+
+/* The format PATH's extension names, or -1. */
+static int export_format(const char *path)
+{
+    size_t n = strlen(path);
+    for (int f = 0; f < EXPORT_NFORMATS; f++) {
+        size_t k = strlen(export_ext[f]);
+        if (n > k && !strcmp(path + n - k, export_ext[f])) return f;
+    }
+    return -1;
+}
+
+/* The whole split as int32 tensors, in one st_save (the composite train split
+ * is 8 MB of tokens). Pair indices are t->pairs' a1-major numbering; the
+ * metadata's pair_names (a JSON array) maps them to names. */
+static int export_safetensors(const ach_task *t, uint64_t seed, int split, const char *path, char *err,
+                              size_t errlen)
+{
+    uint64_t n = task_split_size(t, split);
+    size_t len = (size_t)t->seq_len, ncol = 5;
+    if (n > SIZE_MAX / sizeof(int32_t) / (len + ncol)) {
+        snprintf(err, errlen, "%s: the split is too large to hold in memory", path);
+        return -1;
+    }
+    /* + 1: a split may be empty (per_pair 0), and malloc(0) may return NULL. */
+    int32_t *tok = malloc((size_t)n * len * sizeof *tok + 1), *col = malloc((size_t)n * ncol * sizeof *col + 1);
+    strbuf names = {0}, held = {0};
+    char *meta_names = NULL, *meta_held = NULL;
+    int rc = -1;
+    if (!tok || !col) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto out;
+    }
+    int32_t *label = col, *pair = col + n, *pos = col + 2 * n, *comp = col + 3 * n, *sym = col + 4 * n;
+    for (uint64_t i = 0; i < n; i++) {
+        ach_seq_info in;
+        task_sequence(t, seed, split, i, tok + i * len, &label[i], &in);
+        pair[i] = in.pair;
+        pos[i] = in.pos;
+        comp[i] = in.label_comp;
+        sym[i] = in.label_sym;
+    }
+    sb_puts(&names, "[");
+    sb_puts(&held, "[");
+    for (int k = 0; k < t->npairs; k++) {
+        char name[32];
+        task_pair_name(t, k, name, sizeof name);
+        sb_printf(&names, "%s\"%s\"", k ? "," : "", name);
+        if (t->pairs[k].held_out) sb_printf(&held, "%s\"%s\"", held.len > 1 ? "," : "", name);
+    }
+    sb_puts(&names, "]");
+    sb_puts(&held, "]");
+    if (!(meta_names = sb_take(&names)) || !(meta_held = sb_take(&held))) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto out;
+    }
+    const int64_t N = (int64_t)n;
+    const st_entry e[] = {
+        {"tokens", ST_I32, 2, {N, (int64_t)len}, tok}, {"labels", ST_I32, 1, {N}, label},
+        {"pair", ST_I32, 1, {N}, pair},                {"key_pos", ST_I32, 1, {N}, pos},
+        {"label_comp", ST_I32, 1, {N}, comp},          {"label_sym", ST_I32, 1, {N}, sym},
+    };
+    char seed_text[32], vocab[16];
+    snprintf(seed_text, sizeof seed_text, "%llu", (unsigned long long)seed);
+    snprintf(vocab, sizeof vocab, "%d", t->vocab_size);
+    const char *mk[] = {"preset", "split", "seed", "vocab_size", "pair_names", "held_out"};
+    const char *mv[] = {t->name, split_names[split], seed_text, vocab, meta_names, meta_held};
+    rc = st_save(path, e, (int)(sizeof e / sizeof e[0]), mk, mv, (int)(sizeof mk / sizeof mk[0]), err, errlen);
+out:
+    free(tok);
+    free(col);
+    free(meta_names);
+    free(meta_held);
+    sb_free(&names);
+    sb_free(&held);
+    return rc;
+}
+
+/* CSV or JSONL, streamed a sequence at a time into PATH.tmp. Pair names can
+ * hold a comma ("(12,3)"), so the CSV quotes them. */
+static int export_text(const ach_task *t, uint64_t seed, int split, const char *path, int csv, char *err,
+                       size_t errlen)
+{
+    int32_t *tok = malloc((size_t)t->seq_len * sizeof *tok);
+    if (!tok) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    FILE *f = atomic_open(path, err, errlen);
+    if (!f) {
+        free(tok);
+        return -1;
+    }
+    if (csv) {
+        fputs("index,pair,key_pos,label,label_comp,label_sym", f);
+        for (int j = 0; j < t->seq_len; j++) fprintf(f, ",tok%d", j);
+        fputc('\n', f);
+    }
+    uint64_t n = task_split_size(t, split);
+    for (uint64_t i = 0; i < n && !ferror(f); i++) {
+        int32_t label;
+        ach_seq_info in;
+        char name[32];
+        task_sequence(t, seed, split, i, tok, &label, &in);
+        task_pair_name(t, in.pair, name, sizeof name);
+        const char *fmt = csv ? "%llu,\"%s\",%d,%d,%d,%d"
+                              : "{\"index\":%llu,\"pair\":\"%s\",\"key_pos\":%d,\"label\":%d,"
+                                "\"label_comp\":%d,\"label_sym\":%d,\"tokens\":[";
+        fprintf(f, fmt, (unsigned long long)i, name, in.pos, (int)label, (int)in.label_comp, (int)in.label_sym);
+        for (int j = 0; j < t->seq_len; j++) fprintf(f, csv || j ? ",%d" : "%d", (int)tok[j]);
+        fputs(csv ? "\n" : "]}\n", f);
+    }
+    free(tok);
+    return atomic_commit(f, path, err, errlen);
+}
+
 int cli_data(int argc, char **argv)
 {
     const char *preset = "composite";
+    const char *export = NULL;
     int split = TASK_TRAIN, show = -1, counts = 0;
     uint64_t seed = 0;
     for (int i = 1; i < argc; i++) {
@@ -107,12 +236,20 @@ int cli_data(int argc, char **argv)
             counts = 1;
             continue;
         }
-        if (strcmp(a, "--preset") && strcmp(a, "--split") && strcmp(a, "--seed") && strcmp(a, "--show"))
+        if (strcmp(a, "--preset") && strcmp(a, "--split") && strcmp(a, "--seed") && strcmp(a, "--show") &&
+            strcmp(a, "--export"))
             return cli_usage_error(cli_data_help, "data: unknown option '%s'", a);
         if (!v) return cli_usage_error(cli_data_help, "data: option %s needs a value", a);
         i++;
         int bad = 0;
         if (!strcmp(a, "--preset")) preset = v;
+        else if (!strcmp(a, "--export")) {
+            if (export_format(v) < 0)
+                return cli_usage_error(cli_data_help,
+                                       "data: --export '%s': the file name must end in .safetensors, .csv or .jsonl",
+                                       v);
+            export = v;
+        }
         else if (!strcmp(a, "--split")) {
             if (!strcmp(v, "train")) split = TASK_TRAIN;
             else if (!strcmp(v, "test")) split = TASK_TEST;
@@ -129,11 +266,25 @@ int cli_data(int argc, char **argv)
             return CLI_EXIT_USAGE;
         }
     }
+    if (export && (counts || show >= 0))
+        return cli_usage_error(cli_data_help, "data: %s does not combine with --export", counts ? "--counts" : "--show");
     ach_task t;
     char err[600];
     if (task_load(&t, preset, err, sizeof err)) {
         fprintf(stderr, "achilles: data: %s\n", err);
         return 1;
+    }
+    if (export) {
+        int f = export_format(export);
+        int rc = f == EXPORT_SAFETENSORS ? export_safetensors(&t, seed, split, export, err, sizeof err)
+                                         : export_text(&t, seed, split, export, f == EXPORT_CSV, err, sizeof err);
+        if (rc) fprintf(stderr, "achilles: data: %s\n", err);
+        else
+            printf("wrote %s: %llu sequences of %s's %s split (seed %llu) as %s\n", export,
+                   (unsigned long long)task_split_size(&t, split), t.name, split_names[split],
+                   (unsigned long long)seed, export_ext[f] + 1);
+        task_free(&t);
+        return rc ? 1 : 0;
     }
     int32_t *tok = malloc((size_t)t.seq_len * sizeof *tok);
     if (!tok) {
