@@ -2,8 +2,8 @@
  * UTF-8, JSON, dtypes, shapes, offsets, layout) from a memfd, so its own
  * file reading runs and nothing touches the disk; every tensor's bytes are
  * then read, so a bad offset shows under ASan; and ach_ckpt_load_st checks
- * it against the config in its metadata, as `achilles grad`, `analyze` and
- * resume do. */
+ * it against the config in its metadata, or the one inferred from its
+ * shapes, as `achilles grad`, `analyze` and resume do. */
 #define _GNU_SOURCE
 #include <stdint.h>
 #include <stdio.h>

@@ -1,6 +1,7 @@
 /* Model checkpoints as safetensors with mamba_ssm's parameter names: every
  * tensor as F32, lm_head.weight written as a copy of the tied embedding, and
- * the model config as JSON in __metadata__["config"]. */
+ * the model config as JSON in __metadata__["config"]. Files without it (a
+ * mamba_ssm state_dict saved with safetensors) load too. */
 #ifndef ACH_CHECKPOINT_H
 #define ACH_CHECKPOINT_H
 #include <stddef.h>
@@ -18,11 +19,14 @@
 int ach_ckpt_save(const ach_model *m, const char *path, const st_entry *extra, int nextra,
                   const char *const *meta_keys, const char *const *meta_vals, int nmeta, char *err, size_t errlen);
 
-/* Reads PATH, checks every tensor against the config in its metadata and
- * creates the model (*m is created on success only). Messages name the
- * file, the tensor or field, and the problem. */
+/* Reads PATH, checks every tensor against its config and creates the model
+ * (*m is created on success only). The config is the one in the metadata;
+ * failing that (a plain mamba_ssm state_dict), mamba_ssm's config.json in
+ * PATH's directory; failing that, the one the tensor shapes determine. The
+ * last two print a note on stderr. Messages name the file, the tensor or
+ * field, and the problem. */
 int ach_ckpt_load(ach_model *m, const ach_kernels *k, const char *path, char *err, size_t errlen);
-/* The same from a file already read (path for messages). */
+/* The same from a file already read from path. */
 int ach_ckpt_load_st(ach_model *m, const ach_kernels *k, const st_file *f, const char *path, char *err,
                      size_t errlen);
 

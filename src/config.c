@@ -51,6 +51,17 @@ void cfg_default(ach_config *c, ach_arch arch)
     c->seed = 0;
 }
 
+void cfg_mamba_ssm_default(ach_config *c, ach_arch arch)
+{
+    cfg_default(c, arch);
+    c->n_layer = 64;
+    c->d_model = 2560;
+    c->vocab_size = 50277;
+    c->d_state = arch == ARCH_MAMBA1 ? 16 : 128;
+    c->dt_rank = (c->d_model + 15) / 16;
+    c->init = INIT_REFERENCE;
+}
+
 const char *cfg_arch_name(ach_arch a) { return a == ARCH_MAMBA1 ? "mamba1" : "mamba2"; }
 
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
@@ -163,16 +174,26 @@ char *cfg_to_json(const ach_config *c)
     return s;
 }
 
+/* A field's name as its message gives it: "d_model", "ssm_cfg.d_state" (a
+ * nested object's own key is in its `string`). */
+static const char *field(const cJSON *o, const char *key, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s%s%s", o->string ? o->string : "", o->string ? "." : "", key);
+    return buf;
+}
+
 /* Reads an integer field if present; -1 with a message on a bad value. */
 static int get_int(const cJSON *o, const char *key, int *out, const char *where, char *err, size_t errlen)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    char f[64];
     if (!v || cJSON_IsNull(v)) return 0;
-    if (!cJSON_IsNumber(v)) FAIL("%s: config field '%s' must be an integer", where, key);
+    if (!cJSON_IsNumber(v)) FAIL("%s: config field '%s' must be an integer", where, field(o, key, f, sizeof f));
     /* range first: converting a double outside int's range is undefined */
     if (!(v->valuedouble >= INT_MIN && v->valuedouble <= INT_MAX))
-        FAIL("%s: config field '%s': %g is out of range", where, key, v->valuedouble);
-    if (v->valuedouble != (double)(int)v->valuedouble) FAIL("%s: config field '%s' must be an integer", where, key);
+        FAIL("%s: config field '%s': %g is out of range", where, field(o, key, f, sizeof f), v->valuedouble);
+    if (v->valuedouble != (double)(int)v->valuedouble)
+        FAIL("%s: config field '%s' must be an integer", where, field(o, key, f, sizeof f));
     *out = (int)v->valuedouble;
     return 0;
 }
@@ -180,32 +201,76 @@ static int get_int(const cJSON *o, const char *key, int *out, const char *where,
 static int get_num(const cJSON *o, const char *key, double *out, const char *where, char *err, size_t errlen)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    char f[64];
     if (!v || cJSON_IsNull(v)) return 0;
-    if (!cJSON_IsNumber(v)) FAIL("%s: config field '%s' must be a number", where, key);
+    if (!cJSON_IsNumber(v)) FAIL("%s: config field '%s' must be a number", where, field(o, key, f, sizeof f));
     *out = v->valuedouble;
     return 0;
 }
 
-static int get_true(const cJSON *o, const char *key, const char *where, char *err, size_t errlen)
+/* A boolean field, if present, must have the one value this engine runs. */
+static int want_bool(const cJSON *o, const char *key, int want, const char *where, char *err, size_t errlen)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (v && !cJSON_IsTrue(v)) FAIL("%s: config field '%s' must be true (the only form this engine runs)", where, key);
+    char f[64];
+    if (v && !(want ? cJSON_IsTrue(v) : cJSON_IsFalse(v)))
+        FAIL("%s: config field '%s' must be %s (the only form this engine runs)", where, field(o, key, f, sizeof f),
+             want ? "true" : "false");
     return 0;
 }
 
-int cfg_from_json(ach_config *c, const char *json, const char *where, char *err, size_t errlen)
+/* mamba_ssm options that change the model this engine would run: each must
+ * be absent or have its default. */
+static int check_unsupported(const cJSON *o, const cJSON *ssm, const ach_config *c, const char *where, char *err,
+                             size_t errlen)
+{
+    static const struct { const char *key; int want; } flags[] = {
+        {"bias", 0}, {"conv_bias", 1}, {"rmsnorm", 1}, {"norm_before_gate", 0}, {"D_has_hdim", 0},
+    };
+    if (want_bool(o, "rms_norm", 1, where, err, errlen) || want_bool(o, "tie_embeddings", 1, where, err, errlen))
+        return -1;
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        if (want_bool(ssm, flags[i].key, flags[i].want, where, err, errlen)) return -1;
+    const cJSON *attn = cJSON_GetObjectItemCaseSensitive(o, "attn_layer_idx");
+    if (attn && !cJSON_IsNull(attn) && !(cJSON_IsArray(attn) && !cJSON_GetArraySize(attn)))
+        FAIL("%s: config field 'attn_layer_idx' must be empty (this engine has no attention layers)", where);
+    if (c->ngroups != 1) FAIL("%s: config field 'ssm_cfg.ngroups' is %d; only 1 is supported", where, c->ngroups);
+    const cJSON *ds = cJSON_GetObjectItemCaseSensitive(ssm, "d_ssm");
+    if (ds && !cJSON_IsNull(ds)) {
+        int d_ssm;
+        long long di = (long long)c->expand * c->d_model; /* not yet validated: no int overflow */
+        if (get_int(ssm, "d_ssm", &d_ssm, where, err, errlen)) return -1;
+        if (d_ssm != di)
+            FAIL("%s: config field 'ssm_cfg.d_ssm' is %d; only d_inner = expand * d_model = %lld (the SSM on every "
+                 "channel) is supported", where, d_ssm, di);
+    }
+    if (cJSON_GetObjectItemCaseSensitive(ssm, "dt_limit"))
+        FAIL("%s: config field 'ssm_cfg.dt_limit' is not supported (this engine does not clamp dt)", where);
+    return 0;
+}
+
+static int from_json(ach_config *c, const char *json, int mamba_ssm, const char *where, char *err, size_t errlen)
 {
     cJSON *o = cJSON_Parse(json);
     int rc = -1;
     if (!o || !cJSON_IsObject(o)) { snprintf(err, errlen, "%s: config is not a JSON object", where); goto out; }
     const cJSON *ssm = cJSON_GetObjectItemCaseSensitive(o, "ssm_cfg");
-    if (!cJSON_IsObject(ssm)) { snprintf(err, errlen, "%s: config field 'ssm_cfg' missing or not an object", where); goto out; }
+    /* mamba_ssm's ssm_cfg defaults to {}; ours always has the layer */
+    if (mamba_ssm && cJSON_IsNull(ssm)) ssm = NULL;
+    if (!(mamba_ssm && !ssm) && !cJSON_IsObject(ssm)) {
+        snprintf(err, errlen, "%s: config field 'ssm_cfg' missing or not an object", where);
+        goto out;
+    }
     const cJSON *layer = cJSON_GetObjectItemCaseSensitive(ssm, "layer");
-    if (!cJSON_IsString(layer)) { snprintf(err, errlen, "%s: config field 'ssm_cfg.layer' missing (Mamba1 or Mamba2)", where); goto out; }
-    if (!strcmp(layer->valuestring, "Mamba1")) c->arch = ARCH_MAMBA1;
-    else if (!strcmp(layer->valuestring, "Mamba2")) c->arch = ARCH_MAMBA2;
-    else { snprintf(err, errlen, "%s: config field 'ssm_cfg.layer' is '%s', not Mamba1 or Mamba2", where, layer->valuestring); goto out; }
-    int d_int = 0, pad = 1;
+    const char *lname = mamba_ssm && !layer ? "Mamba1" : cJSON_IsString(layer) ? layer->valuestring : NULL;
+    if (!lname) { snprintf(err, errlen, "%s: config field 'ssm_cfg.layer' missing (Mamba1 or Mamba2)", where); goto out; }
+    ach_arch arch;
+    if (!strcmp(lname, "Mamba1")) arch = ARCH_MAMBA1;
+    else if (!strcmp(lname, "Mamba2")) arch = ARCH_MAMBA2;
+    else { snprintf(err, errlen, "%s: config field 'ssm_cfg.layer' is '%s', not Mamba1 or Mamba2", where, lname); goto out; }
+    if (mamba_ssm) cfg_mamba_ssm_default(c, arch);
+    c->arch = arch;
+    int d_int = 0, pad = mamba_ssm ? 8 : 1;
     if (get_int(o, "d_model", &c->d_model, where, err, errlen) || get_int(o, "n_layer", &c->n_layer, where, err, errlen) ||
         get_int(o, "vocab_size", &c->vocab_size, where, err, errlen) || get_int(o, "d_intermediate", &d_int, where, err, errlen) ||
         get_int(o, "pad_vocab_size_multiple", &pad, where, err, errlen) ||
@@ -215,14 +280,20 @@ int cfg_from_json(ach_config *c, const char *json, const char *where, char *err,
         get_int(ssm, "ngroups", &c->ngroups, where, err, errlen) ||
         get_num(ssm, "dt_min", &c->dt_min, where, err, errlen) || get_num(ssm, "dt_max", &c->dt_max, where, err, errlen) ||
         get_num(ssm, "dt_init_floor", &c->dt_init_floor, where, err, errlen) ||
-        get_true(o, "rms_norm", where, err, errlen) || get_true(o, "tie_embeddings", where, err, errlen))
+        check_unsupported(o, ssm, c, where, err, errlen))
         goto out;
     /* dt_rank "auto" (mamba_ssm's default) means ceil(d_model / 16). */
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(ssm, "dt_rank");
     if (!r || (cJSON_IsString(r) && !strcmp(r->valuestring, "auto"))) c->dt_rank = (c->d_model + 15) / 16;
     else if (get_int(ssm, "dt_rank", &c->dt_rank, where, err, errlen)) goto out;
     if (d_int != 0) { snprintf(err, errlen, "%s: config field 'd_intermediate' is %d; only 0 (no MLP) is supported", where, d_int); goto out; }
-    if (pad < 1 || c->vocab_size % pad) { snprintf(err, errlen, "%s: config field 'pad_vocab_size_multiple' %d does not divide vocab_size", where, pad); goto out; }
+    /* mamba_ssm rounds the vocabulary up to a multiple of this: the embedding
+     * and the logits have the rounded size. */
+    if (pad < 1) { snprintf(err, errlen, "%s: config field 'pad_vocab_size_multiple' is %d; it must be at least 1", where, pad); goto out; }
+    if (c->vocab_size > 0 && c->vocab_size % pad) {
+        long long v = ((long long)c->vocab_size / pad + 1) * pad;
+        c->vocab_size = v > INT_MAX ? INT_MAX : (int)v; /* cfg_validate refuses it */
+    }
     const cJSON *pe = cJSON_GetObjectItemCaseSensitive(o, "achilles_pos_enc");
     if (pe) {
         if (!cJSON_IsString(pe) || (strcmp(pe->valuestring, "none") && strcmp(pe->valuestring, "sinusoidal") &&
@@ -258,4 +329,14 @@ int cfg_from_json(ach_config *c, const char *json, const char *where, char *err,
 out:
     cJSON_Delete(o);
     return rc;
+}
+
+int cfg_from_json(ach_config *c, const char *json, const char *where, char *err, size_t errlen)
+{
+    return from_json(c, json, 0, where, err, errlen);
+}
+
+int cfg_from_mamba_json(ach_config *c, const char *json, const char *where, char *err, size_t errlen)
+{
+    return from_json(c, json, 1, where, err, errlen);
 }

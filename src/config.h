@@ -58,12 +58,23 @@ int cfg_in_proj_dim(const ach_config *c);
 
 /* The paper's model (SPEC §2) for the given architecture. */
 void cfg_default(ach_config *c, ach_arch arch);
+/* mamba_ssm's defaults: MambaConfig's (d_model 2560, 64 layers, vocabulary
+ * 50277) and the mixer's (Mamba: d_state 16; Mamba2: d_state 128, headdim
+ * 64), with its reference initialisation. */
+void cfg_mamba_ssm_default(ach_config *c, ach_arch arch);
 /* Checks sizes and settings; on error writes a message naming the field. */
 int cfg_validate(const ach_config *c, char *err, size_t errlen);
 /* MambaConfig-style JSON (malloc'd string) and back. `where` names the
- * source in error messages. Fields absent from the JSON keep c's values. */
+ * source in error messages. Fields absent from the JSON keep c's values; the
+ * vocabulary is rounded up to a multiple of pad_vocab_size_multiple, as
+ * mamba_ssm sizes its embedding. */
 char *cfg_to_json(const ach_config *c);
 int cfg_from_json(ach_config *c, const char *json, const char *where, char *err, size_t errlen);
+/* The same from mamba_ssm's config.json (MambaLMHeadModel.save_pretrained
+ * writes its MambaConfig): ssm_cfg and its layer may be absent (Mamba1), and
+ * absent fields take cfg_mamba_ssm_default's values, not c's. Options that
+ * change the model this engine runs are errors naming them. */
+int cfg_from_mamba_json(ach_config *c, const char *json, const char *where, char *err, size_t errlen);
 /* "in_proj,conv,..." <-> kind mask; names as in the man page. */
 int cfg_parse_kinds(const char *s, unsigned *mask);
 const char *cfg_arch_name(ach_arch a); /* "mamba1" / "mamba2" */

@@ -81,7 +81,9 @@ my @cases = (
     ['missing tensor', sub { st_drop(@_, 'backbone.norm_f.weight') }, qr/missing tensor 'backbone.norm_f.weight'/],
     ['unknown tensor', sub { my ($h, $d) = @_; $h->{'backbone.layers.7.mixer.D'} = { dtype => 'F32', shape => [1],
         data_offsets => [length $d, length($d) + 4] }; ($h, $d . pack('f<', 1)) }, qr/unknown tensor 'backbone.layers.7.mixer.D'/],
-    ['no config metadata', sub { my ($h, $d) = @_; delete $h->{__metadata__}{config}; ($h, $d) }, qr/no 'config'/],
+    ['no config anywhere, shapes short of one', sub { my ($h, $d) = @_; delete $h->{__metadata__}{config};
+        st_drop($h, $d, 'backbone.layers.0.mixer.A_log') },
+        qr/no config in the metadata and no config.json beside it, .*missing tensor 'backbone.layers.0.mixer.A_log'/],
     ['config not JSON', sub { my ($h, $d) = @_; $h->{__metadata__}{config} = '{"d_model": 8,'; ($h, $d) }, qr/config is not a JSON object/],
     ['config out of range', sub { my ($h, $d) = @_; my $c = $json->decode($h->{__metadata__}{config});
         $c->{ssm_cfg}{headdim} = 3; $h->{__metadata__}{config} = $json->encode($c); ($h, $d) }, qr/headdim: 3 does not divide/],
