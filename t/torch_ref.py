@@ -10,6 +10,8 @@ in float64 from the (float32) checkpoint values.
 Usage (Debian's /usr/bin/python3 with python3-torch; no safetensors package
 needed, the format is implemented below):
   torch_ref.py make DIR                 write the fixtures and DIR/README.md
+  torch_ref.py nometa DIR               write the checkpoints without our config
+                                        (NAME.nometa.safetensors, NAME.config.json)
   torch_ref.py check CKPT BATCH GRADS   recompute CKPT on BATCH, compare GRADS
                                         (exit 0 all pass, 1 otherwise)
   torch_ref.py batch OUT B L V SEED     write a random batch (tokens, labels);
@@ -384,6 +386,15 @@ CASES = [
 ]
 
 
+def case_model(arch, D, N, K, E, P, nl, V, seed, emb_std, dtr):
+    """A fixture case's config and model (its parameters drawn from seed)."""
+    cfg = make_config(arch, D, N, K, E, nl, V, P)
+    cfg["_emb_std"], cfg["_dt_range"] = emb_std, dtr
+    model = LM(cfg)
+    init_params(model, cfg, torch.Generator().manual_seed(seed))
+    return cfg, model
+
+
 def cmd_make(outdir):
     import os
     if not cmd_selftest():
@@ -391,11 +402,7 @@ def cmd_make(outdir):
     os.makedirs(outdir, exist_ok=True)
     rows = []
     for (name, arch, D, N, K, E, P, nl, V, B, L, seed, emb_std, dtr) in CASES:
-        cfg = make_config(arch, D, N, K, E, nl, V, P)
-        cfg["_emb_std"], cfg["_dt_range"] = emb_std, dtr
-        gen = torch.Generator().manual_seed(seed)
-        model = LM(cfg)
-        init_params(model, cfg, gen)
+        cfg, model = case_model(arch, D, N, K, E, P, nl, V, seed, emb_std, dtr)
         tokens, labels = random_batch(B, L, V, seed + 1)
         loss, logits, grads = run(model, tokens, labels)
         base = f"{outdir}/{name}"
@@ -417,6 +424,70 @@ def cmd_make(outdir):
         rows.append((name, arch, D, N, K, E, P, nl, V, B, L, seed, emb_std, dtr,
                      float(loss), gmin, sizes))
     write_readme(outdir, rows)
+
+
+# --------------------------------------------------------------------------
+# nometa: checkpoints as a mamba_ssm user saves them, without our config.
+
+MIXER_DEFAULTS = {"Mamba1": {"d_state": 16, "d_conv": 4, "expand": 2},
+                  "Mamba2": {"d_state": 128, "d_conv": 4, "expand": 2, "headdim": 64}}
+
+
+def mamba_config_json(cfg, vocab_size, pad):
+    """What MambaLMHeadModel.save_pretrained writes to config.json: every
+    MambaConfig field, with ssm_cfg as a user gives it (only what differs from
+    the mixer's defaults; Mamba1, the default layer, unnamed)."""
+    s = cfg["ssm_cfg"]
+    ssm = {} if s["layer"] == "Mamba1" else {"layer": s["layer"]}
+    ssm.update({k: s[k] for k, v in MIXER_DEFAULTS[s["layer"]].items() if s[k] != v})
+    return {"d_model": cfg["d_model"], "d_intermediate": 0, "n_layer": cfg["n_layer"],
+            "vocab_size": vocab_size, "ssm_cfg": ssm, "attn_layer_idx": [], "attn_cfg": {},
+            "rms_norm": True, "residual_in_fp32": True, "fused_add_norm": True,
+            "pad_vocab_size_multiple": pad, "tie_embeddings": True}
+
+
+# name: (case of CASES whose model it is, or that model's parameters with the
+# vocabulary mamba_ssm pads; __metadata__; keep lm_head.weight)
+NOMETA = [
+    ("m1_tiny", "m1_tiny", None, True),
+    ("m2_tiny", "m2_tiny", {"format": "pt"}, False),
+    ("m2_pad", ("Mamba2", 8, 4, 4, 2, 4, 1, 13, 8, 3, 5, 505, 0.5, (2e-2, 1.0)), None, True),
+]
+
+
+def cmd_nometa(outdir):
+    """For each NOMETA case, NAME.nometa.safetensors (the F32 state_dict with
+    no config: no __metadata__, or only safetensors' {"format": "pt"}, and
+    without the tied lm_head.weight where safetensors' save_model drops it)
+    and NAME.config.json. m2_pad also gets a batch over the real vocabulary
+    and the reference's results over the padded one."""
+    import os
+    os.makedirs(outdir, exist_ok=True)
+    for (name, case, meta, keep_head) in NOMETA:
+        if isinstance(case, str):
+            (_, arch, D, N, K, E, P, nl, V, B, L, seed, emb_std, dtr) = next(c for c in CASES if c[0] == case)
+            pad, vocab = 1, V
+        else:
+            (arch, D, N, K, E, P, nl, vocab, pad, B, L, seed, emb_std, dtr) = case
+            V = -(-vocab // pad) * pad
+        cfg, model = case_model(arch, D, N, K, E, P, nl, V, seed, emb_std, dtr)
+        tensors = ckpt_tensors(model)
+        if not keep_head:
+            del tensors["lm_head.weight"]
+        st_save(f"{outdir}/{name}.nometa.safetensors", tensors, meta)
+        with open(f"{outdir}/{name}.config.json", "w") as f:
+            json.dump(mamba_config_json(cfg, vocab, pad), f, indent=4)
+        if isinstance(case, str):
+            print(f"{name}: the model of {case}.ckpt.safetensors")
+            continue
+        tokens, labels = random_batch(B, L, vocab, seed + 1)
+        loss, logits, grads = run(model, tokens, labels)
+        st_save(f"{outdir}/{name}.batch.safetensors",
+                {"tokens": tokens.to(torch.int32).numpy(), "labels": labels.to(torch.int32).numpy()})
+        exp = {"loss": loss.reshape(1).numpy(), "logits": logits.numpy()}
+        exp.update({"grad." + k: g.numpy() for k, g in grads.items()})
+        st_save(f"{outdir}/{name}.expected.safetensors", exp)
+        print(f"{name}: vocab_size {vocab} padded to {V}, loss {float(loss):.6f}")
 
 
 def write_readme(outdir, rows):
@@ -465,6 +536,23 @@ def write_readme(outdir, rows):
                      f"{V} | {B} | {L} | {seed} | {es} | [{dtr[0]:g}, {dtr[1]:g}] | "
                      f"{loss:.6f} | {gmin:.3g} | {sz[0]}, {sz[1]}, {sz[2]} |")
     lines += [
+        "",
+        "Checkpoints as a mamba_ssm user saves them, without our config, for",
+        "`t/ckpt_nometa.t`, written by",
+        "",
+        "    /usr/bin/python3 t/torch_ref.py nometa t/fixtures",
+        "",
+        "- `NAME.nometa.safetensors`: the F32 state_dict and no config; m1_tiny's and",
+        "  m2_tiny's are the models above, m1_tiny's with no `__metadata__`, m2_tiny's",
+        "  with only `{\"format\": \"pt\"}` and without the tied `lm_head.weight` (as",
+        "  safetensors' `save_model` stores a tied model).",
+        "- `NAME.config.json`: the MambaConfig that `MambaLMHeadModel.save_pretrained`",
+        "  writes, with `ssm_cfg` as a user gives it (only what differs from the mixer's",
+        "  defaults; m1_tiny's names no layer: Mamba1 is the default).",
+        "- m2_pad: Mamba2, D 8, N 4, K 4, expand 2, headdim 4, 1 layer, seed 505,",
+        "  vocab_size 13 with pad_vocab_size_multiple 8, so the embedding has 16 rows;",
+        "  `m2_pad.batch.safetensors` (B 3, L 5) draws tokens and labels from the 13,",
+        "  `m2_pad.expected.safetensors` holds the reference's results over the 16.",
         "",
         "The script also provides `check CKPT BATCH GRADS` (recompute a checkpoint",
         "written by the C engine and compare an `achilles grad` output; used by",
@@ -700,6 +788,9 @@ def main(argv):
     torch.set_default_dtype(torch.float64)
     if len(argv) >= 2 and argv[1] == "make" and len(argv) == 3:
         cmd_make(argv[2])
+        return 0
+    if len(argv) == 3 and argv[1] == "nometa":
+        cmd_nometa(argv[2])
         return 0
     if len(argv) >= 2 and argv[1] == "check" and len(argv) == 5:
         return cmd_check(*argv[2:])
