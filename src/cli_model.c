@@ -40,6 +40,8 @@ const char *cli_init_help =
 const char *cli_grad_help =
     "usage: achilles grad [--backend cpu|cuda] CKPT BATCH OUT\n"
     "\n"
+    "CKPT is a checkpoint; a mamba_ssm state_dict saved without our config loads\n"
+    "too (the config from config.json beside it, else from the tensor shapes).\n"
     "BATCH is a safetensors file with int32 \"tokens\" [B, L] and int32 \"labels\" [B].\n"
     "OUT (safetensors) gets \"loss\" F32 [1] (mean cross-entropy at the last position),\n"
     "\"logits\" F32 [B, V] (last position) and \"grad.NAME\" F32 for every tensor NAME of\n"
