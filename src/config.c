@@ -220,7 +220,8 @@ static int want_bool(const cJSON *o, const char *key, int want, const char *wher
 }
 
 /* mamba_ssm options that change the model this engine would run: each must
- * be absent or have its default. */
+ * be absent or have its default. (residual_in_fp32 and fused_add_norm only
+ * change how it is computed.) */
 static int check_unsupported(const cJSON *o, const cJSON *ssm, const ach_config *c, const char *where, char *err,
                              size_t errlen)
 {
@@ -257,7 +258,7 @@ static int from_json(ach_config *c, const char *json, int mamba_ssm, const char 
     const cJSON *ssm = cJSON_GetObjectItemCaseSensitive(o, "ssm_cfg");
     /* mamba_ssm's ssm_cfg defaults to {}; ours always has the layer */
     if (mamba_ssm && cJSON_IsNull(ssm)) ssm = NULL;
-    if (!(mamba_ssm && !ssm) && !cJSON_IsObject(ssm)) {
+    if (ssm ? !cJSON_IsObject(ssm) : !mamba_ssm) {
         snprintf(err, errlen, "%s: config field 'ssm_cfg' missing or not an object", where);
         goto out;
     }
