@@ -1,7 +1,9 @@
 /* The workbench's pure drawing pieces: pane layout at several terminal
- * sizes, braille and ASCII plot cells, heatmap cells and axis labels. */
+ * sizes, braille and ASCII plot cells, heatmap cells and axis labels, long
+ * lines wrapped for the log and the help overlay. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "heatmap.h"
@@ -137,10 +139,142 @@ static void test_heat(void)
     ok(strstr(b, " .:-=+*#%@") != NULL, "ASCII legend");
 }
 
+/* Row i of a wrap as a string. */
+static const char *row_text(const tui_row *r, char *buf, size_t n)
+{
+    snprintf(buf, n, "%.*s", r->s ? r->len : 0, r->s ? r->s : "");
+    return buf;
+}
+
+/* Checks one wrap of line at width: no row wider than its room, the words
+ * in order and whole (a word is cut only where it is longer than a row),
+ * and each row as full as it can be (the next word would not have fit). */
+static int wrap_is_sound(const char *line, int width, int margin, char *why, size_t nwhy)
+{
+    tui_row rows[512];
+    int n = tui_wrap(line, width, margin, rows, 512);
+    char words[4096] = "", got[4096] = "";
+    size_t kw = 0, kg = 0;
+    int cut = 0;
+    for (const char *p = line; *p; p++)
+        if (*p != ' ' || (kw && words[kw - 1] != ' ')) words[kw++] = *p;
+    while (kw && words[kw - 1] == ' ') kw--;
+    words[kw] = 0;
+    for (int i = 0; i < n; i++) {
+        const tui_row *r = &rows[i];
+        char t[1024];
+        row_text(r, t, sizeof t);
+        int room = width - r->indent;
+        if (tui_text_cols(t) > room) return snprintf(why, nwhy, "row %d is %d columns, room %d", i, tui_text_cols(t), room), 0;
+        if (i && r->indent != rows[1].indent) return snprintf(why, nwhy, "row %d has another indent", i), 0;
+        /* rejoin: a blank where the line had one between rows */
+        if (kg && !cut) got[kg++] = ' ';
+        const char *after = r->s + r->len; /* in line: what follows the row */
+        cut = *after && *after != ' ';
+        if (cut && strchr(t + strspn(t, " "), ' ')) return snprintf(why, nwhy, "row %d splits a word though it has a blank", i), 0;
+        if (cut && tui_text_cols(t) < room) return snprintf(why, nwhy, "row %d cuts a word short of its room", i), 0;
+        if (i + 1 < n && !cut) {
+            const char *next = rows[i + 1].s;
+            size_t wl = strcspn(next, " ");
+            if (tui_text_cols(t) + (int)(next - after) + (int)wl <= room)
+                return snprintf(why, nwhy, "row %d leaves out a next word that fits", i), 0;
+        }
+        for (int j = 0; j < r->len; j++)
+            if (r->s[j] != ' ' || (kg && got[kg - 1] != ' ')) got[kg++] = r->s[j];
+        got[kg] = 0;
+    }
+    /* the rows' text, blanks collapsed, is the line's */
+    char *g = got;
+    while (*g == ' ') g++;
+    if (strcmp(g, words)) return snprintf(why, nwhy, "text lost or changed:\n# got  %s\n# want %s", g, words), 0;
+    return 1;
+}
+
+static void test_wrap(void)
+{
+    tui_row r[16];
+    char b[256];
+    int n = tui_wrap("alpha beta gamma delta epsilon", 12, 0, r, 16);
+    ok(n == 4 && !strcmp(row_text(&r[0], b, sizeof b), "alpha beta") && !strcmp(row_text(&r[1], b, sizeof b), "gamma") &&
+           !strcmp(row_text(&r[2], b, sizeof b), "delta") && !strcmp(row_text(&r[3], b, sizeof b), "epsilon"),
+       "30 columns at width 12: 4 rows, broken at blanks (%d)", n);
+    ok(r[0].indent == 0 && r[1].indent == 2 && r[3].indent == 2, "continuation rows are indented two columns");
+    ok(tui_wrap("alpha beta", 10, 0, r, 16) == 1 && r[0].len == 10, "a line as wide as the pane: one row");
+    ok(tui_wrap("alpha beta", 9, 0, r, 16) == 2 && r[0].len == 5 && r[1].len == 4, "one column less: two");
+    ok(tui_wrap("", 20, 0, r, 16) == 1 && r[0].len == 0, "an empty line: one empty row");
+    ok(tui_wrap("one two\nthree", 20, 0, r, 16) == 1 && r[0].len == 7, "a line ends at its newline");
+    n = tui_wrap("abcdefghijklmnopqrstuvwxyz0123", 10, 0, r, 16);
+    ok(n == 4 && r[0].len == 10 && r[1].len == 8 && r[2].len == 8 && r[3].len == 4,
+       "a word longer than a row is cut at the row's end (10+8+8+4)");
+    n = tui_wrap("\xce\xb3\xce\xb3\xce\xb3\xce\xb3 \xce\xb3\xce\xb3", 4, 0, r, 16);
+    ok(n == 2 && r[0].len == 8 && r[1].len == 4 && r[1].indent == 2, "UTF-8: columns, not bytes");
+    n = tui_wrap("[12:00:00] run 1 created: L2 g1 mamba2 std small, epoch 0 test loss 4.159", 40, TUI_LOG_STAMP, r, 16);
+    ok(n == 3 && r[1].indent == TUI_LOG_STAMP + 2, "log: continuation rows start two columns into the text (%d)", r[1].indent);
+    n = tui_wrap("             new [PRESET | RUN] [key=value ...] [name=NAME]", 40, TUI_LOG_STAMP, r, 16);
+    ok(n == 3 && r[1].indent == TUI_LOG_STAMP + 4 && !strcmp(row_text(&r[0], b, sizeof b), "             new [PRESET | RUN]") &&
+           !strcmp(row_text(&r[1], b, sizeof b), "[key=value ...]"),
+       "an indented line keeps its indent, and its continuation two more");
+    n = tui_wrap("          x yy zzz", 6, 0, r, 16);
+    ok(n >= 2 && r[1].indent == 3, "the hanging indent is at most half the width");
+
+    /* many lines, widths and margins */
+    char line[1200];
+    unsigned seed = 12345;
+    int sound = 1, tried = 0;
+    char why[2048] = "";
+    for (int t = 0; t < 60 && sound; t++) {
+        size_t k = 0;
+        int lead = t % 4 == 0 ? t % 7 : 0;
+        for (int i = 0; i < lead; i++) line[k++] = ' ';
+        while (k < 200 + (size_t)t * 10) {
+            seed = seed * 1103515245 + 12345;
+            int wl = 1 + (seed >> 16) % (t % 5 == 0 ? 30 : 9);
+            for (int i = 0; i < wl; i++) line[k++] = (char)('a' + (seed >> (i % 16)) % 26);
+            line[k++] = ' ';
+            if ((seed >> 8) % 7 == 0) line[k++] = ' '; /* two blanks now and then */
+        }
+        line[k - 1] = 'z';
+        line[k] = 0;
+        for (int width = 8; width <= 120 && sound; width += 7, tried++)
+            sound = wrap_is_sound(line, width, t % 2 ? TUI_LOG_STAMP : 0, why, sizeof why);
+    }
+    ok(sound, "%d wraps: rows fit, words whole and in order, rows filled, nothing lost", tried);
+    if (!sound) diag("%s", why);
+}
+
+static void test_log_rows(void)
+{
+    static tui app;
+    app.log = calloc(TUI_LOG_LINES, sizeof *app.log);
+    tui_log(&app, "first");
+    tui_log(&app, "a long line: one two three four five six seven eight nine ten eleven twelve");
+    tui_log(&app, "last");
+    tui_row r[8];
+    char b[256];
+    int total = tui_log_rows(&app, 40, 0, 0, NULL);
+    int n = tui_wrap(tui_log_get(&app, 1), 40, TUI_LOG_STAMP, r, 8);
+    ok(n == 3 && total == 5, "3 lines at width 40: the long one takes %d rows, the log %d", n, total);
+    tui_log_rows(&app, 40, 0, 4, r);
+    ok(!strncmp(row_text(&r[3], b, sizeof b) + TUI_LOG_STAMP, "last", 4), "the newest row at the bottom");
+    ok(r[2].indent == TUI_LOG_STAMP + 2 && strstr(row_text(&r[2], b, sizeof b), "twelve"),
+       "above it the long line's last row, indented");
+    ok(strstr(row_text(&r[0], b, sizeof b), "a long line") && r[0].indent == 0, "its first row at the top of four");
+    tui_log_rows(&app, 40, 2, 4, r);
+    ok(!r[0].s && strstr(row_text(&r[1], b, sizeof b), "first") && strstr(row_text(&r[2], b, sizeof b), "a long line") &&
+           r[3].indent == TUI_LOG_STAMP + 2,
+       "two rows back: the long line's first rows, the oldest line, nothing above it");
+    tui_log_rows(&app, 200, 0, 4, r);
+    ok(!r[0].s && strstr(row_text(&r[2], b, sizeof b), "twelve") && tui_log_rows(&app, 200, 0, 0, NULL) == 3,
+       "wide: one row a line");
+    free(app.log);
+}
+
 int main(void)
 {
     test_layout();
     test_plot();
     test_heat();
+    test_wrap();
+    test_log_rows();
     return done_testing();
 }

@@ -2,8 +2,8 @@
 # The real achilles-tui in tmux: a fresh session, commands typed at the
 # prompt, a run's curves moving, a live switch of the all-one conv in the
 # run's record, resizes (80x24 folds the heatmap, smaller says what it
-# needs), F1, save, quit, a restart with the same history, LANG=C in ASCII,
-# and SIGTERM / SIGHUP saving the session.
+# needs), F1, long log lines wrapped, save, quit, a restart with the same
+# history, LANG=C in ASCII, and SIGTERM / SIGHUP saving the session.
 use strict;
 use warnings;
 use Test::More;
@@ -117,6 +117,25 @@ like($s, qr/pair 43/, '80x24: both of them');
 like($s, qr/1 tiny/, '80x24: the run list is there');
 unlike($s, qr/conv cos-sim/, '80x24: the heatmap pane folds away');
 like($s, qr/achilles>/, '80x24: the prompt');
+
+# --- a log line wider than the pane wraps, and PgUp scrolls by rows ---------
+# (at 80x24 the log is rows 19 to 21)
+my @w = map { sprintf 'w%02d', $_ } 1 .. 30;
+type("nosuch @w");
+$s = wait_for(qr/unknown command 'nosuch'/, 10);
+my @log = split /\n/, rows($s, 19, 21);
+like($log[0], qr/^ \[\d\d:\d\d:\d\d\] > nosuch w01 .* w\d\d$/, 'a long log line: its first row');
+like($log[1], qr/^ {14}w\d\d( w\d\d)* w30$/, 'then the rest, indented under its text');
+my $logtext = join(' ', @log[0, 1]);
+ok(join(' ', $logtext =~ /\b(w\d\d)\b/g) eq "@w", 'every word, in order: nothing cut');
+key('PPage');
+$s = wait_for(qr/\[log -2, PgDn\]/, 5);
+@log = split /\n/, rows($s, 19, 21);
+like($log[2], qr/> nosuch w01/, 'PgUp: back by rows, the long line\'s first row at the bottom');
+unlike($s, qr/w30/, 'its second row below the pane');
+key('NPage');
+$s = wait_until(sub { $_[0] !~ /\[log -/ }, 5);
+like($s, qr/w30/, 'PgDn: back at the newest');
 key('F3');
 $s = wait_for(qr/conv cos-sim/, 10);
 ok($s, '80x24: F3 brings the heatmap in');

@@ -37,7 +37,8 @@ void tui_logv(tui *app, const char *fmt, va_list ap)
         tui_log_line *slot = &app->log[(app->log_head + app->log_count) % TUI_LOG_LINES];
         if (app->log_count < TUI_LOG_LINES) app->log_count++;
         else app->log_head = (app->log_head + 1) % TUI_LOG_LINES;
-        snprintf(slot->line, sizeof slot->line, "%.11s%.*s", first ? stamp : "           ", TUI_LOG_WIDTH - 12, line);
+        snprintf(slot->line, sizeof slot->line, "%-*.*s%.*s", TUI_LOG_STAMP, TUI_LOG_STAMP, first ? stamp : "",
+                 TUI_LOG_WIDTH - TUI_LOG_STAMP - 1, line);
         first = 0;
         line = nl ? nl + 1 : NULL;
         if (line && !*line) break;
@@ -58,6 +59,70 @@ const char *tui_log_get(const tui *app, int i)
 {
     if (i < 0 || i >= app->log_count) return NULL;
     return app->log[(app->log_head + app->log_count - 1 - i) % TUI_LOG_LINES].line;
+}
+
+/* ---- wrapping: the log and the help overlay ------------------------------- */
+
+int tui_text_cols(const char *s)
+{
+    int n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+static int is_blank(char c) { return c == ' ' || c == '\t'; }
+
+/* The next character (a UTF-8 sequence is one). */
+static const char *next_char(const char *p)
+{
+    for (p++; ((unsigned char)*p & 0xC0) == 0x80; p++) {
+    }
+    return p;
+}
+
+int tui_wrap(const char *line, int width, int margin, tui_row *rows, int max)
+{
+    const char *s = line, *stop = line + strcspn(line, "\n");
+    if (width < 1) width = 1;
+    int indent = 0;
+    for (const char *p = line; p < stop && (indent < margin || is_blank(*p)); p = next_char(p)) indent++;
+    indent += 2;
+    if (indent > width / 2) indent = width / 2; /* a narrow pane keeps room for the text */
+    int n = 0, ind = 0;
+    for (;;) {
+        /* as many characters as fit; brk: the first blank after the row's last word */
+        const char *q = s, *brk = NULL, *end;
+        int cols = 0, word = 0;
+        for (; q < stop && cols < width - ind; q = next_char(q), cols++) {
+            if (is_blank(*q) && word && !is_blank(q[-1])) brk = q;
+            word |= !is_blank(*q);
+        }
+        if (q == stop || is_blank(*q)) end = q;
+        else end = brk ? brk : q; /* a word longer than the row is cut */
+        while (end > s && is_blank(end[-1])) end--;
+        if (n < max) rows[n] = (tui_row){s, (int)(end - s), ind};
+        n++;
+        for (s = end; s < stop && is_blank(*s); s++) {
+        }
+        if (s == stop) return n;
+        ind = indent;
+    }
+}
+
+int tui_log_rows(const tui *app, int width, int back, int n, tui_row *out)
+{
+    tui_row rows[TUI_LOG_WIDTH]; /* a log line takes at most a row per byte */
+    int total = 0;
+    for (int k = 0; k < n; k++) out[k] = (tui_row){NULL, 0, 0};
+    /* newest first, each line's rows bottom up: total counts rows from the newest */
+    for (int i = 0; i < app->log_count; i++) {
+        int m = tui_wrap(tui_log_get(app, i), width, TUI_LOG_STAMP, rows, TUI_LOG_WIDTH);
+        for (int j = (m < TUI_LOG_WIDTH ? m : TUI_LOG_WIDTH) - 1; j >= 0; j--, total++) {
+            int k = n - 1 - (total - back);
+            if (total >= back && k >= 0) out[k] = rows[j];
+        }
+    }
+    return total;
 }
 
 void tui_strlcpy(char *dst, const char *src, size_t n)

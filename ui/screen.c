@@ -72,14 +72,6 @@ void tui_screen_crash_restore(void)
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-/* Columns of a UTF-8 string: every glyph we draw is one column wide. */
-static int cols_of(const char *s)
-{
-    int n = 0;
-    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
-
 /* Writes at most maxw columns of s at (y, x); returns the columns written. */
 static int put(WINDOW *w, int y, int x, int maxw, const char *s, attr_t a)
 {
@@ -103,6 +95,15 @@ static int put(WINDOW *w, int y, int x, int maxw, const char *s, attr_t a)
     mvwaddstr(w, y, x, buf);
     wattroff(w, a);
     return cols;
+}
+
+/* A row of wrapped text at (y, x), maxw columns wide with its indent. */
+static void put_row(WINDOW *w, int y, int x, int maxw, tui_row r, attr_t a)
+{
+    char buf[1024];
+    if (!r.s) return;
+    snprintf(buf, sizeof buf, "%.*s", r.len, r.s);
+    put(w, y, x + r.indent, maxw - r.indent, buf, a);
 }
 
 static attr_t run_attr(const tui *app, int id)
@@ -175,7 +176,7 @@ static void draw_status(tui *app, WINDOW *w)
             if (r->state == RS_RUNNING)
                 snprintf(line + k, sizeof line - k, "%s%s%s%sETA %s", sep, rate, terse || v >= 4 ? "/s" : " seq/s", sep, eta);
         }
-        if (cols_of(line) + (v == 0 ? (int)strlen(hint) : 0) <= W || v == 6) break;
+        if (tui_text_cols(line) + (v == 0 ? (int)strlen(hint) : 0) <= W || v == 6) break;
     }
     int x = put(w, 0, 0, W, line, bar | A_BOLD);
     if (x + (int)strlen(hint) <= W) put(w, 0, W - (int)strlen(hint), W, hint, bar);
@@ -202,7 +203,7 @@ static void draw_keys(tui *app, WINDOW *w)
     }
     char right[96];
     snprintf(right, sizeof right, "TAB completes%s%s history%sPgUp log ", s->g->sep, s->g->up, s->g->sep);
-    int rw = cols_of(right);
+    int rw = tui_text_cols(right);
     if (x + rw + 1 <= W) put(w, 0, W - rw, rw, right, app->color ? COLOR_PAIR(PAIR_DIM) : A_NORMAL);
     wnoutrefresh(w);
 }
@@ -257,7 +258,7 @@ static void draw_curves(tui *app, WINDOW *w, int acc)
     int ns = series_for(app, acc, sd);
     /* the title carries the run colours: "loss  1 2" */
     frame(w, app, acc ? (app->view.acc == ACC_SEEN ? "seen-pair accuracy" : "pair 43 accuracy") : "loss", A_NORMAL);
-    int tx = 2 + cols_of(acc ? (app->view.acc == ACC_SEEN ? "seen-pair accuracy" : "pair 43 accuracy") : "loss") + 1;
+    int tx = 2 + tui_text_cols(acc ? (app->view.acc == ACC_SEEN ? "seen-pair accuracy" : "pair 43 accuracy") : "loss") + 1;
     int nshown = 0;
     tui_run *focus = tui_focus(app);
     for (int i = 0; i < app->nruns; i++) {
@@ -266,7 +267,7 @@ static void draw_curves(tui *app, WINDOW *w, int acc)
         nshown++;
         char lab[64];
         snprintf(lab, sizeof lab, "%d %s", r->id, r->name);
-        if (tx + cols_of(lab) + 3 < W - 1) {
+        if (tx + tui_text_cols(lab) + 3 < W - 1) {
             tx += put(w, 0, tx, 1, " ", A_NORMAL);
             tx += put(w, 0, tx, W - 1 - tx, lab, run_attr(app, r->id) | (r == focus ? A_BOLD : 0));
             tx += put(w, 0, tx, 1, " ", A_NORMAL);
@@ -362,7 +363,7 @@ static void draw_curves(tui *app, WINDOW *w, int acc)
     for (int i = 0; i < ns; i++)
         k += snprintf(leg + k, sizeof leg - k, "%s%s %s", i ? " " : "", sd[i].label,
                       sd[i].style == PLOT_SOLID ? s->g->solid : s->g->dashed);
-    int lw = cols_of(leg);
+    int lw = tui_text_cols(leg);
     if (lw + 2 < pw) put(w, 1, W - 2 - lw, lw, leg, A_NORMAL);
     wnoutrefresh(w);
 }
@@ -391,7 +392,7 @@ static void run_row(tui *app, WINDOW *w, int y, int x0, int W, tui_run *r, int d
     fmt_acc(p ? p->comp : NAN, c, sizeof c);
     fmt_acc(p ? p->sym : NAN, sy, sizeof sy);
     snprintf(buf, sizeof buf, " comp%s sym%s", c, sy);
-    if (x + cols_of(buf) <= end) x += put(w, y, x, end - x, buf, A_NORMAL);
+    if (x + tui_text_cols(buf) <= end) x += put(w, y, x, end - x, buf, A_NORMAL);
     /* what the run is (std or all-one, ...), then its time left (the rate
      * is on the status line and in the F2 table) */
     double left = tui_run_eta(r);
@@ -403,7 +404,7 @@ static void run_row(tui *app, WINDOW *w, int y, int x0, int W, tui_run *r, int d
         snprintf(buf, sizeof buf, "  %s", sum);
         x += put(w, y, x, end - x, buf, app->color ? COLOR_PAIR(PAIR_DIM) : A_NORMAL);
     }
-    if (x + cols_of(speed) <= end) put(w, y, x, end - x, speed, A_NORMAL);
+    if (x + tui_text_cols(speed) <= end) put(w, y, x, end - x, speed, A_NORMAL);
 }
 
 /* F2: every run, one per line, in fixed columns. */
@@ -453,7 +454,7 @@ static void draw_runs(tui *app, WINDOW *w, int full)
     for (int i = 0; i < app->nruns && detail >= 0; i++) {
         char sum[160];
         tui_run_summary_at(app, &app->runs[i], detail, sum, sizeof sum);
-        if (RUN_ROW_FIXED + 2 + cols_of(sum) + RUN_ROW_ETA > W - 2) detail--, i = -1;
+        if (RUN_ROW_FIXED + 2 + tui_text_cols(sum) + RUN_ROW_ETA > W - 2) detail--, i = -1;
     }
     for (int i = first; i < app->nruns && i - first < rows; i++) {
         if (full) full_row(app, w, 2 + i - first, W, &app->runs[i]);
@@ -565,13 +566,15 @@ static void draw_heat(tui *app, WINDOW *w)
 static void draw_log(tui *app, WINDOW *w)
 {
     werase(w);
-    int H = getmaxy(w), W = getmaxx(w);
-    int max_scroll = app->log_count > H ? app->log_count - H : 0;
-    if (app->view.log_scroll > max_scroll) app->view.log_scroll = max_scroll;
-    for (int i = 0; i < H; i++) {
-        const char *line = tui_log_get(app, app->view.log_scroll + H - 1 - i);
-        if (line) put(w, i, 1, W - 1, line, A_NORMAL);
+    int W = getmaxx(w), H = getmaxy(w) < 64 ? getmaxy(w) : 64;
+    tui_row rows[64];
+    /* long lines wrap, so the scroll counts rows */
+    int total = tui_log_rows(app, W - 1, app->view.log_scroll, H, rows);
+    if (app->view.log_scroll > 0 && app->view.log_scroll > total - H) {
+        app->view.log_scroll = total > H ? total - H : 0;
+        tui_log_rows(app, W - 1, app->view.log_scroll, H, rows);
     }
+    for (int i = 0; i < H; i++) put_row(w, i, 1, W - 1, rows[i], A_NORMAL);
     if (app->view.log_scroll) {
         char ind[48];
         snprintf(ind, sizeof ind, " [log -%d, PgDn] ", app->view.log_scroll);
@@ -590,7 +593,7 @@ static void draw_prompt(tui *app, WINDOW *w)
     /* columns up to the cursor; scroll so the cursor stays visible */
     char before[4096];
     snprintf(before, sizeof before, "%.*s", point, line);
-    int cur = cols_of(before), avail = W - pw - 1, skip = cur > avail ? cur - avail : 0;
+    int cur = tui_text_cols(before), avail = W - pw - 1, skip = cur > avail ? cur - avail : 0;
     const char *p = line;
     for (int k = 0; k < skip && *p;) {
         p++;

@@ -18,7 +18,7 @@ void tui_screen_draw(tui *app);
 int tui_screen_key(tui *app, unsigned *wch, int *is_key);
 /* F3 on a narrow screen: the heatmap takes the runs pane's place. */
 void tui_screen_toggle_heat(tui *app);
-/* Lines the log pane shows (for PgUp/PgDn). */
+/* Rows the log pane shows (for PgUp/PgDn). */
 int tui_screen_log_rows(const tui *app);
 /* Full repaint (Ctrl-L). */
 void tui_screen_repaint(tui *app);

@@ -20,6 +20,7 @@
 #define TUI_MAX_RUNS 64
 #define TUI_LOG_LINES 1000
 #define TUI_LOG_WIDTH 240
+#define TUI_LOG_STAMP 11   /* "[HH:MM:SS] " before each entry's first line */
 #define TUI_PATH 1024
 
 typedef enum { RS_QUEUED = 0, RS_RUNNING, RS_PAUSED, RS_DONE, RS_FAILED } tui_run_state;
@@ -62,7 +63,7 @@ typedef struct {
     int heat_shown;           /* F3: heatmap pane shown (where it fits) */
     int runs_full;            /* F2: the full-screen run table */
     int help_shown;           /* F1 / ? */
-    int log_scroll;           /* lines scrolled back (PgUp) */
+    int log_scroll;           /* rows scrolled back (PgUp) */
 } tui_view;
 
 /* The latest heatmap the worker computed. */
@@ -78,6 +79,13 @@ typedef struct {
 typedef struct {
     char line[TUI_LOG_WIDTH];
 } tui_log_line;
+
+/* One screen row of wrapped text: len bytes at s, after indent blank
+ * columns (s NULL: an empty row). */
+typedef struct {
+    const char *s;
+    int len, indent;
+} tui_row;
 
 typedef struct tui {
     /* session */
@@ -144,6 +152,20 @@ void tui_log(tui *app, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 void tui_logv(tui *app, const char *fmt, va_list ap);
 /* Line i back from the newest (0 = newest), or NULL. */
 const char *tui_log_get(const tui *app, int i);
+
+/* Columns of a UTF-8 string: every glyph the workbench draws is one wide. */
+int tui_text_cols(const char *s);
+/* Wraps one line (it ends at '\n' or NUL) at width columns, breaking at
+ * blanks where a row has one and inside a word only where it does not fit
+ * a row. Rows after the first start two columns in from the line's text,
+ * which begins after margin columns (the log's time stamp) and the blanks
+ * after them. Fills rows[< max] and returns how many rows the line takes. */
+int tui_wrap(const char *line, int width, int margin, tui_row *rows, int max);
+/* The log wrapped at width: the n rows ending back rows above the newest
+ * into out[0..n), top to bottom (s NULL above the oldest line). Returns the
+ * rows the whole log takes, to bound back; n 0 only counts. */
+int tui_log_rows(const tui *app, int width, int back, int n, tui_row *out);
+
 
 tui_run *tui_run_find(tui *app, int id);
 /* The run the status line and heatmap follow: the focus, else the running
