@@ -232,6 +232,12 @@ static void test_commands(void)
     /* analyses */
     ok(run(&app, "eval block 1 key,anchors n=20") == 0 && wait_log(&app, "agreement", 60), "eval block: agreement");
     ok(log_has(&app, " 43 ", 6), "per pair, pair 43 included");
+    /* the table's rows: the lines logged with the agreement line, after it */
+    int at = 0, table = 0, fits = 1;
+    while (tui_log_get(&app, at) && !strstr(tui_log_get(&app, at), "agreement")) at++;
+    for (int i = at - 1; i >= 0 && !strncmp(tui_log_get(&app, i), "            ", TUI_LOG_STAMP + 1); i--, table++)
+        fits &= tui_text_cols(tui_log_get(&app, i)) <= 79;
+    ok(table >= 2 && fits, "the table's %d rows fit an 80-column log with their columns", table);
     ok(run(&app, "eval subst n=20") == 0 && wait_log(&app, "collapse", 60) && log_has(&app, "of predictions unchanged", 20),
        "eval subst: collapse rates, and how many predictions it leaves unchanged");
     ok(run(&app, "eval nothing") < 0 && log_has(&app, "usage: eval", 3), "eval nothing: usage");

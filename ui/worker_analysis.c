@@ -10,7 +10,8 @@
 #include "checkpoint.h"
 #include "worker.h"
 
-/* "  11 1.000  12 1.000 ..." eight pairs to a line. */
+/* "  11 1.000  12 1.000 ..." six pairs to a line: 78 columns after the
+ * log's time stamp, so the table keeps its columns in an 80-column log. */
 static char *report_text(const char *head, const ach_pair_report *rep)
 {
     size_t n = 256 + strlen(head) + (size_t)rep->npairs * 24, k = 0;
@@ -21,7 +22,7 @@ static char *report_text(const char *head, const ach_pair_report *rep)
         k += snprintf(s + k, n - k, ", %.3f of predictions unchanged", rep->unchanged_overall);
     if (rep->skipped) k += snprintf(s + k, n - k, " (%ld sequences had nothing to substitute)", rep->skipped);
     for (int i = 0; i < rep->npairs; i++) {
-        if (i % 8 == 0) k += snprintf(s + k, n - k, "\n ");
+        if (i % 6 == 0) k += snprintf(s + k, n - k, "\n ");
         if (isnan(rep->value[i])) k += snprintf(s + k, n - k, " %4s   -- ", rep->pair_name[i]);
         else k += snprintf(s + k, n - k, " %4s %.3f", rep->pair_name[i], rep->value[i]);
     }
