@@ -269,6 +269,28 @@ static void test_log_rows(void)
     free(app.log);
 }
 
+static void test_page(void)
+{
+    static tui app;
+    tui_page_open(&app, "help");
+    ok(app.view.help_shown && !strcmp(app.page.title, "help"), "a page opens the overlay");
+    tui_page_add(&app, "Heading");
+    tui_page_add(&app, "  a line long enough to wrap at thirty columns, twice over");
+    tui_page_add(&app, "%s", "");
+    tui_row r[16];
+    char b[256];
+    int total = tui_page_rows(&app, 30, 0, 16, r);
+    ok(total == 5 && !strcmp(row_text(&r[0], b, sizeof b), "Heading") && r[2].indent == 4 && !r[4].len && !r[5].s,
+       "rows of the page at width 30 (%d), blank lines kept", total);
+    tui_page_rows(&app, 30, 3, 2, r);
+    ok(r[0].indent == 4 && !strcmp(row_text(&r[0], b, sizeof b), "over") && r[1].s && !r[1].len, "from row 3 on");
+    tui_page_open(&app, "big");
+    for (int i = 0; i < 2000; i++) tui_page_add(&app, "line %d of a text longer than the page holds", i);
+    size_t len = strlen(app.page.text);
+    ok(len == app.page.len && len < sizeof app.page.text && app.page.text[len - 1] == '\n' && strstr(app.page.text, "line 0 "),
+       "a text too long keeps its beginning and ends in a newline");
+}
+
 int main(void)
 {
     test_layout();
@@ -276,5 +298,6 @@ int main(void)
     test_heat();
     test_wrap();
     test_log_rows();
+    test_page();
     return done_testing();
 }

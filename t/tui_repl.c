@@ -41,6 +41,32 @@ static int log_has(tui *app, const char *needle, int n)
     return 0;
 }
 
+/* Whether the help overlay is up with title and holds needle. */
+static int page_has(tui *app, const char *title, const char *needle)
+{
+    if (!app->view.help_shown || strcmp(app->page.title, title) || !strstr(app->page.text, needle)) {
+        diag("overlay %s '%s': %.300s", app->view.help_shown ? "shown" : "hidden", app->page.title, app->page.text);
+        return 0;
+    }
+    return 1;
+}
+
+/* Every command's synopsis and help, whole, on lines of the overlay. */
+static int page_has_every_command(tui *app)
+{
+    for (int i = 0; i < tui_ncommands; i++) {
+        char syn[512], help[512];
+        const tui_command *c = &tui_commands[i];
+        snprintf(syn, sizeof syn, "\n  %s%s%s\n", c->name, *c->args ? " " : "", c->args);
+        snprintf(help, sizeof help, "\n      %s\n", c->help);
+        if (!strstr(app->page.text, syn) || !strstr(app->page.text, help)) {
+            diag("no '%s' or its help in the overlay", c->name);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static void show_log(tui *app, int n)
 {
     for (int i = n - 1; i >= 0; i--)
@@ -186,11 +212,20 @@ static void test_commands(void)
     ok(run(&app, longline) < 0 && log_has(&app, "too long", 2), "a very long line");
     ok(run(&app, "show colour red") < 0 && log_has(&app, "nothing called 'colour'", 3), "show: an unknown pane setting");
     ok(run(&app, "help nwe") < 0 && log_has(&app, "did you mean 'new'", 3), "help nwe: did you mean new");
-    ok(run(&app, "help") == 0 && log_has(&app, "Commands (", 40) && log_has(&app, "'paper'", 3),
-       "help lists the commands and names the paper preset");
-    ok(run(&app, "help new") == 0 && log_has(&app, "new [PRESET | RUN] [key=value ...]", 3), "help new: its usage");
-    ok(run(&app, "help keys") == 0 && log_has(&app, "all_one_conv", 10), "help keys: the settings, live ones too");
-    ok(run(&app, "help heat") == 0 && log_has(&app, "heatmap [RUN]", 3), "a unique prefix names a command (heat = heatmap)");
+    ok(!app.view.help_shown, "the help overlay starts closed");
+    ok(run(&app, "help") == 0 && page_has(&app, "help", "Commands (") && page_has(&app, "help", "'paper'") &&
+           page_has(&app, "help", "q or Esc closes"),
+       "help opens the overlay: the commands, the paper preset, how to close it");
+    ok(page_has_every_command(&app), "every command's usage and help, whole, on lines of their own");
+    ok(!log_has(&app, "Commands (", 5) && log_has(&app, "> help", 1), "the log only echoes the command");
+    app.view.help_shown = 0;
+    ok(run(&app, "help new") == 0 && page_has(&app, "help new", "new [PRESET | RUN] [key=value ...] [name=NAME]\n"),
+       "help new: its usage in the overlay");
+    ok(page_has(&app, "help new", "a copy of a run's settings") && !strstr(app.page.text, "paper ["), "and its help, only its");
+    ok(run(&app, "help keys") == 0 && page_has(&app, "run settings", "  all_one_conv"), "help keys: the settings, live ones too");
+    ok(run(&app, "help heat") == 0 && page_has(&app, "help heatmap", "heatmap [RUN]"),
+       "a unique prefix names a command (heat = heatmap)");
+    ok(run(&app, "help nosuch") < 0 && log_has(&app, "no command 'nosuch'", 2), "help of no command: in the log");
 
     /* a run */
     ok(run(&app, "new " SMALL " epochs=100000 name=first") == 0, "new: a run from a preset path and settings");
@@ -275,10 +310,12 @@ static void test_commands(void)
     ok(run(&app, "resume 1") < 0 && log_has(&app, "not paused", 3), "resume of a running run: says why not");
     ok(run(&app, "stop 1") == 0 && state_of(&app, 1) == RS_DONE, "stop 1: done");
     ok(run(&app, "runs") == 0 && log_has(&app, "stopped at epoch", 3), "runs: the list says it was stopped");
-    ok(run(&app, "config 2") == 0 && log_has(&app, "d_state=16", 8), "config 2: the settings");
+    ok(run(&app, "config 2") == 0 && page_has(&app, "run 2 (second) settings", "\n  d_state         16\n") &&
+           page_has(&app, "run 2 (second) settings", "config.json"),
+       "config 2: the settings in the overlay, one a line");
     ok(run(&app, "rename 2 twin") == 0 && !strcmp(tui_run_find(&app, 2)->name, "twin"), "rename 2 twin");
     ok(run(&app, "rename twin 7") < 0 && log_has(&app, "cannot be a number", 3), "a name cannot be a number");
-    ok(run(&app, "config twin") == 0 && log_has(&app, "run 2 (twin) settings", 10), "a run by its name: config twin");
+    ok(run(&app, "config twin") == 0 && page_has(&app, "run 2 (twin) settings", "n_layer"), "a run by its name: config twin");
     ok(run(&app, "delete nosuch") < 0 && app.nruns == 2 && log_has(&app, "no run has that number or name", 3),
        "delete with an unknown name deletes nothing");
 

@@ -2,8 +2,9 @@
 # The real achilles-tui in tmux: a fresh session, commands typed at the
 # prompt, a run's curves moving, a live switch of the all-one conv in the
 # run's record, resizes (80x24 folds the heatmap, smaller says what it
-# needs), F1, long log lines wrapped, save, quit, a restart with the same
-# history, LANG=C in ASCII, and SIGTERM / SIGHUP saving the session.
+# needs), F1 and help in the overlay, long log lines wrapped, save, quit, a
+# restart with the same history, LANG=C in ASCII, and SIGTERM / SIGHUP
+# saving the session.
 use strict;
 use warnings;
 use Test::More;
@@ -96,12 +97,18 @@ $s = wait_for(qr/conv cos-sim\s+run 1 layer 0/, 30);
 ok($s, 'heatmap: the conv cosine pane at 100x30');
 like($s, qr/epoch 0 .* epoch \d+/, 'epoch 0 beside now');
 key('F1');
-$s = wait_for(qr/help: any key closes/, 10);
-ok($s, 'F1 shows the help');
-like($s, qr/paper/, 'which names the paper preset');
-key('Space');
-$s = wait_for(qr/loss/, 10);
-unlike($s, qr/any key closes/, 'a key closes it');
+$s = wait_for(qr/q closes/, 10);
+ok($s, 'F1 shows the help overlay');
+like($s, qr/'paper'/, 'which names the paper preset');
+key('Escape');
+$s = wait_until(sub { $_[0] !~ /q closes/ }, 10);
+like($s, qr/pair 43 accuracy/, 'Esc closes it');
+key('F1');
+wait_for(qr/q closes/, 10);
+key('x');
+$s = wait_until(sub { $_[0] !~ /q closes/ }, 10);
+like($s, qr/achilles> x/, 'another key closes it and goes to the prompt');
+key('C-c');
 
 # --- resizes ------------------------------------------------------------------
 system(@tmux, 'resize-window', '-t', 't', '-x', 80, '-y', 24);
@@ -117,6 +124,57 @@ like($s, qr/pair 43/, '80x24: both of them');
 like($s, qr/1 tiny/, '80x24: the run list is there');
 unlike($s, qr/conv cos-sim/, '80x24: the heatmap pane folds away');
 like($s, qr/achilles>/, '80x24: the prompt');
+
+# --- help at 80x24: the overlay, paged, every command line whole ------------
+# The overlay's rows by number, from each page's "FIRST-LAST of N" footer.
+sub overlay_rows {
+    my ($scr, $rows) = @_;
+    my ($first, $last, $n) = $scr =~ /(\d+)-(\d+) of (\d+)/ or return 0;
+    my @l = split /\n/, $scr;
+    my ($top) = grep { $l[$_] =~ /^\xe2\x94\x8c help / } 0 .. $#l;
+    return 0 if !defined $top;
+    for my $i (0 .. $last - $first) {
+        my $row = $l[$top + 1 + $i] // '';
+        $row =~ s/^\xe2\x94\x82 ?//;
+        $row =~ s/ *\xe2\x94\x82 *$//;
+        $rows->[$first - 1 + $i] = $row;
+    }
+    return $last == $n;
+}
+type('help');
+$s = wait_for(qr/1-\d+ of \d+ .*q closes/, 10);
+ok($s, 'help at 80x24: the overlay, saying which rows it shows');
+my @help;
+my $end = overlay_rows($s, \@help);
+# one key at a time: the next when the footer shows this one's page
+for (1 .. 20) {
+    last if $end;
+    my ($was) = screen() =~ / (\d+)-\d+ of /;
+    key('NPage');
+    $s = wait_until(sub { my ($f) = $_[0] =~ / (\d+)-\d+ of /; defined $f && $f != $was }, 5);
+    $end = overlay_rows($s, \@help);
+}
+ok($end, 'PgDn pages to its end (' . scalar(@help) . ' rows)');
+ok(!grep({ !defined } @help), 'and no row was skipped') or diag(join("\n", map { $_ // '(missing)' } @help));
+(my $help = join(' ', @help)) =~ s/\s+/ /g;
+for my $c (split /\n/, `'$bin' --list-commands`) {
+    my ($name, $args) = split /\t/, $c;
+    (my $syn = "$name $args") =~ s/\s+$//;
+    ok(index($help, " $syn ") >= 0, "the overlay has '$syn' whole");
+}
+like($help, qr/ a new run from a task preset \(demo: the reduced demo\) or a copy of a run's settings /,
+     'a help text longer than the row, whole');
+ok(length($help) > 2000, 'a text several pages long (' . length($help) . ' bytes)');
+key('Home');
+ok(wait_for(qr/ 1-\d+ of \d+/, 5), 'Home goes back to the top');
+key('q');
+$s = wait_until(sub { $_[0] !~ /q closes/ }, 10);
+like($s, qr/pair 43 accuracy/, 'q closes it: the curves are back');
+type('help eval');
+$s = wait_for(qr/help eval/, 10);
+like($s, qr/eval block \[RUN\]/, 'help eval: its usage in the overlay');
+key('q');
+wait_until(sub { $_[0] !~ /q closes/ }, 10);
 
 # --- a log line wider than the pane wraps, and PgUp scrolls by rows ---------
 # (at 80x24 the log is rows 19 to 21)

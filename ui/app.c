@@ -125,6 +125,49 @@ int tui_log_rows(const tui *app, int width, int back, int n, tui_row *out)
     return total;
 }
 
+void tui_page_open(tui *app, const char *title)
+{
+    tui_strlcpy(app->page.title, title, sizeof app->page.title);
+    app->page.text[0] = 0;
+    app->page.len = 0;
+    app->page.scroll = 0;
+    app->view.help_shown = 1;
+    app->view.runs_full = 0;
+    app->dirty = 1;
+}
+
+void tui_page_add(tui *app, const char *fmt, ...)
+{
+    tui_page *p = &app->page;
+    size_t room = sizeof p->text - p->len;
+    if (room < 2) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(p->text + p->len, room - 1, fmt, ap);
+    va_end(ap);
+    if (k < 0) return;
+    /* a text too long loses its end, never its line structure */
+    p->len += (size_t)k < room - 2 ? (size_t)k : room - 2;
+    p->text[p->len++] = '\n';
+    p->text[p->len] = 0;
+}
+
+int tui_page_rows(const tui *app, int width, int top, int n, tui_row *out)
+{
+    enum { MAXROWS = 512 };
+    tui_row rows[MAXROWS];
+    int total = 0;
+    for (int k = 0; k < n; k++) out[k] = (tui_row){NULL, 0, 0};
+    for (const char *line = app->page.text; *line;) {
+        int m = tui_wrap(line, width, 0, rows, MAXROWS);
+        for (int j = 0; j < m && j < MAXROWS; j++, total++)
+            if (total >= top && total - top < n) out[total - top] = rows[j];
+        line += strcspn(line, "\n");
+        if (*line) line++;
+    }
+    return total;
+}
+
 void tui_strlcpy(char *dst, const char *src, size_t n)
 {
     size_t k = strlen(src);

@@ -164,6 +164,35 @@ static int make_run(tui *app, const char *cmd, ach_runcfg *c, int argc, char **a
 
 /* ---- commands ----------------------------------------------------------- */
 
+void tui_help_page(tui *app, const tui_command *c)
+{
+    if (c) {
+        char title[64];
+        snprintf(title, sizeof title, "help %s", c->name);
+        tui_page_open(app, title);
+        tui_page_add(app, "%s%s%s", c->name, *c->args ? " " : "", c->args);
+        tui_page_add(app, "    %s", c->help);
+        tui_page_add(app, "%s", "");
+        tui_page_add(app, "'help' lists every command; 'man achilles' (REPL COMMANDS) has them in full.");
+        return;
+    }
+    tui_page_open(app, "help");
+    /* lines that fit 80 columns: the overlay's text is 76 wide there */
+    tui_page_add(app, "Keys");
+    tui_page_add(app, "  F1/? help   F2 runs   F3 heatmap   F5 pause/resume   F10/q quit");
+    tui_page_add(app, "  PgUp/PgDn log   TAB completes   Up/Down history   Ctrl-C drops the line");
+    tui_page_add(app, "  Ctrl-L repaints; q and ? are keys only on an empty prompt");
+    tui_page_add(app, "  Here: Up/Down, PgUp/PgDn, Home/End scroll; q or Esc closes");
+    tui_page_add(app, "The paper's run: 'paper' (full task, 200 epochs). A quick one: 'new demo'.");
+    tui_page_add(app, "%s", "");
+    tui_page_add(app, "Commands ('help NAME': one; 'help keys': the settings; 'man achilles': all)");
+    for (int i = 0; i < tui_ncommands; i++) {
+        const tui_command *k = &tui_commands[i];
+        tui_page_add(app, "  %s%s%s", k->name, *k->args ? " " : "", k->args);
+        tui_page_add(app, "      %s", k->help);
+    }
+}
+
 static int cmd_help(tui *app, int argc, char **argv)
 {
     if (argc > 2) return usage(app, "help", "one command at a time");
@@ -171,10 +200,11 @@ static int cmd_help(tui *app, int argc, char **argv)
         ach_runcfg d;
         char v[300];
         runcfg_defaults(&d);
-        tui_log(app, "Run settings (new/paper key=value; those marked live also change a running run):");
+        tui_page_open(app, "run settings");
+        tui_page_add(app, "Run settings, key=value for new and paper (those marked live also for set):");
         for (int i = 0; i < runcfg_nkeys(); i++) {
             runcfg_get(&d, i, v, sizeof v);
-            tui_log(app, "  %-15s %s [%s]", runcfg_key_name(i), runcfg_key_help(i), v);
+            tui_page_add(app, "  %-15s %s [%s]", runcfg_key_name(i), runcfg_key_help(i), v);
         }
         return 0;
     }
@@ -188,17 +218,10 @@ static int cmd_help(tui *app, int argc, char **argv)
                     near ? "'?" : "");
             return -1;
         }
-        tui_log(app, "%s %s\n  %s", c->name, c->args, c->help);
+        tui_help_page(app, c);
         return 0;
     }
-    tui_log(app, "Commands ('help NAME' for one, 'help keys' for the settings, 'man achilles' for all):");
-    for (int i = 0; i < tui_ncommands; i++) {
-        char head[96];
-        snprintf(head, sizeof head, "%s %s", tui_commands[i].name, tui_commands[i].args);
-        tui_log(app, "  %-44s %s", head, tui_commands[i].help);
-    }
-    tui_log(app, "Keys: F1/? help  F2 runs  F3 heatmap  F5 pause/resume  F10/q quit  PgUp/PgDn log  TAB completes  "
-                 "Up history. The paper's preset: 'paper'.");
+    tui_help_page(app, NULL);
     return 0;
 }
 
@@ -549,20 +572,15 @@ static int cmd_config(tui *app, int argc, char **argv)
     tui_run *r = arg_run(app, argc, argv, &i, 0);
     if (!r) return -1;
     if (i < argc) return usage(app, "config", "'%s' is not a run id", argv[i]);
-    char line[TUI_LOG_WIDTH] = "";
-    size_t k = 0;
-    tui_log(app, "run %d (%s) settings, from %s/config.json:", r->id, r->name, r->dir);
+    char title[96];
+    snprintf(title, sizeof title, "run %d (%s) settings", r->id, r->name);
+    tui_page_open(app, title);
+    tui_page_add(app, "From %s/config.json ('new %d key=value ...' makes a run like it):", r->dir, r->id);
     for (int n = 0; n < runcfg_nkeys(); n++) {
-        char v[300], item[400];
+        char v[300];
         runcfg_get(&r->cfg, n, v, sizeof v);
-        int w = snprintf(item, sizeof item, "%s=%s", runcfg_key_name(n), v);
-        if (k && k + w + 2 > 96) {
-            tui_log(app, "  %s", line);
-            k = 0;
-        }
-        k += snprintf(line + k, sizeof line - k, "%s%s", k ? "  " : "", item);
+        tui_page_add(app, "  %-15s %s", runcfg_key_name(n), v);
     }
-    if (k) tui_log(app, "  %s", line);
     return 0;
 }
 
@@ -658,38 +676,38 @@ static int cmd_quit(tui *app, int argc, char **argv)
 }
 
 const tui_command tui_commands[] = {
-    {"help", "[COMMAND | keys]", "list the commands, one command's usage, or the run settings", "commands and usage", cmd_help, COMPLETE_COMMAND},
+    {"help", "[COMMAND | keys]", "list the commands, one command's usage, or the run settings", cmd_help, COMPLETE_COMMAND},
     {"new", "[PRESET | RUN] [key=value ...] [name=NAME]",
-     "a new run from a task preset (demo: the reduced demo) or a copy of a run's settings", "a run from a preset", cmd_new, COMPLETE_NEW},
-    {"paper", "[key=value ...] [name=NAME]", "a new run with the paper's preset and recipe (200 epochs, batch 2048)", "a run as in the paper", cmd_paper, COMPLETE_KEYS},
-    {"start", "[RUN]", "train this run now (the running one goes back to the queue)", "train a run now", cmd_start, COMPLETE_RUN},
-    {"pause", "[RUN]", "stop training a run and keep its place (state saved)", "pause a run", cmd_pause, COMPLETE_RUN},
-    {"resume", "[RUN]", "queue a paused or stopped run again", "queue a run again", cmd_resume, COMPLETE_RUN},
-    {"stop", "[RUN]", "end a run early (it is done; resume can still continue it)", "end a run early", cmd_stop, COMPLETE_RUN},
-    {"delete", "RUN", "remove a run from the session, with its run directory", "remove a run", cmd_delete, COMPLETE_RUN},
-    {"set", "[RUN] key=value ...", "change live settings of a run at the next step boundary", "change live settings", cmd_set, COMPLETE_LIVE},
-    {"all_one_conv", "[RUN] on|off", "every conv1d weight 1, bias 0, frozen (or back to learning)", "all-one conv on or off", cmd_all_one_conv,
+     "a new run from a task preset (demo: the reduced demo) or a copy of a run's settings", cmd_new, COMPLETE_NEW},
+    {"paper", "[key=value ...] [name=NAME]", "a new run with the paper's preset and recipe (200 epochs, batch 2048)", cmd_paper, COMPLETE_KEYS},
+    {"start", "[RUN]", "train this run now (the running one goes back to the queue)", cmd_start, COMPLETE_RUN},
+    {"pause", "[RUN]", "stop training a run and keep its place (state saved)", cmd_pause, COMPLETE_RUN},
+    {"resume", "[RUN]", "queue a paused or stopped run again", cmd_resume, COMPLETE_RUN},
+    {"stop", "[RUN]", "end a run early (it is done; resume can still continue it)", cmd_stop, COMPLETE_RUN},
+    {"delete", "RUN", "remove a run from the session, with its run directory", cmd_delete, COMPLETE_RUN},
+    {"set", "[RUN] key=value ...", "change live settings of a run at the next step boundary", cmd_set, COMPLETE_LIVE},
+    {"all_one_conv", "[RUN] on|off", "every conv1d weight 1, bias 0, frozen (or back to learning)", cmd_all_one_conv,
      COMPLETE_ONOFF},
-    {"pos_enc", "[RUN] none|sinusoidal|learned", "positional encoding added to the embeddings", "positional encoding", cmd_pos_enc,
+    {"pos_enc", "[RUN] none|sinusoidal|learned", "positional encoding added to the embeddings", cmd_pos_enc,
      COMPLETE_POSENC},
     {"block", "[RUN] POSITIONS [layers=all|LIST] [train=on|off]",
-     "block the SSM's flow from key/anchor positions (none, key, anchor1, anchor2, anchors, indices)", "block key/anchor flow", cmd_block,
+     "block the SSM's flow from key/anchor positions (none, key, anchor1, anchor2, anchors, indices)", cmd_block,
      COMPLETE_BLOCK},
     {"eval", "block [RUN] POSITIONS [layers=LIST] [n=N] | subst [RUN] [layer=L] [from=WHERE] [n=N]",
-     "blocking agreement or substitution collapse per pair, into the log", "blocking, substitution", cmd_eval, COMPLETE_EVAL},
+     "blocking agreement or substitution collapse per pair, into the log", cmd_eval, COMPLETE_EVAL},
     {"heatmap", "[RUN] [cos | attn | off] [layer=L] [seq=I] [head=H]",
-     "conv cosine similarity (epoch 0 beside now) or hidden attention of a test sequence", "conv cosine, attention", cmd_heatmap,
+     "conv cosine similarity (epoch 0 beside now) or hidden attention of a test sequence", cmd_heatmap,
      COMPLETE_HEATMAP},
     {"show", "[overlay all|none|IDS | run ID|auto | loss both|train|test | acc both|comp|sym|seen | layer L | heatmap on|off]",
-     "what the panes show", "what the panes show", cmd_show, COMPLETE_SHOW},
-    {"runs", "", "list the runs with their states, settings and directories", "list the runs", cmd_runs, COMPLETE_NONE},
-    {"config", "[RUN]", "every setting of a run", "a run's settings", cmd_config, COMPLETE_RUN},
-    {"rename", "RUN NAME", "give a run a name", "name a run", cmd_rename, COMPLETE_RUN},
-    {"save", "[NAME | PATH]", "save the session (with a name: a snapshot copy; this session goes on)", "save, or a snapshot", cmd_save,
+     "what the panes show", cmd_show, COMPLETE_SHOW},
+    {"runs", "", "list the runs with their states, settings and directories", cmd_runs, COMPLETE_NONE},
+    {"config", "[RUN]", "every setting of a run", cmd_config, COMPLETE_RUN},
+    {"rename", "RUN NAME", "give a run a name", cmd_rename, COMPLETE_RUN},
+    {"save", "[NAME | PATH]", "save the session (with a name: a snapshot copy; this session goes on)", cmd_save,
      COMPLETE_SESSION},
-    {"load", "NAME | PATH", "save this session and open a snapshot", "open a snapshot", cmd_load, COMPLETE_SESSION},
-    {"sessions", "", "list the snapshots under sessions/", "list the snapshots", cmd_sessions, COMPLETE_NONE},
-    {"quit", "", "save the session and leave (also q or F10 on an empty line)", "save and leave", cmd_quit, COMPLETE_NONE},
+    {"load", "NAME | PATH", "save this session and open a snapshot", cmd_load, COMPLETE_SESSION},
+    {"sessions", "", "list the snapshots under sessions/", cmd_sessions, COMPLETE_NONE},
+    {"quit", "", "save the session and leave (also q or F10 on an empty line)", cmd_quit, COMPLETE_NONE},
 };
 const int tui_ncommands = (int)(sizeof tui_commands / sizeof tui_commands[0]);
 

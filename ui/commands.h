@@ -27,7 +27,6 @@ typedef struct {
     const char *name;
     const char *args;      /* synopsis, as in the man page */
     const char *help;      /* one line */
-    const char *brief;     /* a few words, for the F1 screen */
     int (*run)(tui *app, int argc, char **argv); /* argv[0] is the name; 0, or -1 after logging why */
     tui_complete_kind complete;
 } tui_command;
@@ -35,6 +34,9 @@ typedef struct {
 extern const tui_command tui_commands[];
 extern const int tui_ncommands;
 
+/* Opens the help overlay on the keys and every command (c NULL), or on
+ * one command's usage. */
+void tui_help_page(tui *app, const tui_command *c);
 /* Parses and runs one line (echoed to the log). Unknown or mistyped
  * commands get the closest name and the usage. 0, or -1 on error. */
 int tui_execute(tui *app, const char *line);

@@ -94,18 +94,49 @@ static void toggle_pause(tui *app)
     else tui_log(app, "run %d %s", r->id, r->state == RS_PAUSED ? "paused" : "queued again");
 }
 
+/* A key while the help overlay is up: 1 when it was the overlay's (it
+ * scrolls, or closes it). Other keys close it and then act as usual, so
+ * typing a command goes straight to the prompt; F10, a resize and Ctrl-L
+ * leave it open. */
+static int overlay_key(tui *app, unsigned c, int is_key)
+{
+    tui_page *p = &app->page;
+    int page = tui_screen_page_rows(app) - 1;
+    if (page < 1) page = 1;
+    /* scrolling past the end is clamped when drawn */
+    if (is_key) {
+        switch ((int)c) {
+        case KEY_UP: p->scroll -= p->scroll > 0; return 1;
+        case KEY_DOWN: p->scroll++; return 1;
+        case KEY_PPAGE: p->scroll = p->scroll > page ? p->scroll - page : 0; return 1;
+        case KEY_NPAGE: p->scroll += page; return 1;
+        case KEY_HOME: p->scroll = 0; return 1;
+        case KEY_END: p->scroll = INT_MAX / 2; return 1;
+        case KEY_F(1): app->view.help_shown = 0; return 1;
+        case KEY_F(10):
+        case KEY_RESIZE: return 0;
+        default: break;
+        }
+    } else if (c == ' ') {
+        p->scroll += page;
+        return 1;
+    } else if (c == 'q' || c == 27) {
+        app->view.help_shown = 0;
+        return 1;
+    } else if (c == 12) return 0; /* Ctrl-L */
+    app->view.help_shown = 0;
+    return 0;
+}
+
 static void on_key(tui *app, unsigned c, int is_key)
 {
     tui_view *v = &app->view;
     app->dirty = 1;
-    if (v->help_shown && !(is_key && c == (unsigned)KEY_F(10))) {
-        v->help_shown = 0; /* any key closes the help */
-        return;
-    }
+    if (v->help_shown && overlay_key(app, c, is_key)) return;
     if (is_key) {
         int page = tui_screen_log_rows(app) - 1;
         switch ((int)c) {
-        case KEY_F(1): v->help_shown = 1; break;
+        case KEY_F(1): tui_help_page(app, NULL); break;
         case KEY_F(2): v->runs_full = !v->runs_full; break;
         case KEY_F(3): v->runs_full = 0, tui_screen_toggle_heat(app); break;
         case KEY_F(5): toggle_pause(app); break;
@@ -128,7 +159,7 @@ static void on_key(tui *app, unsigned c, int is_key)
     }
     int empty = tui_repl_line_empty();
     if (empty && c == 'q') app->quit = 1;
-    else if (empty && c == '?') v->help_shown = 1;
+    else if (empty && c == '?') tui_help_page(app, NULL);
     else if (c == 3) feed(app, "\001\013"); /* Ctrl-C: drop the line */
     else if (c == 12) tui_screen_repaint(app); /* Ctrl-L */
     else if (c == 27 && v->runs_full) v->runs_full = 0;

@@ -11,7 +11,6 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include "commands.h"
 #include "heatmap.h"
 #include "layout.h"
 #include "plot.h"
@@ -25,12 +24,12 @@ enum { PAIR_RUN = 1, /* 1..6: the runs' curve colours */
 #define NRUNCOLORS 6
 
 typedef struct {
-    const char *sep, *focus, *vbar, *solid, *dashed, *up, *dots;
+    const char *sep, *focus, *vbar, *solid, *dashed, *up, *down, *dots;
 } glyphs;
 
 static const glyphs kUtf8 = {" \xc2\xb7 ", "\xe2\x96\xb6", "\xe2\x94\x82", "\xe2\x94\x80\xe2\x94\x80",
-                             "\xe2\x94\x84\xe2\x94\x84", "\xe2\x86\x91", "\xe2\x80\xa6"};
-static const glyphs kAscii = {" | ", ">", "|", "*", ".", "Up", "~"};
+                             "\xe2\x94\x84\xe2\x94\x84", "\xe2\x86\x91", "\xe2\x86\x93", "\xe2\x80\xa6"};
+static const glyphs kAscii = {" | ", ">", "|", "*", ".", "Up", "Down", "~"};
 
 struct tui_screen {
     WINDOW *w[NPANES];
@@ -606,26 +605,28 @@ static void draw_prompt(tui *app, WINDOW *w)
 static void draw_help(tui *app, WINDOW *w)
 {
     struct tui_screen *s = app->screen;
+    tui_page *p = &app->page;
     werase(w);
-    int H = getmaxy(w), W = getmaxx(w);
-    frame(w, app, "help: any key closes", A_NORMAL);
-    char l[512];
-    int y = 1;
-    put(w, y++, 2, W - 4, "F1/? help  F2 runs  F3 heatmap  F5 pause/resume  F10/q quit  PgUp/PgDn log", A_BOLD);
-    snprintf(l, sizeof l, "TAB completes  %s%s history  Ctrl-L repaint  (q and ? on an empty prompt)", s->g->up,
-             app->utf8 ? "\xe2\x86\x93" : "/Down");
-    put(w, y++, 2, W - 4, l, A_NORMAL);
-    put(w, y++, 2, W - 4, "'paper': the paper's run (full task, 200 epochs).  'new demo': a quick one.", A_NORMAL);
-    put(w, y++, 2, W - 4, "'help NAME' at the prompt for a command's usage; 'man achilles' for all.", A_NORMAL);
-    y++;
-    int ncol = W >= 150 ? 3 : 2, cw = (W - 4) / ncol, per = (tui_ncommands + ncol - 1) / ncol;
-    for (int i = 0; i < tui_ncommands; i++) {
-        int col = i / per, row = i % per;
-        if (y + row >= H - 1) continue;
-        snprintf(l, sizeof l, "%-12s %s", tui_commands[i].name, tui_commands[i].brief);
-        put(w, y + row, 2 + col * cw, cw - 1, l, A_NORMAL);
-        put(w, y + row, 2 + col * cw, (int)strlen(tui_commands[i].name), tui_commands[i].name, A_BOLD);
+    int H = getmaxy(w), W = getmaxx(w), n = H - 2 < 256 ? H - 2 : 256, tw = W - 4;
+    tui_row rows[256];
+    frame(w, app, p->title, A_NORMAL);
+    int total = tui_page_rows(app, tw, p->scroll, n, rows);
+    if (p->scroll > 0 && p->scroll > total - n) {
+        p->scroll = total > n ? total - n : 0;
+        tui_page_rows(app, tw, p->scroll, n, rows);
     }
+    for (int i = 0; i < n; i++) {
+        /* a line that starts at the margin is a heading */
+        int head = rows[i].s && !rows[i].indent && rows[i].len && rows[i].s[0] != ' ';
+        put_row(w, 1 + i, 2, tw, rows[i], head ? A_BOLD : A_NORMAL);
+    }
+    char foot[128];
+    if (total > n)
+        snprintf(foot, sizeof foot, " %d-%d of %d  %s/%s PgUp/PgDn  q closes ", p->scroll + 1,
+                 p->scroll + n < total ? p->scroll + n : total, total, s->g->up, s->g->down);
+    else snprintf(foot, sizeof foot, " q closes ");
+    int fw = tui_text_cols(foot);
+    put(w, H - 1, W - 2 - fw, fw, foot, A_NORMAL);
     wnoutrefresh(w);
 }
 
@@ -735,6 +736,8 @@ void tui_screen_toggle_heat(tui *app)
 }
 
 int tui_screen_log_rows(const tui *app) { return app->screen ? app->screen->lay.log.h : 3; }
+
+int tui_screen_page_rows(const tui *app) { return app->screen && app->screen->lay.big.h > 2 ? app->screen->lay.big.h - 2 : 1; }
 
 void tui_screen_repaint(tui *app)
 {

@@ -20,6 +20,8 @@ int tui_screen_key(tui *app, unsigned *wch, int *is_key);
 void tui_screen_toggle_heat(tui *app);
 /* Rows the log pane shows (for PgUp/PgDn). */
 int tui_screen_log_rows(const tui *app);
+/* Rows of text the help overlay shows (for its PgUp/PgDn). */
+int tui_screen_page_rows(const tui *app);
 /* Full repaint (Ctrl-L). */
 void tui_screen_repaint(tui *app);
 void tui_screen_end(tui *app);

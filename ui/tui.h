@@ -21,6 +21,7 @@
 #define TUI_LOG_LINES 1000
 #define TUI_LOG_WIDTH 240
 #define TUI_LOG_STAMP 11   /* "[HH:MM:SS] " before each entry's first line */
+#define TUI_PAGE_BYTES 16384
 #define TUI_PATH 1024
 
 typedef enum { RS_QUEUED = 0, RS_RUNNING, RS_PAUSED, RS_DONE, RS_FAILED } tui_run_state;
@@ -62,7 +63,7 @@ typedef struct {
     int layer;                /* heatmap layer */
     int heat_shown;           /* F3: heatmap pane shown (where it fits) */
     int runs_full;            /* F2: the full-screen run table */
-    int help_shown;           /* F1 / ? */
+    int help_shown;           /* the help overlay (F1, ?, help, config) */
     int log_scroll;           /* rows scrolled back (PgUp) */
 } tui_view;
 
@@ -79,6 +80,14 @@ typedef struct {
 typedef struct {
     char line[TUI_LOG_WIDTH];
 } tui_log_line;
+
+/* What the help overlay shows: a text too long for the log. */
+typedef struct {
+    char title[128];
+    char text[TUI_PAGE_BYTES]; /* lines, each ended by '\n' */
+    size_t len;
+    int scroll;                /* rows scrolled down */
+} tui_page;
 
 /* One screen row of wrapped text: len bytes at s, after indent blank
  * columns (s NULL: an empty row). */
@@ -101,6 +110,7 @@ typedef struct tui {
     /* log: a ring of lines */
     tui_log_line *log;
     int log_head, log_count;
+    tui_page page;                /* the help overlay's text */
     /* worker and requests in flight */
     tui_worker *worker;
     long next_req;
@@ -166,6 +176,12 @@ int tui_wrap(const char *line, int width, int margin, tui_row *rows, int max);
  * rows the whole log takes, to bound back; n 0 only counts. */
 int tui_log_rows(const tui *app, int width, int back, int n, tui_row *out);
 
+/* Opens the help overlay on a new text; tui_page_add appends lines to it. */
+void tui_page_open(tui *app, const char *title);
+void tui_page_add(tui *app, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The overlay's text wrapped at width: rows top, top+1, ... into
+ * out[0..n) (s NULL past the end). Returns the rows the whole text takes. */
+int tui_page_rows(const tui *app, int width, int top, int n, tui_row *out);
 
 tui_run *tui_run_find(tui *app, int id);
 /* The run the status line and heatmap follow: the focus, else the running
