@@ -57,11 +57,13 @@ int sweep_cpu_count(void)
     return n > 0 ? (int)n : 1;
 }
 
-static double run_frac(const sweep_run *r)
+/* How much of its work a run has done: of its epochs, or up to until_epoch. */
+static double run_frac(const sweep_run *r, const sweep_exec_opts *o)
 {
     if (r->state == SWEEP_DONE) return 1;
-    if (!r->have_last || r->epochs <= 0) return 0;
-    double f = (double)r->last.epoch / r->epochs;
+    int end = o->until_epoch > 0 && o->until_epoch < r->epochs ? o->until_epoch : r->epochs;
+    if (!r->have_last || end <= 0) return 0;
+    double f = (double)r->last.epoch / end;
     return f < 0 ? 0 : f > 1 ? 1 : f;
 }
 
@@ -211,8 +213,8 @@ static void progress(const ach_sweep *s, const slot *sl, const sweep_exec_opts *
     for (int i = 0; i < s->nruns; i++) {
         switch (sl[i].q) {
         case Q_DONE: t.done++; break;
-        case Q_RUNNING: t.running++, t.remaining += 1 - run_frac(&s->runs[i]); break;
-        case Q_QUEUED: case Q_WAITING: t.queued++, t.remaining += 1 - run_frac(&s->runs[i]); break;
+        case Q_RUNNING: t.running++, t.remaining += 1 - run_frac(&s->runs[i], o); break;
+        case Q_QUEUED: case Q_WAITING: t.queued++, t.remaining += 1 - run_frac(&s->runs[i], o); break;
         case Q_FAILED: t.failed++; break;
         case Q_STOPPED: t.stopped++; break;
         case Q_HELD: t.held++; break;
@@ -297,7 +299,7 @@ static int try_start(ach_sweep *s, slot *sl, int i, const sweep_exec_opts *o, sw
         return 1;
     }
     res->started++;
-    sl[i].q = Q_RUNNING, sl[i].pid = pid, sl[i].t0 = t, sl[i].frac0 = run_frac(r);
+    sl[i].q = Q_RUNNING, sl[i].pid = pid, sl[i].t0 = t, sl[i].frac0 = run_frac(r, o);
     if (resume) {
         say(o, r, "resuming at epoch %d/%d in %s", r->have_last ? r->last.epoch : 0, r->epochs, r->rel);
     } else say(o, r, "starting in %s", r->rel);
@@ -325,6 +327,7 @@ static void finished(ach_sweep *s, slot *sl, int i, int wst, const sweep_exec_op
         sl[i].q = Q_DONE;
         res->done++;
     } else if (o->until_epoch > 0 && code == 0 && r->state == SWEEP_STOPPED && !*o->stop) {
+        if (1 - sl[i].frac0 > 0) *unit_sum += t - sl[i].t0, *frac_sum += 1 - sl[i].frac0;
         say(o, r, "held at epoch %d/%d (--until-epoch %d): comp43 %.3f  sym43 %.3f  seen %.3f",
             r->have_last ? r->last.epoch : 0, r->epochs, o->until_epoch, r->last.acc43_comp, r->last.acc43_sym,
             r->last.acc_seen);
