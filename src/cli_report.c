@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "analysis.h"
 #include "checkpoint.h"
@@ -188,6 +187,104 @@ static int write_figure(const char *path, char *svg, char *err, size_t errlen)
     int rc = write_file_atomic(path, svg, strlen(svg), err, errlen);
     free(svg);
     return rc;
+}
+
+/* The settings a run sets apart from the defaults, as key=value words; the
+ * ones the caller shows elsewhere (and threads, no effect) left out. */
+static void settings_text(const ach_runcfg *c, char *buf, size_t n)
+{
+    static const char *const shown[] = {"threads", "all_one_conv", "n_layer", "gamma", NULL};
+    ach_runcfg d;
+    runcfg_defaults(&d);
+    size_t len = 0;
+    buf[0] = 0;
+    for (int i = 0; i < runcfg_nkeys() && len < n; i++) {
+        const char *key = runcfg_key_name(i);
+        int skip = 0;
+        for (int j = 0; shown[j]; j++) skip |= !strcmp(key, shown[j]);
+        char a[300], b[300];
+        runcfg_get(c, i, a, sizeof a);
+        runcfg_get(&d, i, b, sizeof b);
+        if (skip || !strcmp(a, b)) continue;
+        const char *v = a, *slash = strrchr(a, '/');
+        if (!strcmp(key, "preset") && slash) v = slash + 1; /* the preset's file name is its name */
+        len += snprintf(buf + len, n - len, "%s%s=%s", len ? " " : "", key, v);
+    }
+    if (!len) snprintf(buf, n, "defaults");
+}
+
+/* Twins for the search: equal settings apart from every all-one key. */
+static char *search_key(const ach_runcfg *c)
+{
+    ach_runcfg x = *c;
+    x.all_one_mode = x.all_one_channels = x.all_one_bias = 0;
+    return twin_key(&x, 0);
+}
+
+/* "0.12 / 0.35 / 0.56": a metric at the search's epochs. */
+static void at_epochs(item *it, int sym, const int *ep, int nep, char *buf, size_t n)
+{
+    size_t len = 0;
+    buf[0] = 0;
+    for (int e = 0; e < nep && len < n; e++) {
+        char v[32];
+        len += snprintf(buf + len, n - len, "%s%s", e ? " / " : "", num(it ? at_epoch(it, sym, ep[e]) : NAN, v, sizeof v));
+    }
+}
+
+#define SEARCH_CRITERION "reproduced: at the last epoch shown, the all-one run's sym is at least 0.6 and above its " \
+                         "comp, and the standard twin's sym at most 0.1 (the paper: sym ~0.85 by epoch 25); partly: " \
+                         "the all-one sym at least 0.3, or at least 0.2 above the standard twin's; not: otherwise"
+
+/* The verdict of an all-one run against its standard twin at epoch ep. */
+static const char *search_verdict(item *a, item *s, int ep)
+{
+    double as = at_epoch(a, 1, ep), ac = at_epoch(a, 0, ep), ss = s ? at_epoch(s, 1, ep) : NAN;
+    if (isnan(as)) return "–";
+    if (as >= 0.6 && as > ac && !isnan(ss) && ss <= 0.1) return "reproduced";
+    if (as >= 0.3 || (!isnan(ss) && as - ss >= 0.2)) return "partly";
+    return "not";
+}
+
+/* Fig. 4b's protocol search: every all-one run, finished or held early,
+ * beside its standard twin at epochs 10, 20 and 30 (docs/reproduction.md). */
+static void section_search(strbuf *b, item *it, int n)
+{
+    static const int ep[] = {10, 20, 30};
+    int nep = 3, rows = 0;
+    for (int k = 0; k < n; k++) {
+        if (!it[k].r->cfg.all_one_conv || isnan(at_epoch(&it[k], 1, ep[0])))
+            continue;
+        if (!rows++)
+            sb_printf(b, "\n## All-one convolution: the protocol search\n\nEvery all-one run here (finished or held "
+                         "early with `achilles sweep --until-epoch`) beside the standard run whose settings differ only "
+                         "in the all-one keys, pair-43 accuracy at epochs 10 / 20 / 30 of the paper's recipe. "
+                         "Verdict, %s. docs/reproduction.md has the commands and what each row tried.\n\n"
+                         "| settings | layers | gamma | all-one comp | all-one sym | standard comp | standard sym | "
+                         "verdict | all-one run |\n|---|---|---|---|---|---|---|---|---|\n",
+                      SEARCH_CRITERION);
+        char *key = search_key(&it[k].r->cfg);
+        item *twin = NULL;
+        for (int j = 0; key && j < n && !twin; j++) {
+            if (it[j].r->cfg.all_one_conv || has_allone(it[j].r)) continue;
+            char *o = search_key(&it[j].r->cfg);
+            if (o && !strcmp(o, key)) twin = &it[j];
+            free(o);
+        }
+        free(key);
+        int last = ep[0];
+        for (int e = 0; e < nep; e++)
+            if (!isnan(at_epoch(&it[k], 1, ep[e]))) last = ep[e];
+        char set[1024], c1[64], c2[64], c3[64], c4[64];
+        settings_text(&it[k].r->cfg, set, sizeof set);
+        at_epochs(&it[k], 0, ep, nep, c1, sizeof c1);
+        at_epochs(&it[k], 1, ep, nep, c2, sizeof c2);
+        at_epochs(twin, 0, ep, nep, c3, sizeof c3);
+        at_epochs(twin, 1, ep, nep, c4, sizeof c4);
+        sb_printf(b, "| %s | %d | %g | %s | %s | %s | %s | %s (epoch %d) | `%s` |\n", set, it[k].r->cfg.model.n_layer,
+                  it[k].r->cfg.model.gamma, c1, c2, twin ? c3 : "no twin", twin ? c4 : "no twin",
+                  search_verdict(&it[k], twin, last), last, it[k].name);
+    }
 }
 
 /* Intervention sections: all-one conv (which 0) and positional encoding (1). */
@@ -495,10 +592,8 @@ int cli_report(int argc, char **argv)
         fail(err);
         goto out;
     }
-    time_t now = time(NULL);
-    char when[64];
-    strftime(when, sizeof when, "%Y-%m-%d %H:%M", localtime(&now));
-    sb_printf(&b, "# Achilles report\n\nWritten by `achilles report` on %s from", when);
+    /* no date: the same runs give the same report, byte for byte */
+    sb_printf(&b, "# Achilles report\n\nWritten by `achilles report` from");
     for (int d = 0; d < ndirs; d++) sb_printf(&b, "%s `%s`", d ? "," : "", dirs[d]);
     sb_printf(&b, ": %d run%s, %d finished (only finished runs are counted).\n\n", n, n == 1 ? "" : "s", done);
     sb_printf(&b, "The paper: Chen, Lin, Wang, Xu, \"Achilles' Heel of Mamba\" (NeurIPS 2025, arXiv 2509.17514); its "
@@ -510,6 +605,7 @@ int cli_report(int argc, char **argv)
         fail(err);
         goto out;
     }
+    section_search(&b, it, n);
     section_blocking(&b, it, n);
     if (analyses) section_analyses(&b, it, n, per_pair);
     else sb_printf(&b, "\n## Substitution and conv cosine similarity\n\nSkipped (--no-analyses).\n");

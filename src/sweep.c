@@ -708,7 +708,7 @@ int sweep_load(ach_sweep *s, const char *dir, char *err, size_t errlen)
         list = malloc(sizeof *list);
         if (!list || !(list[0] = strdup("."))) return free(list), oom(err, errlen);
         n = 1;
-    } else if (scan(s->dir, "", 2, &list, &n, err, errlen)) {
+    } else if (scan(s->dir, "", 4, &list, &n, err, errlen)) {
         for (int i = 0; i < n; i++) free(list[i]);
         free(list);
         return -1;

@@ -77,6 +77,47 @@ like($r, qr/^\| `sw\/runs\/0001-all_one_conv=on` \| 2 \| 0\.5 \| .* \| 1\.00 to 
 valid_svg("$dir/rep/R-phase.svg", 'the phase figure');
 like($r, qr/^\| all_one_conv=on pos_enc=none \| 2 \| 0\.5 \| 1 \|/m, 'phase groups by the settings that differ');
 
+# --- the protocol search: runs held early, twins across the all-one keys, verdicts ----
+my @search = ('preset=t/data/small.json', qw(d_model=16 d_state=8 headdim=8 batch_size=500 threads=1 epochs=40 n_layer=1));
+($st, $out, $err) = run($ach, 'sweep', 'all_one_conv=off,on', @search, '--out', "$dir/search/a", '--workers', 2,
+                        '--until-epoch', 10);
+is($st, 0, 'search: a twin pair held at epoch 10') or diag "$out$err";
+open my $spec, '>', "$dir/b.json" or die;
+print $spec '{"name": "b", "base": {"all_one_mode": "trained"}, "grid": {"all_one_conv": ["on"]}}';
+close $spec;
+($st, $out, $err) = run($ach, 'sweep', "$dir/b.json", @search, '--out', "$dir/search/b", '--until-epoch', 10);
+is($st, 0, 'search: an all-one variant alone') or diag "$out$err";
+sub rec10 {    # comp and sym at epoch 10 from a run's metrics.jsonl, as the report prints them
+    my ($m) = grep { /"epoch":10,/ } split /\n/, (slurp("$_[0]/metrics.jsonl") // '');
+    my ($c) = $m =~ /"acc43_comp":([-\d.e]+)/;
+    my ($s) = $m =~ /"acc43_sym":([-\d.e]+)/;
+    return (sprintf('%.3f', $c), sprintf('%.3f', $s));
+}
+my ($sc, $ss) = rec10("$dir/search/a/runs/0000-all_one_conv=off");
+my ($ac, $as) = rec10("$dir/search/a/runs/0001-all_one_conv=on");
+my ($tc, $ts) = rec10("$dir/search/b/runs/0000-all_one_conv=on");
+my $verdict = sub {
+    my ($s, $c, $std) = @_;
+    return 'reproduced' if $s >= 0.6 && $s > $c && $std <= 0.1;
+    return 'partly' if $s >= 0.3 || $s - $std >= 0.2;
+    return 'not';
+};
+($st, $out, $err) = run($ach, 'report', "$dir/search", '--out', "$dir/search/R.md", '--no-analyses');
+is($st, 0, 'report on the search') or diag $err;
+$r = slurp("$dir/search/R.md") // '';
+like($r, qr/## All-one convolution: the protocol search/, 'a search section');
+like($r, qr/reproduced: at the last epoch shown, the all-one run's sym is at least 0\.6/, 'it states its criterion');
+my $v = $verdict->($as, $ac, $ss);
+my $set = 'preset=small.json d_model=16 d_state=8 headdim=8 epochs=40 batch_size=500';    # what differs from the defaults
+like($r, qr/^\| \Q$set\E \| 1 \| 0\.5 \| \Q$ac\E \/ – \/ – \| \Q$as\E \/ – \/ – \| \Q$sc\E \/ – \/ – \| \Q$ss\E \/ – \/ – \| $v \(epoch 10\) \| `search\/a\/runs\/0001-all_one_conv=on` \|$/m,
+     "the held pair: epoch 10's values from the records, the verdict ($v) by the criterion") or diag $r;
+$v = $verdict->($ts, $tc, $ss);
+like($r, qr/^\| \Q$set\E all_one_mode=trained \| 1 \| 0\.5 \| \Q$tc\E \/ – \/ – \| \Q$ts\E \/ – \/ – \| \Q$sc\E \/ – \/ – \| \Q$ss\E \/ – \/ – \| $v \(epoch 10\) \|/m,
+     'the variant alone: its standard twin is the other sweep\'s, whose settings differ only in all-one keys');
+my $first = $r;
+($st, $out, $err) = run($ach, 'report', "$dir/search", '--out', "$dir/search/R.md", '--no-analyses');
+is(slurp("$dir/search/R.md"), $first, 'the same runs give the same report, byte for byte');
+
 ($st, $out, $err) = run($ach, 'report', "$dir/nowhere");
 is($st, 1, 'a missing directory: exit 1');
 like($err, qr/nowhere/, 'and names it');
