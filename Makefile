@@ -32,7 +32,9 @@ UI_BIN   := $(BUILD)/achilles-tui
 UI_SRC   := $(wildcard ui/*.c)
 UI_OBJ   := $(UI_SRC:ui/%.c=$(BUILD)/ui/%.o)
 UI_TOBJ  := $(filter-out $(BUILD)/ui/main.o,$(UI_OBJ))
-CURSES_CFLAGS := $(shell pkg-config --cflags ncursesw 2>/dev/null)
+# Without pkg-config (or before deps/install has put it there), the flags
+# Debian's ncursesw.pc gives: the wide-character API needs the X/Open ones.
+CURSES_CFLAGS := $(shell pkg-config --cflags ncursesw 2>/dev/null || echo -D_DEFAULT_SOURCE -D_XOPEN_SOURCE=600)
 CURSES_LIBS   := $(shell pkg-config --libs ncursesw 2>/dev/null || echo -lncursesw -ltinfo)
 UI_CFLAGS := $(ALL_CFLAGS) $(CURSES_CFLAGS) -Iui
 UI_LDLIBS := $(CURSES_LIBS) -lreadline $(LDLIBS)
@@ -42,8 +44,16 @@ UI_LDLIBS := $(CURSES_LIBS) -lreadline $(LDLIBS)
 TEST_SRC := $(wildcard t/*.c)
 TEST_BIN := $(TEST_SRC:t/%.c=$(BUILD)/t/%)
 
-.PHONY: all check clean install fixtures bench run cuda valgrind
+.PHONY: all check clean install fixtures bench run cuda valgrind deps-build deps-test
 all: $(BIN) $(UI_BIN) $(TEST_BIN)
+
+# The Debian packages the build (and make check) need, installed when
+# missing (deps/install; deps/debian-packages is the one list, .ci/run's too).
+# Every object waits for it through its build directory.
+deps-build:
+	@sh deps/install build
+deps-test: deps-build
+	@sh deps/install test
 
 # task.c compiles in the install prefix: rebuild it when PREFIX changes.
 PREFIX_STAMP := $(BUILD)/prefix$(subst /,_,$(PREFIX)).stamp
@@ -76,7 +86,7 @@ $(BUILD)/t/%_f64: t/%_f64.c t/tap.h $(LIB64) | $(BUILD)/t
 	$(CC) $(ALL_CFLAGS) -DACH_F64 $(LDFLAGS) -o $@ $< $(LIB64) $(LDLIBS)
 $(BUILD)/t/%: t/%.c t/tap.h $(LIB32) | $(BUILD)/t
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB32) $(LDLIBS)
-$(BUILD)/f32 $(BUILD)/f64 $(BUILD)/t $(BUILD)/ui:
+$(BUILD)/f32 $(BUILD)/f64 $(BUILD)/t $(BUILD)/ui: | deps-build
 	mkdir -p $@
 
 # The CUDA backend (cuda/, cuda/README.md). Its kernels and host code also
@@ -125,7 +135,7 @@ $(BUILD)/cuda/cuda_check: t/cuda_emu.c t/tap.h $(CUDA_OBJ) $(LIB32)
 	$(CC) $(ALL_CFLAGS) -DACH_CUDA_DEVICE $(LDFLAGS) -o $@ $< $(CUDA_OBJ) $(LIB32) $(CUDA_LIBS) $(LDLIBS) -lstdc++
 $(BUILD)/cuda/devices: cuda/devices.c | $(BUILD)/cuda
 	$(CC) $(ALL_CFLAGS) -I$(CUDA_HOME)/include $(LDFLAGS) -o $@ $< $(CUDART)
-$(BUILD)/cuda $(BUILD)/cuda-emu:
+$(BUILD)/cuda $(BUILD)/cuda-emu: | deps-build
 	mkdir -p $@
 
 # Fuzzing: each fuzz/NAME.c is a libFuzzer target for one parser of outside
@@ -164,7 +174,7 @@ $(SAN_STAMP): | $(BUILD)/f32
 	touch $@
 $(OBJ32) $(OBJ64) $(UI_OBJ) $(EMU_OBJ): $(SAN_STAMP)
 
-check: all
+check: deps-test all
 	prove -j2 t/
 
 # memcheck over the CLI paths the tests use and a long workbench session
