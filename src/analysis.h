@@ -1,4 +1,4 @@
-/* The paper's analyses of a model (SPEC §4): conv cosine similarity, hidden
+/* The paper's analyses of a model (docs/science.md §4): conv cosine similarity, hidden
  * attention, blocking and substitution. They read the model's weights and
  * run forward passes; none changes the weights. */
 #ifndef ACH_ANALYSIS_H

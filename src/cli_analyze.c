@@ -1,5 +1,5 @@
-/* `achilles analyze`: the paper's analyses (SPEC §4) of a checkpoint or a run
- * directory, as tables and text heatmaps, or as one JSON object. The numbers
+/* `achilles analyze`: the paper's analyses (docs/science.md §4) of a
+ * checkpoint or a run directory, as tables and text heatmaps, or as one JSON object. The numbers
  * come from the library (analysis.h) so the workbench shows the same ones. */
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -25,11 +25,11 @@
 const char *cli_analyze_help =
     "usage: achilles analyze CKPT_OR_RUN_DIR cosine|attention|blocking|substitution [options]\n"
     "\n"
-    "The paper's analyses (SPEC §4) of a checkpoint file or of a run directory (its\n"
-    "state.safetensors, and ckpt/epoch_0000.safetensors for epoch 0; the task and the\n"
-    "seed are the run's preset.json and config.json). A mamba_ssm state_dict saved\n"
-    "without our config loads too (the config from config.json beside it, else from\n"
-    "the tensor shapes).\n"
+    "The paper's analyses (docs/science.md §4) of a checkpoint file or of a run\n"
+    "directory (its state.safetensors, and ckpt/epoch_0000.safetensors for epoch 0;\n"
+    "the task and the seed are the run's preset.json and config.json). A mamba_ssm\n"
+    "state_dict saved without our config loads too (the config from config.json\n"
+    "beside it, else from the tensor shapes).\n"
     "\n"
     "  cosine        per layer, the K x K cosine similarities of the conv taps\n"
     "                (a run directory: epoch 0 beside now)\n"
@@ -512,7 +512,7 @@ static int run_cosine(const opts *o, const source *s, ach_model *m, int epoch)
         free(tnow), free(t0), free(hnow), free(h0);
         if (rc) goto out;
     }
-    printf("\npaper (SPEC §4): 2 layers, %s = 1: off-diagonal entries between %s0.11 and 0.35 (nearly orthogonal)\n",
+    printf("\npaper (docs/science.md §4.5): 2 layers, %s = 1: off-diagonal entries between %s0.11 and 0.35 (nearly orthogonal)\n",
            gam, minus);
 out:
     free(now), free(ep0);
@@ -765,7 +765,7 @@ static int pair_report(const opts *o, const source *s, const ach_model *m, int e
     if (subst) printf("%9.3f  ", r->unchanged_overall);
     printf("%s\n", subst ? "0.983-1.0 for all 15 pairs" : "");
     if (subst) printf("skipped: %ld sequences with nothing to substitute\n", r->skipped);
-    printf("\npaper (SPEC §4): %s, 480 sequences per pair\n",
+    printf("\npaper (docs/science.md §4.%d): %s, 480 sequences per pair\n", subst ? 4 : 3,
            subst ? "layer 0, the states after the anchors; collapse 0.983-1.0 for all 15 pairs"
                  : "key and both anchors blocked in every layer; pair 43 0.994, every other pair 1.00");
     return 0;

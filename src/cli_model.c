@@ -15,7 +15,7 @@ const char *cli_init_help =
     "usage: achilles init [options] OUT.safetensors\n"
     "\n"
     "Writes a model checkpoint (safetensors, mamba_ssm parameter names, the config\n"
-    "as JSON in __metadata__). Defaults are the paper's model (SPEC §2).\n"
+    "as JSON in __metadata__). Defaults are the paper's model (docs/science.md §2.4).\n"
     "\n"
     "  --arch mamba1|mamba2     mixer (default mamba2)\n"
     "  --layers N               residual blocks (default 2)\n"

@@ -1,6 +1,6 @@
 /* `achilles report`: one REPORT.md that puts our numbers beside the paper's
  * for every experiment found among the given run and sweep directories
- * (SPEC §4, §5), with SVG figures written next to it. */
+ * (docs/science.md §4, §5), with SVG figures written next to it. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +32,7 @@ const char *cli_report_help =
     "                  paper's; 0 = all)\n"
     "  --no-analyses   skip substitution and cosine (no model is loaded)\n";
 
-/* The paper's numbers (SPEC §4), quoted in the report as the paper states them. */
+/* The paper's numbers (docs/science.md §4), quoted in the report as the paper states them. */
 #define PAPER_ALLONE "5 layers, gamma 1: all-one learns the symmetric answer (sym ~0.85 by epoch 25, ~1.0 at 200; " \
                      "comp peaks ~0.48, then falls to ~0); standard learns the composite (comp ~0.75-0.9, sym ~0)"
 #define PAPER_PE "2 layers, gamma 0.5: with positional encoding sym ~0.82 at epoch 210, comp peaks ~0.26, then " \
@@ -292,7 +292,8 @@ static int section_intervention(strbuf *b, item *it, int n, int which, const cha
                                 char *err, size_t errlen)
 {
     const char *title = which ? "Positional encoding" : "All-one convolution against standard";
-    sb_printf(b, "\n## %s\n\n**Paper** (SPEC §4): %s.\n\n", title, which ? PAPER_PE : PAPER_ALLONE);
+    sb_printf(b, "\n## %s\n\n**Paper** (docs/science.md §4.%d): %s.\n\n", title, which ? 2 : 1,
+              which ? PAPER_PE : PAPER_ALLONE);
     int found = 0;
     item *plot[4];
     const char *plab[4];
@@ -337,7 +338,7 @@ static int section_intervention(strbuf *b, item *it, int n, int which, const cha
 
 static void section_blocking(strbuf *b, item *it, int n)
 {
-    sb_printf(b, "\n## Blocking\n\n**Paper** (SPEC §4): %s.\n\n", PAPER_BLOCK);
+    sb_printf(b, "\n## Blocking\n\n**Paper** (docs/science.md §4.3): %s.\n\n", PAPER_BLOCK);
     int found = 0;
     for (int k = 0; k < n; k++) {
         const sweep_run *r = it[k].r;
@@ -390,7 +391,7 @@ static int cosine_range(const char *path, double *lo, double *hi, char *err, siz
 static void section_analyses(strbuf *b, item *it, int n, int per_pair)
 {
     char err[2048], path[4400];
-    sb_printf(b, "\n## Substitution\n\n**Paper** (SPEC §4): %s.\n\n", PAPER_SUBST);
+    sb_printf(b, "\n## Substitution\n\n**Paper** (docs/science.md §4.4): %s.\n\n", PAPER_SUBST);
     sb_printf(b, "**Ours** (computed now from each finished run's state: layer 0, the positions after the anchors, "
                  "%d test sequences per pair%s; unchanged: the fraction of predictions the substitution leaves as "
                  "they were):\n\n| run | pairs | min | max | mean | unchanged |\n|---|---|---|---|---|---|\n",
@@ -433,7 +434,7 @@ static void section_analyses(strbuf *b, item *it, int n, int per_pair)
     }
     if (!rows) sb_printf(b, "| (no finished runs) | | | | | |\n");
 
-    sb_printf(b, "\n## Conv cosine similarity\n\n**Paper** (SPEC §4): %s.\n\n", PAPER_COSINE);
+    sb_printf(b, "\n## Conv cosine similarity\n\n**Paper** (docs/science.md §4.5): %s.\n\n", PAPER_COSINE);
     sb_printf(b, "**Ours** (off-diagonal entries of each layer's K x K tap cosine matrix, all layers together; an "
                  "all-one convolution gives 1 everywhere):\n\n| run | layers | gamma | epoch 0 | final |\n|---|---|---|---|---|\n");
     rows = 0;
@@ -456,7 +457,7 @@ static void section_analyses(strbuf *b, item *it, int n, int per_pair)
 
 static void section_phase(strbuf *b, const phase_table *t, const phase_paper *p, const char *fig)
 {
-    sb_printf(b, "\n## Phase diagram (paper Fig. 3)\n\n**Paper**: pair-43 accuracy, mean of 3 seeds, layers 2-7 x "
+    sb_printf(b, "\n## Phase diagram (paper Fig. 3)\n\n**Paper** (docs/science.md §5): pair-43 accuracy, mean of 3 seeds, layers 2-7 x "
                  "gamma 0.1-2.0 (`%s`). The composite table is exact; the symmetric one is exact at five exceptions "
                  "and elsewhere only the range %.2f-%.2f.\n\n", p->path, p->sym_lo, p->sym_hi);
     if (!t->ngroups) {
@@ -597,7 +598,7 @@ int cli_report(int argc, char **argv)
     for (int d = 0; d < ndirs; d++) sb_printf(&b, "%s `%s`", d ? "," : "", dirs[d]);
     sb_printf(&b, ": %d run%s, %d finished (only finished runs are counted).\n\n", n, n == 1 ? "" : "s", done);
     sb_printf(&b, "The paper: Chen, Lin, Wang, Xu, \"Achilles' Heel of Mamba\" (NeurIPS 2025, arXiv 2509.17514); its "
-                  "numbers as SPEC.md restates them. Pair-43 accuracy is scored against the composite answer (key - 10) "
+                  "numbers as docs/science.md restates them. Pair-43 accuracy is scored against the composite answer (key - 10) "
                   "and the symmetric one (key - 6).\n");
     section_phase(&b, &pt, &pp, name);
     if (section_intervention(&b, it, n, 0, stem, fig_dir, err, sizeof err) ||

@@ -56,7 +56,7 @@ int cfg_nheads(const ach_config *c);   /* Mamba-2 heads (Mamba-1: 0) */
 int cfg_conv_dim(const ach_config *c); /* channels through conv1d */
 int cfg_in_proj_dim(const ach_config *c);
 
-/* The paper's model (SPEC §2) for the given architecture. */
+/* The paper's model (docs/science.md §2.4) for the given architecture. */
 void cfg_default(ach_config *c, ach_arch arch);
 /* mamba_ssm's defaults: MambaConfig's (d_model 2560, 64 layers, vocabulary
  * 50277) and the mixer's (Mamba: d_state 16; Mamba2: d_state 128, headdim

@@ -1,5 +1,5 @@
 /* Parameter initialisation: mamba_ssm's reference defaults, or the paper's
- * γ rule (SPEC §2) on the tensor kinds cfg->gamma_kinds selects. The draw
+ * γ rule (docs/science.md §2.5) on the tensor kinds cfg->gamma_kinds selects. The draw
  * for tensor i uses random stream i under cfg->seed. */
 #ifndef ACH_INIT_H
 #define ACH_INIT_H

@@ -111,7 +111,7 @@ typedef struct ach_kernels {
      *   h_t = exp(delta A) h_{t-1} + delta B_t u_t,  y_t = C_t . h_t + D[d] u_t.
      * u, dt, y are [B*L, Di]; Bm, Cm are [B*L, N] slices with row stride ldbc.
      * block (NULL = none): [B*L], 1 where a source position's input term
-     * reaches y at its own step but not later steps (SPEC §4 blocking).
+     * reaches y at its own step but not later steps (blocking, docs/science.md §4.3).
      * work: mamba1_scan_work(L, N) reals of scratch. */
     void (*mamba1_scan_forward)(real *y, const real *u, const real *dt, const real *A_log,
                                 const real *Bm, const real *Cm, int ldbc, const real *D,

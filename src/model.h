@@ -97,7 +97,7 @@ double ach_model_forward_lean(ach_model *m, const int *tokens, const int *labels
 void ach_model_set_batch(ach_model *m, const int *tokens, const int *labels, int B, int L);
 void ach_model_launch_forward(ach_model *m, int lean);
 double ach_model_loss(const ach_model *m);
-/* Blocking (SPEC §4) for the following passes: mask [B*L] on the host, 1
+/* Blocking (docs/science.md §4.3) for the following passes: mask [B*L] on the host, 1
  * where a source position's contribution to later positions is removed, in
  * the layers of the bit set. mask NULL or layers 0 turns it off. */
 void ach_model_set_block(ach_model *m, const unsigned char *mask, int B, int L, uint64_t layers);

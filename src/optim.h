@@ -1,4 +1,4 @@
-/* The paper's optimizer (SPEC §3): AdamW with linear warmup then cosine
+/* The paper's optimizer (docs/science.md §3): AdamW with linear warmup then cosine
  * decay of the learning rate, and clipping at a global gradient norm. The
  * moments live in backend arenas beside the weights. */
 #ifndef ACH_OPTIM_H

@@ -283,7 +283,8 @@ void ach_run_evaluate(ach_run *r, ach_metrics *out)
     free(acc);
 }
 
-/* JSON numbers, with NaN and Inf spelled out as strings (DESIGN: explicit). */
+/* JSON numbers, with NaN and Inf spelled out as strings: explicit, where
+ * cJSON would write null and a reader could not tell them apart. */
 static cJSON *num_item(double v)
 {
     if (isnan(v)) return cJSON_CreateString("NaN");

@@ -1,5 +1,5 @@
 /* A run's configuration: the model, the task preset, the training recipe
- * (SPEC §3 defaults) and the run's bookkeeping, as one table of named keys.
+ * (docs/science.md §3 defaults) and the run's bookkeeping, as one table of named keys.
  * The same names serve key=value arguments, config.json, the man page and
  * the workbench's completion. */
 #ifndef ACH_RUNCFG_H
@@ -26,7 +26,7 @@ typedef struct {
     int patience;            /* epochs without improvement before stopping; 0 = off */
     char patience_metric[32];/* test_loss, acc_seen, acc43_comp, acc43_sym */
     int threads;             /* 0 = all online CPUs */
-    /* interventions (SPEC §4); these may also change on a live run */
+    /* interventions (docs/science.md §4); these may also change on a live run */
     int all_one_conv;        /* conv1d weights 1, bias 0 (set when switched on) */
     int all_one_mode;        /* 0: frozen; 1: trained after being set */
     int all_one_channels;    /* 0: every conv channel; 1: the x channels only */

@@ -1,4 +1,4 @@
-/* The composite-function task (SPEC §1): presets loaded from JSON (the
+/* The composite-function task (docs/science.md §1): presets loaded from JSON (the
  * schema is in data/README.md) and a deterministic sequence generator.
  *
  * A sequence holds a key at position p, two anchor tokens at p+1 and p+2 and

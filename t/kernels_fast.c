@@ -455,7 +455,7 @@ typedef struct {
 static struct {
     int D, P, N;
 } shape;
-/* layers blocked (SPEC §4) in every step, at every third position: the
+/* layers blocked (docs/science.md §4.3) in every step, at every third position: the
  * fast kernels then run only the layers above the last blocked one fused */
 static uint64_t block_layers;
 /* the positional encoding: with none, the fused pass runs its first block's

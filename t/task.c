@@ -1,5 +1,5 @@
 /* The task presets and the generator, over whole splits: counts, layout, key
- * rules, labels (checked against SPEC §1's numbers written out here, not
+ * rules, labels (checked against docs/science.md §1's numbers written out here, not
  * against the loader's tables), and determinism across order and threads. */
 #include <cjson/cJSON.h>
 #include <pthread.h>

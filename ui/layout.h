@@ -1,5 +1,5 @@
 /* Where each pane goes for a terminal size: pure arithmetic, so tests can
- * check every size without a terminal. The mock in DESIGN.md at 100x30:
+ * check every size without a terminal. From 100x28 up the screen is the
  * status line, loss | accuracy curves, runs | heatmap, log, prompt, keys.
  * Below 100 columns or 28 rows the heatmap folds away (F3 swaps it in for
  * the runs); below 80x24 the screen only says what it needs. */

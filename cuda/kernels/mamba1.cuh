@@ -10,7 +10,7 @@
  *     of dA_log and dD (summed over b by k_reduce_chunks);
  *   k_scan1_bwd_n, a thread per (b, n): dB and dC, d ascending.
  * Every sum runs in the reference's order. delta = softplus(dt) comes
- * precomputed (k_softplus). Blocked rows (SPEC §4): the input term reaches
+ * precomputed (k_softplus). Blocked rows (docs/science.md §4.3): the input term reaches
  * y at its own step but is not carried. */
 #ifndef ACH_CUDA_MAMBA1_CUH
 #define ACH_CUDA_MAMBA1_CUH
