@@ -1,8 +1,8 @@
 #!/usr/bin/perl
 # `achilles phase` on the committed fixture (t/data/sweep-fixture: a 2 x 2
 # grid, 2 seeds, numbers chosen by hand): the table, the CSV, the SVG, the
-# best-epoch metric, unfinished runs; and data/paper_fig3.json against
-# SPEC §5 when the spec is beside the repository.
+# best-epoch metric, unfinished runs; and data/paper_fig3.json against the
+# tables of docs/science.md §5.
 use strict;
 use warnings;
 use Test::More;
@@ -143,30 +143,33 @@ close $f;
 is($st, 1, 'a bad reference figure: exit 1');
 like($err, qr/paper\.json: field 'symmetric\.range'/, 'and names the file and the field');
 
-# --- data/paper_fig3.json is SPEC §5, cell for cell ---------------------------------
-my ($spec) = grep { -r } ('../shared/SPEC.md', '/work/shared/SPEC.md');
-SKIP: {
-    skip 'SPEC.md is not beside the repository', 4 unless $spec;
-    my $text = slurp($spec);
+# --- data/paper_fig3.json is docs/science.md §5, cell for cell -------------------
+{
+    open my $f, '<:encoding(UTF-8)', 'docs/science.md' or die "docs/science.md: $!";
+    my $text = do { local $/; <$f> };
+    close $f;
+    my ($sec) = $text =~ /^## 5\. (.*?)^## 6\. /ms;
+    ok(defined $sec, 'docs/science.md has its section 5') or $sec = '';
     my $fig = JSON::PP::decode_json(slurp('data/paper_fig3.json'));
-    my ($head) = $text =~ /^\| L \| (\.1 .*) \|$/m;
-    my @gam = map { $_ eq '1.0' ? 1 : $_ + 0 } split / \| /, $head;
-    is_deeply([map { $_ + 0 } @{ $fig->{gamma} }], \@gam, 'gamma columns as in SPEC §5');
+    my ($head) = $sec =~ /^\| layers \\ \x{3b3} \| (.*) \|$/m;
+    my @gam = map { $_ + 0 } split / \| /, $head // '';
+    is_deeply([map { $_ + 0 } @{ $fig->{gamma} }], \@gam, 'gamma columns as in docs/science.md §5');
     my (@layers, @rows);
-    while ($text =~ /^\| (\d) \| ((?:\.\d\d \| )+\.\d\d) \|$/mg) {
+    while ($sec =~ /^\| (\d) \| ((?:\d\.\d\d \| ){11}\d\.\d\d) \|$/mg) {
         push @layers, $1;
         push @rows, [map { $_ + 0 } split / \| /, $2];
     }
-    is_deeply($fig->{layers}, \@layers, 'layer rows as in SPEC §5');
-    is_deeply($fig->{composite}{values}, \@rows, 'every composite cell as in SPEC §5');
-    my ($sym) = $text =~ /Against the symmetric label: (.*?)\n\n/s;
-    my ($lo, $hi) = $sym =~ /([\d.]+)\x{e2}\x{80}\x{93}([\d.]+) almost everywhere/;
+    is_deeply($fig->{layers}, \@layers, 'layer rows as in docs/science.md §5');
+    is_deeply($fig->{composite}{values}, \@rows, 'every composite cell as in docs/science.md §5');
+    my ($lo, $hi) = $sec =~ /every cell\s+lies between ([\d.]+) and ([\d.]+) except/;
     my @ex;
-    push @ex, { n_layer => $1 + 0, gamma => $2 + 0, value => $3 + 0 } while $sym =~ /L(\d)\/\x{ce}\x{b3}([\d.]+)\s+(\.\d+)/g;
+    push @ex, { n_layer => $1 + 0, gamma => $2 + 0, value => $3 + 0 }
+        while $sec =~ /^\| (\d) \| (\d\.\d) \| (\d\.\d\d) \|$/mg;
     my @got = map { { n_layer => $_->{n_layer}, gamma => $_->{gamma} + 0, value => $_->{value} + 0 } }
         @{ $fig->{symmetric}{exceptions} };
-    is_deeply([[$lo + 0, $hi + 0], \@ex], [[map { $_ + 0 } @{ $fig->{symmetric}{range} }], \@got],
-              'the symmetric range and its five exceptions as in SPEC §5');
+    is(scalar @ex, 5, 'five symmetric exceptions in docs/science.md §5');
+    is_deeply([[($lo // 0) + 0, ($hi // 0) + 0], \@ex], [[map { $_ + 0 } @{ $fig->{symmetric}{range} }], \@got],
+              'the symmetric range and its five exceptions as in docs/science.md §5');
 }
 
 done_testing();
