@@ -24,8 +24,11 @@ const char *cli_report_help =
     "convolution against standard, positional encoding, blocking, substitution\n"
     "and conv cosine similarity. Substitution and cosine are computed here from\n"
     "each finished run's state.safetensors (and ckpt/epoch_0000.safetensors).\n"
-    "Figures are SVG files next to the report, named after it (REPORT-phase.svg,\n"
-    "...), and linked from it.\n"
+    "Each section ends with a verdict (reproduced, partly, not reproduced) and\n"
+    "the criterion it judges by; all-one runs held early (sweep --until-epoch)\n"
+    "are in a protocol-search table at epochs 10, 20 and 30. Figures are SVG\n"
+    "files next to the report, named after it (REPORT-phase.svg, ...), and\n"
+    "linked from it. No date is written: the same runs give the same report.\n"
     "\n"
     "  --out FILE      the report (default REPORT.md)\n"
     "  --per-pair N    substitution: test sequences per pair (default 480, the\n"
@@ -287,6 +290,29 @@ static void section_search(strbuf *b, item *it, int n)
     }
 }
 
+/* A figure's verdict over its runs: reproduced by all, none, or between. */
+typedef struct {
+    int yes, part, no;
+} tally;
+
+static void verdict_line(strbuf *b, const tally *t, const char *criterion)
+{
+    int n = t->yes + t->part + t->no;
+    const char *v = !n ? "no runs to judge" : t->yes == n ? "reproduced" : t->yes || t->part ? "partly" : "not reproduced";
+    sb_printf(b, "\n**Verdict: %s**", v);
+    if (n) sb_printf(b, " (%d of %d reproduced, %d partly)", t->yes, n, t->part);
+    sb_printf(b, ". Criterion: %s.\n", criterion);
+}
+
+/* The settings the section's runs share apart from the defaults. */
+static void protocol_line(strbuf *b, item *it)
+{
+    char set[1024];
+    settings_text(&it->r->cfg, set, sizeof set);
+    sb_printf(b, "Protocol of `%s`: the defaults of `achilles train` with %s.\n", it->name,
+              strcmp(set, "defaults") ? set : "nothing changed");
+}
+
 /* Intervention sections: all-one conv (which 0) and positional encoding (1). */
 static int section_intervention(strbuf *b, item *it, int n, int which, const char *stem, const char *fig_dir,
                                 char *err, size_t errlen)
@@ -295,7 +321,8 @@ static int section_intervention(strbuf *b, item *it, int n, int which, const cha
     sb_printf(b, "\n## %s\n\n**Paper** (docs/science.md §4.%d): %s.\n\n", title, which ? 2 : 1,
               which ? PAPER_PE : PAPER_ALLONE);
     int found = 0;
-    item *plot[4];
+    tally tl = {0};
+    item *plot[4], *first = NULL;
     const char *plab[4];
     char labs[4][64];
     int np = 0;
@@ -311,6 +338,11 @@ static int section_intervention(strbuf *b, item *it, int n, int which, const cha
         run_cells(b, &it[k], what);
         int t = find_twin(it, n, k, which);
         if (t >= 0) run_cells(b, &it[t], which ? "none" : "standard");
+        const ach_metrics *a = &it[k].r->last, *o = t >= 0 ? &it[t].r->last : NULL;
+        if (!first) first = &it[k];
+        if (a->acc43_sym >= 0.6 && a->acc43_sym > a->acc43_comp && o && o->acc43_sym <= 0.1) tl.yes++;
+        else if (a->acc43_sym >= 0.3 || (o && a->acc43_sym - o->acc43_sym >= 0.2)) tl.part++;
+        else tl.no++;
         if (np < 4) {
             snprintf(labs[np], sizeof labs[np], "%s L%d g%g s%llu", which ? "PE" : "all-one", it[k].r->cfg.model.n_layer,
                      it[k].r->cfg.model.gamma, (unsigned long long)it[k].r->cfg.seed);
@@ -328,6 +360,9 @@ static int section_intervention(strbuf *b, item *it, int n, int which, const cha
                   which ? "0.5" : "1", which ? "pos_enc=none,sinusoidal" : "all_one_conv=off,on");
         return 0;
     }
+    verdict_line(b, &tl, "at each run's last epoch, sym at least 0.6 and above comp, and the twin's sym at most 0.1; "
+                         "partly: sym at least 0.3, or 0.2 above the twin's");
+    protocol_line(b, first);
     char fig[4400], name[600];
     snprintf(name, sizeof name, "%s-%s.svg", stem, which ? "pos_enc" : "all_one_conv");
     snprintf(fig, sizeof fig, "%.3600s%.600s", fig_dir, name);
@@ -338,6 +373,7 @@ static int section_intervention(strbuf *b, item *it, int n, int which, const cha
 
 static void section_blocking(strbuf *b, item *it, int n)
 {
+    tally tl = {0};
     sb_printf(b, "\n## Blocking\n\n**Paper** (docs/science.md §4.3): %s.\n\n", PAPER_BLOCK);
     int found = 0;
     for (int k = 0; k < n; k++) {
@@ -352,6 +388,9 @@ static void section_blocking(strbuf *b, item *it, int n)
             if (!strcmp(r->last.pair_name[i], "43")) a43 = v;
             else if (!isnan(v)) lo = isnan(lo) ? v : fmin(lo, v), hi = isnan(hi) ? v : fmax(hi, v);
         }
+        if (a43 >= 0.95 && lo >= 0.98) tl.yes++;
+        else if (r->last.block_agree >= 0.9) tl.part++;
+        else tl.no++;
         char x[32], y[32], z[32], w[32];
         sb_printf(b, "| `%s` | %s | %s | %s | %s | %s-%s | %s |\n", it[k].name, sweep_state_name(r->state), r->last.block,
                   r->last.block_layers, num(a43, x, sizeof x), num(lo, y, sizeof y), num(hi, z, sizeof z),
@@ -360,6 +399,8 @@ static void section_blocking(strbuf *b, item *it, int n)
     if (!found)
         sb_printf(b, "No run here evaluates with blocking. Set `block=key,anchors` on a run (or `achilles analyze RUN "
                      "blocking`).\n");
+    else verdict_line(b, &tl, "pair 43 unchanged in at least 0.95 of its predictions and every other pair in 0.98; "
+                              "partly: 0.9 overall");
 }
 
 static void offdiag(const double *M, int K, double *lo, double *hi)
@@ -390,6 +431,7 @@ static int cosine_range(const char *path, double *lo, double *hi, char *err, siz
 
 static void section_analyses(strbuf *b, item *it, int n, int per_pair)
 {
+    tally tl = {0};
     char err[2048], path[4400];
     sb_printf(b, "\n## Substitution\n\n**Paper** (docs/science.md §4.4): %s.\n\n", PAPER_SUBST);
     sb_printf(b, "**Ours** (computed now from each finished run's state: layer 0, the positions after the anchors, "
@@ -426,6 +468,9 @@ static void section_analyses(strbuf *b, item *it, int n, int per_pair)
         for (int i = 0; i < rep.npairs; i++)
             if (rep.n[i] > 0 && !isnan(rep.value[i]))
                 lo = fmin(lo, rep.value[i]), hi = fmax(hi, rep.value[i]), sum += rep.value[i], cnt++;
+        if (cnt && lo >= 0.9) tl.yes++;
+        else if (cnt && sum / cnt >= 0.5) tl.part++;
+        else tl.no++;
         char x[32], y[32], z[32], u[32];
         sb_printf(b, "| `%s` | %d | %s | %s | %s | %s |\n", it[k].name, cnt, num(cnt ? lo : NAN, x, sizeof x),
                   num(cnt ? hi : NAN, y, sizeof y), num(cnt ? sum / cnt : NAN, z, sizeof z),
@@ -433,15 +478,17 @@ static void section_analyses(strbuf *b, item *it, int n, int per_pair)
         rows++;
     }
     if (!rows) sb_printf(b, "| (no finished runs) | | | | | |\n");
+    verdict_line(b, &tl, "every pair collapses in at least 0.9 of its sequences; partly: 0.5 on average");
 
     sb_printf(b, "\n## Conv cosine similarity\n\n**Paper** (docs/science.md §4.5): %s.\n\n", PAPER_COSINE);
     sb_printf(b, "**Ours** (off-diagonal entries of each layer's K x K tap cosine matrix, all layers together; an "
                  "all-one convolution gives 1 everywhere):\n\n| run | layers | gamma | epoch 0 | final |\n|---|---|---|---|---|\n");
     rows = 0;
+    tally cos = {0};
     for (int k = 0; k < n; k++) {
         const sweep_run *r = it[k].r;
         if (r->state != SWEEP_DONE) continue;
-        double l0, h0, l1, h1;
+        double l0, h0, l1 = NAN, h1 = NAN;
         char e0[128], e1[128];
         snprintf(path, sizeof path, "%.4000s/ckpt/epoch_0000.safetensors", r->dir);
         if (cosine_range(path, &l0, &h0, err, sizeof err)) snprintf(e0, sizeof e0, "cannot load");
@@ -451,8 +498,14 @@ static void section_analyses(strbuf *b, item *it, int n, int per_pair)
         else snprintf(e1, sizeof e1, "%.2f to %.2f", l1, h1);
         sb_printf(b, "| `%s` | %d | %g | %s | %s |\n", it[k].name, r->cfg.model.n_layer, r->cfg.model.gamma, e0, e1);
         rows++;
+        if (r->cfg.all_one_conv || isnan(l1)) continue; /* all-one: 1 by construction */
+        if (l1 >= -0.11 - 0.1 && h1 <= 0.35 + 0.1) cos.yes++;
+        else if (l1 >= -0.5 && h1 <= 0.6) cos.part++;
+        else cos.no++;
     }
     if (!rows) sb_printf(b, "| (no finished runs) | | | | |\n");
+    verdict_line(b, &cos, "the final off-diagonal entries of standard runs within 0.1 of the paper's -0.11 to 0.35; "
+                          "partly: within -0.5 to 0.6");
 }
 
 static void section_phase(strbuf *b, const phase_table *t, const phase_paper *p, const char *fig)
@@ -493,10 +546,15 @@ static void section_phase(strbuf *b, const phase_table *t, const phase_paper *p,
                 }
             }
     }
-    if (dn)
+    if (dn) {
         sb_printf(b, "\nWhere the paper has the cell: mean |ours - paper| of the composite accuracy %.3f over %d "
                      "cell%s; symmetric accuracy within 0.05 of the paper's value or range in %d of %d.\n",
                   dsum / dn, dn, dn == 1 ? "" : "s", sym_ok, sym_n);
+        int yes = dsum / dn <= 0.1 && sym_ok == sym_n, part = !yes && dsum / dn <= 0.2;
+        tally tl = {yes, part, !yes && !part}; /* the diagram judged as one */
+        verdict_line(b, &tl, "over the paper's cells, mean |ours - paper| of the composite accuracy at most 0.1 and "
+                             "every symmetric cell within 0.05; partly: the composite within 0.2 on average");
+    }
     else sb_printf(b, "\nNone of our cells is a cell of the paper's figure (layers 2-7, its gamma columns).\n");
     if (t->nunfinished) sb_printf(b, "\n%d unfinished run%s left out.\n", t->nunfinished, t->nunfinished == 1 ? "" : "s");
     sb_printf(b, "\n![Phase diagram: ours, with the paper's values in each cell](%s)\n", fig);

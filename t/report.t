@@ -33,6 +33,8 @@ is($st, 0, 'report on the fixture') or diag $err;
 my $r = slurp("$dir/fx/REPORT.md") // '';
 like($r, qr/^# Achilles report/, 'a Markdown report');
 like($r, qr/8 runs, 8 finished/, 'counts the runs');
+like($r, qr/\*\*Verdict: reproduced\*\* \(1 of 1 reproduced, 0 partly\)\. Criterion: over the paper's cells, mean \|ours - paper\|/,
+     'phase: a verdict with its criterion (the fixture matches the paper where it has cells)');
 like($r, qr/## Phase diagram \(paper Fig\. 3\)/, 'a phase diagram section');
 like($r, qr/^\| all \| 2 \| 1 \| 2 \| 0\.620 \(0\.600-0\.640\) \| 0\.61 \| 0\.380 \(0\.360-0\.400\) \| 0\.38 \|$/m,
      'L2 gamma 1: ours (mean, min-max) beside the paper, both answers');
@@ -61,6 +63,17 @@ like($r, qr/3 runs, 3 finished/, 'finds the sweep runs and the loose one');
 like($r, qr/^\| `sw\/runs\/0001-all_one_conv=on` \| 2 \| 0\.5 \| 0 \| all-one \| 2 \| \d\.\d{3} \| \d\.\d{3} \(\d\) \| – \| \d\.\d{3} \|$/m,
      'the all-one run: final, peak, sym at 25 (not reached), sym final');
 like($r, qr/^\| `sw\/runs\/0000-all_one_conv=off` \| 2 \| 0\.5 \| 0 \| standard \|/m, 'beside its standard twin');
+my ($sec) = $r =~ /(## All-one convolution against standard.*?)\n## /s;
+like($sec, qr/\*\*Verdict: (reproduced|partly|not reproduced)\*\* \(\d of 1 reproduced, \d partly\)\. Criterion: at each run's last epoch, sym at least 0\.6/,
+     'all-one: a verdict over its one pair, with the criterion');
+like($sec, qr/^Protocol of `sw\/runs\/0001-all_one_conv=on`: the defaults of `achilles train` with preset=small\.json d_model=16 .*block=key,anchors\.$/m,
+     'all-one: the protocol, the settings apart from the defaults');
+like($r, qr/## Blocking.*?\*\*Verdict: [a-z ]+\*\* \(\d of 3 reproduced, \d partly\)\. Criterion: pair 43 unchanged/s,
+     'blocking: a verdict over the three runs that block');
+like($r, qr/## Substitution.*?\*\*Verdict: [a-z ]+\*\* \(\d of 3 reproduced, \d partly\)\. Criterion: every pair collapses/s,
+     'substitution: a verdict');
+like($r, qr/## Conv cosine similarity.*?\*\*Verdict: [a-z ]+\*\* \(\d of 2 reproduced, \d partly\)\. Criterion: the final off-diagonal/s,
+     'cosine: a verdict over the standard runs only (all-one is 1 by construction)');
 like($r, qr/\]\(R-all_one_conv\.svg\)/, 'links the all-one curves');
 valid_svg("$dir/rep/R-all_one_conv.svg", 'the all-one figure');
 like($r, qr/^\| `loose\/pe` \| 2 \| 0\.5 \| 0 \| sinusoidal \|/m, 'the positional-encoding run');
