@@ -16,29 +16,48 @@ typedef struct {
     const char *name;
     int vocab, modulus;                 /* modulus 0: none */
     uint64_t per_pair[TASK_NSPLITS];
+    int npairs[TASK_NSPLITS];           /* pairs in train, test */
+    int a_lo, nanch;                    /* the anchors are tokens a_lo..4 */
+    int idx34, idx43;                   /* their places in t->pairs (a1-major) */
+    int sym43;                          /* pair 43's symmetric answer: key + sym43 */
     int test_only_43;                   /* composite-mod100 */
-    int symmetric;                      /* fully-symmetric shift table */
+    int fs;                             /* fully-symmetric: the paper's two shift sets */
 } expect;
 
 static const expect presets[] = {
-    {"composite", 201, 0, {16800, 1800}, 0, 0},
-    {"composite-mod100", 100, 100, {20000, 1800}, 1, 0},
-    {"fully-symmetric", 201, 0, {16800, 1800}, 0, 1},
+    {"composite", 201, 0, {16800, 1800}, {15, 16}, 1, 4, 11, 14, -6, 0, 0},
+    {"composite-mod100", 100, 100, {20000, 1800}, {15, 1}, 1, 4, 11, 14, -6, 1, 0},
+    {"fully-symmetric", 201, 0, {13500, 1500}, {19, 20}, 0, 5, 19, 23, -10, 0, 1},
 };
 
-static int shift1(int a) { return a == 1 ? 5 : a == 2 ? 1 : a == 3 ? -2 : -8; }
+/* The anchors' shifts: composite's for tokens 1-4, which are the paper's
+ * set 1 (docs/science.md §1.6); token 0 is an anchor of fully-symmetric only. */
+static int shift1(int a) { return a == 0 ? 2 : a == 1 ? 5 : a == 2 ? 1 : a == 3 ? -2 : -8; }
 
-/* fully-symmetric's shared shift of {a, b} (data/fully-symmetric.json). */
-static int sym_shift(int a, int b)
+/* fully-symmetric (docs/science.md §1.6): set 2, with anchor 4's -4 our choice
+ * (the paper gives none), and which pairs add their shifts from which set. */
+static const int fs_set2[5] = {-9, 6, -7, 3, -4};
+static const int fs_pairs1[10][2] = {{0, 1}, {0, 2}, {1, 0}, {2, 0}, {1, 4}, {4, 1}, {2, 3}, {3, 2}, {3, 4}, {4, 3}};
+static const int fs_pairs2[10][2] = {{0, 3}, {3, 0}, {0, 4}, {4, 0}, {1, 2}, {2, 1}, {1, 3}, {3, 1}, {2, 4}, {4, 2}};
+
+/* The set pair (a, b) takes its shift from: 1, 2, or 0 for none. */
+static int fs_set(int a, int b)
 {
-    static const int s[4][4] = {{7, 4, 9, -5}, {4, -2, 8, 5}, {9, 8, 1, -6}, {-5, 5, -6, -9}};
-    return s[a - 1][b - 1];
+    for (int k = 0; k < 10; k++) {
+        if (fs_pairs1[k][0] == a && fs_pairs1[k][1] == b) return 1;
+        if (fs_pairs2[k][0] == a && fs_pairs2[k][1] == b) return 2;
+    }
+    return 0;
 }
 
-/* The trained shift of (a, b) under the preset; (4,3) is never trained. */
+/* The trained shift of (a, b) under the preset; (4,3) is never trained. A
+ * pair fully-symmetric lacks gets 1000, which no label matches. */
 static int trained_shift(const expect *e, int a, int b)
 {
-    if (e->symmetric) return sym_shift(a, b);
+    if (e->fs) {
+        int set = fs_set(a, b);
+        return set == 1 ? shift1(a) + shift1(b) : set == 2 ? fs_set2[a] + fs_set2[b] : 1000;
+    }
     return a == 3 && b == 4 ? -6 : shift1(a) + shift1(b);
 }
 
@@ -69,7 +88,7 @@ static void check_split(const ach_task *t, const expect *e, int split)
 {
     const char *sn = split ? "test" : "train", *pn = e->name;
     uint64_t n = task_split_size(t, split), per = e->per_pair[split];
-    int npairs = split == TASK_TEST ? (e->test_only_43 ? 1 : 16) : 15;
+    int npairs = e->npairs[split];
     if (!ok(n == per * (uint64_t)npairs, "%s %s: %d pairs x %llu = %llu sequences", pn, sn, npairs,
             (unsigned long long)per, (unsigned long long)n))
         return;
@@ -77,14 +96,18 @@ static void check_split(const ach_task *t, const expect *e, int split)
     int32_t *tok2 = malloc(n * L * sizeof *tok), *lab2 = malloc(n * sizeof *lab);
     uint64_t count[5][5] = {{0}}, pos_count[L] = {0};
     int key_seen[256] = {0};
-    long bad_parse = 0, bad_rule = 0, bad_label = 0, bad_info = 0, bad_tok = 0, bad_layout = 0, bad_ho = 0, wrapped = 0;
+    long bad_parse = 0, bad_rule = 0, bad_label = 0, bad_info = 0, bad_tok = 0, bad_layout = 0, bad_ho = 0, wrapped = 0,
+         bad_mirror = 0;
 
-    /* The expected pair order: a1-major over the anchors, 43 left out of train. */
-    int order[16][2], no = 0;
-    for (int a = 1; a <= 4; a++)
-        for (int b = 1; b <= 4; b++)
-            if (!(split == TASK_TRAIN && a == 4 && b == 3) && !(split == TASK_TEST && e->test_only_43 && !(a == 4 && b == 3)))
+    /* The expected pair order: a1-major over the anchors, 43 left out of
+     * train; fully-symmetric never repeats an anchor. */
+    int order[20][2], no = 0;
+    for (int a = e->a_lo; a <= 4; a++)
+        for (int b = e->a_lo; b <= 4; b++)
+            if (!(split == TASK_TRAIN && a == 4 && b == 3) && !(split == TASK_TEST && e->test_only_43 && !(a == 4 && b == 3)) &&
+                !(e->fs && a == b))
                 order[no][0] = a, order[no][1] = b, no++;
+    if (!ok(no == npairs, "%s %s: the expected layout has %d pairs", pn, sn, no)) return;
 
     for (uint64_t i = 0; i < n; i++) {
         int32_t *s = tok + i * L;
@@ -94,12 +117,12 @@ static void check_split(const ach_task *t, const expect *e, int split)
         int q = -1, nanch = 0;
         for (int j = 0; j < L; j++) {
             if (s[j] < 0 || s[j] >= e->vocab) bad_tok++;
-            if (s[j] >= 1 && s[j] <= 4) {
+            if (s[j] >= e->a_lo && s[j] <= 4) {
                 if (q < 0) q = j;
                 nanch++;
             } else if (s[j] < 20 || s[j] >= 100) bad_tok++;
         }
-        if (nanch != 2 || q < 1 || q + 1 >= L || s[q + 1] < 1 || s[q + 1] > 4) {
+        if (nanch != 2 || q < 1 || q + 1 >= L || s[q + 1] < e->a_lo || s[q + 1] > 4) {
             bad_parse++;
             continue;
         }
@@ -113,10 +136,11 @@ static void check_split(const ach_task *t, const expect *e, int split)
         if (slot >= (uint64_t)no || order[slot][0] != a || order[slot][1] != b) bad_layout++;
         int held = a == 4 && b == 3;
         int comp = mod(e, key + shift1(a) + shift1(b)), sym = mod(e, key + trained_shift(e, b, a));
-        int want = held ? (e->symmetric ? sym : comp) : mod(e, key + trained_shift(e, a, b));
+        int want = held ? comp : mod(e, key + trained_shift(e, a, b));
         wrapped += e->modulus && lab[i] != key + trained_shift(e, a, b);
         if (lab[i] != want || (e->modulus && (lab[i] < 0 || lab[i] >= e->modulus))) bad_label++;
-        if (held && (in.label_comp != mod(e, key - 10) || in.label_sym != mod(e, key - 6))) bad_ho++;
+        if (e->fs && lab[i] != key + trained_shift(e, b, a)) bad_mirror++;
+        if (held && (in.label_comp != mod(e, key - 10) || in.label_sym != mod(e, key + e->sym43))) bad_ho++;
         if (in.key != key || in.pos != p || in.a1 != a || in.a2 != b || in.label != lab[i] ||
             t->pairs[in.pair].a1 != a || t->pairs[in.pair].a2 != b || in.label_comp != comp || in.label_sym != sym)
             bad_info++;
@@ -130,17 +154,18 @@ static void check_split(const ach_task *t, const expect *e, int split)
     ok(!bad_label, "%s %s: every label is key + its pair's shift%s (%ld bad)", pn, sn, e->modulus ? " mod 100" : "",
        bad_label);
     if (e->modulus && split == TASK_TRAIN) ok(wrapped > 0, "%s %s: labels past 99 wrap around (%ld did)", pn, sn, wrapped);
+    if (e->fs) ok(!bad_mirror, "%s %s: every label is also key + the mirror pair's shift (%ld bad)", pn, sn, bad_mirror);
     ok(!bad_info, "%s %s: the info matches the tokens and both answers (%ld bad)", pn, sn, bad_info);
     int counts_ok = 1;
     for (int j = 0; j < no; j++) counts_ok &= count[order[j][0]][order[j][1]] == per;
     ok(counts_ok, "%s %s: %llu sequences of each of its %d pairs", pn, sn, (unsigned long long)per, no);
     if (split == TASK_TRAIN) {
         ok(count[4][3] == 0 && !task_split_has_pair(t, TASK_TRAIN, 4, 3), "%s train: pair 43 never appears", pn);
-        if (!e->symmetric) ok(count[3][4] == per, "%s train: pair 34 is trained (with key - 6, checked above)", pn);
+        ok(count[3][4] == per, "%s train: pair 34 is trained (with key - %d, checked above)", pn, -e->sym43);
     } else {
         ok(count[4][3] == per && task_has_pair(t, 4, 3), "%s test: pair 43 appears %llu times", pn,
            (unsigned long long)per);
-        ok(!bad_ho, "%s test: pair 43's composite answer is key - 10, its symmetric answer key - 6", pn);
+        ok(!bad_ho, "%s test: pair 43's composite answer is key - 10, its symmetric answer key - %d", pn, -e->sym43);
     }
     /* Every position is used about equally; the keys are exactly those the rule allows. */
     int pos_ok = 1, keys_ok = 1;
@@ -249,25 +274,43 @@ int main(void)
             diag("%s", err);
             continue;
         }
-        ok(t.seq_len == L && t.vocab_size == e->vocab && t.label_modulus == e->modulus && t.nanchors == 4,
-           "%s: seq_len 8, vocabulary %d, label modulus %d, 4 anchors", e->name, e->vocab, e->modulus);
-        ok(task_pair_index(&t, 4, 3) == 14 && task_pair_index(&t, 1, 1) == 0 && task_pair_index(&t, 5, 1) == -1 &&
-               task_pair_index(&t, 1, 20) == -1,
+        ok(t.seq_len == L && t.vocab_size == e->vocab && t.label_modulus == e->modulus && t.nanchors == e->nanch,
+           "%s: seq_len 8, vocabulary %d, label modulus %d, %d anchors", e->name, e->vocab, e->modulus, e->nanch);
+        int tokens_ok = 1;
+        for (int j = 0; j < t.nanchors && j < e->nanch; j++)
+            tokens_ok &= t.anchor[j] == e->a_lo + j && t.anchor_shift[j] == shift1(e->a_lo + j);
+        ok(tokens_ok, "%s: the anchors are tokens %d..4, shifts %s", e->name, e->a_lo,
+           e->fs ? "+2 +5 +1 -2 -8 (set 1)" : "+5 +1 -2 -8");
+        ok(task_pair_index(&t, 4, 3) == e->idx43 && task_pair_index(&t, 3, 4) == e->idx34 &&
+               task_pair_index(&t, e->a_lo, e->a_lo) == 0 && task_pair_index(&t, e->a_lo - 1, 1) == -1 &&
+               task_pair_index(&t, 5, 1) == -1 && task_pair_index(&t, 1, 20) == -1,
            "%s: pair lookup", e->name);
-        ok(t.pairs[14].held_out && !t.pairs[11].held_out && t.pairs[14].comp_shift == -10 && t.pairs[14].sym_shift == -6,
-           "%s: 43 is held out with answers -10 and -6", e->name);
+        ok(t.pairs[e->idx43].held_out && !t.pairs[e->idx34].held_out && t.pairs[e->idx43].comp_shift == -10 &&
+               t.pairs[e->idx43].sym_shift == e->sym43,
+           "%s: 43 is held out with answers -10 and %d", e->name, e->sym43);
         int shared = 1;
         for (int p = 0; p < t.npairs; p++)
-            if (t.pairs[p].in_split[TASK_TRAIN])
-                shared &= e->symmetric ? t.pairs[p].shift != t.pairs[p].comp_shift &&
-                                             t.pairs[p].shift == t.pairs[task_pair_index(&t, t.pairs[p].a2, t.pairs[p].a1)].shift
-                                       : t.pairs[p].special == (p == 11);
+            if (t.pairs[p].in_split[TASK_TRAIN]) {
+                const ach_pair *q = &t.pairs[p];
+                shared &= e->fs ? q->shift == trained_shift(e, q->a1, q->a2) &&
+                                      q->shift == t.pairs[task_pair_index(&t, q->a2, q->a1)].shift &&
+                                      q->special == (fs_set(q->a1, q->a2) == 2)
+                                : q->special == (p == 11);
+            }
         ok(shared, "%s: %s", e->name,
-           e->symmetric ? "every trained pair's shift is shared with its mirror and is not shift(a1) + shift(a2)"
-                        : "only pair 34 has a special shift");
+           e->fs ? "every trained pair has its set's shift, shared with its mirror; only set-2 pairs are special"
+                 : "only pair 34 has a special shift");
+        if (e->fs) {
+            /* The test's own tables: each of the 20 pairs in one set, with its mirror. */
+            int sets_ok = 1;
+            for (int a = 0; a <= 4; a++)
+                for (int b2 = 0; b2 <= 4; b2++)
+                    sets_ok &= a == b2 ? fs_set(a, b2) == 0 : fs_set(a, b2) != 0 && fs_set(a, b2) == fs_set(b2, a);
+            ok(sets_ok, "%s: each of the 20 pairs takes set 1 or set 2, both orders the same", e->name);
+        }
         char name[32];
-        task_pair_name(&t, 14, name, sizeof name);
-        ok(!strcmp(name, "43"), "%s: pair 14 is named '43'", e->name);
+        task_pair_name(&t, e->idx43, name, sizeof name);
+        ok(!strcmp(name, "43"), "%s: pair %d is named '43'", e->name, e->idx43);
         check_split(&t, e, TASK_TRAIN);
         check_split(&t, e, TASK_TEST);
         task_free(&t);
