@@ -179,7 +179,8 @@ key('q');
 $s = wait_until(sub { $_[0] !~ /q closes/ }, 10);
 like($s, qr/pair 43 accuracy/, 'q closes it: the curves are back');
 type('help eval');
-$s = wait_for(qr/help eval/, 10);
+# the overlay's text itself: the typed line alone shows 'help eval' at once
+$s = wait_for(qr/eval block \[RUN\]/, 20);
 like($s, qr/eval block \[RUN\]/, 'help eval: its usage in the overlay');
 key('q');
 wait_until(sub { $_[0] !~ /q closes/ }, 10);
