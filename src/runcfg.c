@@ -238,6 +238,7 @@ int runcfg_validate(const ach_runcfg *c, char *err, size_t errlen)
     ach_config m = c->model;
     char why[256];
     if (!m.dt_rank) m.dt_rank = (m.d_model + 15) / 16;
+    if (m.pos_enc == POS_LEARNED && !m.pos_max_len) m.pos_max_len = 1; /* the run sizes it from the task */
     if (cfg_validate(&m, why, sizeof why)) {
         snprintf(err, errlen, "config: %s", why);
         return -1;

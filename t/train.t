@@ -187,4 +187,14 @@ like($err, qr/does not match/, 'and says they do not match');
 ($st, $out, $err) = run($ach, 'train', '--resume', "$dir/straight", 'gamma=1');
 is($st, 2, '--resume with new settings is a usage error');
 
+# a learned positional encoding from the start: the run sizes its table from the task
+($st, $out, $err) = run($ach, 'train', '--quiet', '--out', "$dir/pel", @small, 'epochs=2', 'pos_enc=learned');
+is($st, 0, 'pos_enc=learned from the start trains') or diag $err;
+my $pst = slurp("$dir/pel/state.safetensors") // '';
+my ($hlen) = unpack('Q<', $pst);
+my $hdr = substr($pst, 8, $hlen // 0);
+like($hdr, qr/"backbone\.pos_embedding\.weight":\{"dtype":"F32","shape":\[6, ?32\]/,
+     'its state has the learned table, one row per position of the task');
+($st, $out, $err) = run($ach, 'train', '--quiet', '--resume', "$dir/pel");
+is($st, 0, 'and resumes') or diag $err;
 done_testing();
