@@ -13,7 +13,7 @@ sh bench/ab.sh "$ACH" "$ACH" 3 --batch 32 --steps 1 --layers 1 --threads 1 >"$tm
 rc=$?
 check "a run: exit status 0" "[ $rc = 0 ]"
 check "one line per pair: both rates and B/A" \
-    "[ \$(grep -c '^A  *[0-9][0-9]*  B  *[0-9][0-9]*  B/A [0-9]\\.[0-9][0-9][0-9]\$' '$tmp/out') = 3 ]"
+    "[ \$(grep -c '^A  *[0-9][0-9]*  B  *[0-9][0-9]*  B/A [0-9][0-9]*\\.[0-9][0-9][0-9]\$' '$tmp/out') = 3 ]"
 check "then the means and their ratio" "tail -1 '$tmp/out' | grep -q '^mean A [0-9]*  B [0-9]*  B/A [0-9.]* over 3 pairs\$'"
 sh bench/ab.sh "$ACH" "$ACH" 1 --layers 99 >"$tmp/out" 2>"$tmp/err"
 rc=$?
