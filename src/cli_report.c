@@ -23,7 +23,8 @@ const char *cli_report_help =
     "directories holding run directories): the phase diagram (Fig. 3), all-one\n"
     "convolution against standard, positional encoding, blocking, substitution\n"
     "and conv cosine similarity. Substitution and cosine are computed here from\n"
-    "each finished run's state.safetensors (and ckpt/epoch_0000.safetensors).\n"
+    "each finished run's state.safetensors (and ckpt/epoch_0000.safetensors);\n"
+    "runs kept without their model (as under results/) are left out of them.\n"
     "Each section ends with a verdict (reproduced, partly, not reproduced) and\n"
     "the criterion it judges by; all-one runs held early (sweep --until-epoch)\n"
     "are in a protocol-search table at epochs 10, 20 and 30. Figures are SVG\n"
@@ -403,6 +404,12 @@ static void section_blocking(strbuf *b, item *it, int n)
                               "partly: 0.9 overall");
 }
 
+static int file_exists(const char *path)
+{
+    struct stat st;
+    return !stat(path, &st);
+}
+
 static void offdiag(const double *M, int K, double *lo, double *hi)
 {
     for (int i = 0; i < K; i++)
@@ -446,6 +453,7 @@ static void section_analyses(strbuf *b, item *it, int n, int per_pair)
         ach_task t;
         ach_pair_report rep;
         snprintf(path, sizeof path, "%.4000s/state.safetensors", r->dir);
+        if (!file_exists(path)) continue; /* a committed summary without its model (results/) */
         if (ach_ckpt_load(&m, &ach_cpu_kernels, path, err, sizeof err)) {
             sb_printf(b, "| `%s` | cannot load: %s | | | | |\n", it[k].name, err);
             rows++;
@@ -477,7 +485,7 @@ static void section_analyses(strbuf *b, item *it, int n, int per_pair)
                   num(rep.unchanged_overall, u, sizeof u));
         rows++;
     }
-    if (!rows) sb_printf(b, "| (no finished runs) | | | | | |\n");
+    if (!rows) sb_printf(b, "| (no finished run with its model state here) | | | | | |\n");
     verdict_line(b, &tl, "every pair collapses in at least 0.9 of its sequences; partly: 0.5 on average");
 
     sb_printf(b, "\n## Conv cosine similarity\n\n**Paper** (docs/science.md §4.5): %s.\n\n", PAPER_COSINE);
@@ -490,6 +498,8 @@ static void section_analyses(strbuf *b, item *it, int n, int per_pair)
         if (r->state != SWEEP_DONE) continue;
         double l0, h0, l1 = NAN, h1 = NAN;
         char e0[128], e1[128];
+        snprintf(path, sizeof path, "%.4000s/state.safetensors", r->dir);
+        if (!file_exists(path)) continue;
         snprintf(path, sizeof path, "%.4000s/ckpt/epoch_0000.safetensors", r->dir);
         if (cosine_range(path, &l0, &h0, err, sizeof err)) snprintf(e0, sizeof e0, "cannot load");
         else snprintf(e0, sizeof e0, "%.2f to %.2f", l0, h0);
@@ -503,7 +513,7 @@ static void section_analyses(strbuf *b, item *it, int n, int per_pair)
         else if (l1 >= -0.5 && h1 <= 0.6) cos.part++;
         else cos.no++;
     }
-    if (!rows) sb_printf(b, "| (no finished runs) | | | | |\n");
+    if (!rows) sb_printf(b, "| (no finished run with its model state here) | | | | |\n");
     verdict_line(b, &cos, "the final off-diagonal entries of standard runs within 0.1 of the paper's -0.11 to 0.35; "
                           "partly: within -0.5 to 0.6");
 }

@@ -131,6 +131,15 @@ my $first = $r;
 ($st, $out, $err) = run($ach, 'report', "$dir/search", '--out', "$dir/search/R.md", '--no-analyses');
 is(slurp("$dir/search/R.md"), $first, 'the same runs give the same report, byte for byte');
 
+# summaries kept without their models (results/): left out of the analyses, not errors
+system('cp', '-r', "$dir/sw", "$dir/kept");
+unlink glob("$dir/kept/runs/*/state.safetensors");
+($st, $out, $err) = run($ach, 'report', "$dir/kept", '--out', "$dir/kept/R.md");
+is($st, 0, 'report on runs without their model states') or diag $err;
+$r = slurp("$dir/kept/R.md") // '';
+like($r, qr/## Substitution.*\(no finished run with its model state here\)/s, 'substitution leaves them out');
+unlike($r, qr/cannot load/, 'no row says it cannot load');
+
 ($st, $out, $err) = run($ach, 'report', "$dir/nowhere");
 is($st, 1, 'a missing directory: exit 1');
 like($err, qr/nowhere/, 'and names it');
