@@ -9,7 +9,13 @@ WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter
 # Where bare task preset names are looked up (ACHILLES_DATA overrides at run time).
 DATADIR ?= $(abspath data)
 SHAREDIR = $(PREFIX)/share/achilles
-ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Isrc -DACH_DATADIR='"$(DATADIR)"' \
+# src/ by layer, each folder on the include path (#include "model.h" from
+# anywhere), in layer order: a folder's files use only the folders before it
+# (README's Layout has the map).
+SRC_DIRS := src/util src/kernels src/model src/task src/analysis src/train src/sweep src/cli
+SRC_INC  := $(SRC_DIRS:%=-I%)
+SRC_HDR  := $(wildcard $(SRC_DIRS:%=%/*.h))
+ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(SRC_INC) -DACH_DATADIR='"$(DATADIR)"' \
               -DACH_SHAREDIR='"$(SHAREDIR)/data"' $(CFLAGS)
 LDLIBS  := -lcjson -lm -lpthread
 
@@ -19,8 +25,14 @@ LDFLAGS    += -fsanitize=address,undefined
 endif
 
 # The library is everything in src/ but the CLI's main. It is built twice:
-# float32 (the engine) and float64 (-DACH_F64, for finite-difference tests).
-LIB_SRC := $(filter-out src/achilles.c,$(wildcard src/*.c))
+# float32 (the engine) and float64 (-DACH_F64, for finite-difference tests),
+# objects under $(BUILD)/f32 and $(BUILD)/f64 in src/'s folders. The
+# archives list them by file name, whatever the folder (names are unique):
+# the linker lays the code out as it did when src/ was flat, and moving a
+# file between folders changes no byte of the programs' code.
+MAIN_SRC := src/cli/achilles.c
+LIB_ALL := $(filter-out $(MAIN_SRC),$(wildcard $(SRC_DIRS:%=%/*.c)))
+LIB_SRC := $(foreach f,$(sort $(notdir $(LIB_ALL))),$(filter %/$(f),$(LIB_ALL)))
 LIB32   := $(BUILD)/libachilles.a
 LIB64   := $(BUILD)/libachilles_f64.a
 OBJ32   := $(LIB_SRC:src/%.c=$(BUILD)/f32/%.o)
@@ -60,22 +72,24 @@ PREFIX_STAMP := $(BUILD)/prefix$(subst /,_,$(PREFIX)).stamp
 $(PREFIX_STAMP): | $(BUILD)/f32
 	rm -f $(BUILD)/prefix*.stamp
 	touch $@
-$(BUILD)/f32/task.o $(BUILD)/f64/task.o: $(PREFIX_STAMP)
-$(BUILD)/f32/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/f32
+$(BUILD)/f32/task/task.o $(BUILD)/f64/task/task.o: $(PREFIX_STAMP)
+$(BUILD)/f32/%.o: src/%.c $(SRC_HDR) | $(BUILD)/f32
+	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 # The SIMD kernels at -O3: GCC unrolls and inlines their small fixed-size
 # loops further (alternating runs: 1.038x on a 5-layer step, one thread).
 # The same bits: their FMAs are explicit, and ISO C mode contracts nothing.
-$(BUILD)/f32/kernels_fast.o: ALL_CFLAGS += -O3
-$(BUILD)/f64/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/f64
+$(BUILD)/f32/kernels/kernels_fast.o: ALL_CFLAGS += -O3
+$(BUILD)/f64/%.o: src/%.c $(SRC_HDR) | $(BUILD)/f64
+	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -DACH_F64 -c -o $@ $<
 $(LIB32): $(OBJ32)
 	$(AR) rcs $@ $^
 $(LIB64): $(OBJ64)
 	$(AR) rcs $@ $^
-$(BIN): src/achilles.c $(LIB32)
+$(BIN): $(MAIN_SRC) $(LIB32)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB32) $(LDLIBS)
-$(BUILD)/ui/%.o: ui/%.c $(wildcard ui/*.h) $(wildcard src/*.h) | $(BUILD)/ui
+$(BUILD)/ui/%.o: ui/%.c $(wildcard ui/*.h) $(SRC_HDR) | $(BUILD)/ui
 	$(CC) $(UI_CFLAGS) -c -o $@ $<
 $(UI_BIN): $(UI_OBJ) $(LIB32)
 	$(CC) $(UI_CFLAGS) $(LDFLAGS) -o $@ $(UI_OBJ) $(LIB32) $(UI_LDLIBS)
@@ -93,8 +107,8 @@ $(BUILD)/f32 $(BUILD)/f64 $(BUILD)/t $(BUILD)/ui: | deps-build
 # build as plain C++ on the host emulator (cuda/emu.h), with no toolkit:
 # t/cuda_NAME.c links that, and runs in `make check` everywhere.
 CXX      ?= g++
-EMU_CXXFLAGS := -std=c++17 $(WARN) -Isrc -Icuda $(CFLAGS) $(filter -fsanitize=% -fno-omit-frame-pointer,$(ALL_CFLAGS))
-CU_HDR   := $(wildcard cuda/*.h cuda/*.cuh cuda/kernels/*.cuh src/*.h)
+EMU_CXXFLAGS := -std=c++17 $(WARN) $(SRC_INC) -Icuda $(CFLAGS) $(filter -fsanitize=% -fno-omit-frame-pointer,$(ALL_CFLAGS))
+CU_HDR   := $(wildcard cuda/*.h cuda/*.cuh cuda/kernels/*.cuh) $(SRC_HDR)
 EMU_OBJ  := $(BUILD)/cuda-emu/emu.o $(BUILD)/cuda-emu/backend_emu.o
 $(EMU_OBJ): $(BUILD)/cuda-emu/%.o: cuda/%.cc $(CU_HDR) | $(BUILD)/cuda-emu
 	$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
@@ -127,9 +141,9 @@ else
 cuda: $(CUDA_BINS)
 endif
 $(CUDA_OBJ): $(BUILD)/cuda/%.o: cuda/%.cu $(CU_HDR) | $(BUILD)/cuda
-	$(NVCC) -std=c++17 $(CUDA_ARCH) $(NVCCFLAGS) -Isrc -Icuda -Xcompiler -Wall,-Wextra,-Wno-unused-parameter \
+	$(NVCC) -std=c++17 $(CUDA_ARCH) $(NVCCFLAGS) $(SRC_INC) -Icuda -Xcompiler -Wall,-Wextra,-Wno-unused-parameter \
 	    -c -o $@ $<
-$(BUILD)/achilles-cuda: src/achilles.c $(CUDA_OBJ) $(LIB32)
+$(BUILD)/achilles-cuda: $(MAIN_SRC) $(CUDA_OBJ) $(LIB32)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(CUDA_OBJ) $(LIB32) $(CUDA_LIBS) $(LDLIBS) -lstdc++
 $(BUILD)/cuda/cuda_check: t/cuda_emu.c t/tap.h $(CUDA_OBJ) $(LIB32)
 	$(CC) $(ALL_CFLAGS) -DACH_CUDA_DEVICE $(LDFLAGS) -o $@ $< $(CUDA_OBJ) $(LIB32) $(CUDA_LIBS) $(LDLIBS) -lstdc++
@@ -159,8 +173,8 @@ fuzz:
 	sh fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_NAMES)
 ifeq ($(FUZZING),1)
 # kernels_fast.c needs GCC's target pragmas, and no target runs its kernels: gcc, uninstrumented.
-$(BUILD)/f32/kernels_fast.o: override CC := gcc
-$(BUILD)/f32/kernels_fast.o: override ALL_CFLAGS := $(filter-out $(FUZZ_CFLAGS),$(ALL_CFLAGS)) -O2
+$(BUILD)/f32/kernels/kernels_fast.o: override CC := gcc
+$(BUILD)/f32/kernels/kernels_fast.o: override ALL_CFLAGS := $(filter-out $(FUZZ_CFLAGS),$(ALL_CFLAGS)) -O2
 endif
 fuzz-targets: $(FUZZ_NAMES:%=$(BUILD)/fuzz-%)
 $(FUZZ_NAMES:%=$(BUILD)/fuzz-%): $(BUILD)/fuzz-%: fuzz/%.c fuzz/fuzz_text.h $(UI_TOBJ) $(LIB32)
