@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The sigmoid's exp polynomial in src/kernels_fast.c (vsigmoid).
+"""The sigmoid's exp polynomial in src/kernels/kernels_fast.c (vsigmoid).
 
 exp(r) ~ 1 + r + r^2 (c2 + c3 r + c4 r^2 + c5 r^3) on |r| <= ln 2 / 2,
 near-minimax in relative error by Lawson's iteration (weighted least

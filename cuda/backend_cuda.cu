@@ -8,7 +8,7 @@
 // precision, whatever NVIDIA_TF32_OVERRIDE says). Different GPU models or
 // toolkits may differ in the last bits.
 //
-// Launch overhead: a training step (src/step.c) copies its batch and the
+// Launch overhead: a training step (src/train/step.c) copies its batch and the
 // optimizer's plan in, runs as one CUDA graph (recorded on the step's second
 // call for its shapes, host.cuh graph_run), and copies the loss and the norm
 // out: two waits per step, not one per kernel.

@@ -1,4 +1,4 @@
-/* The sweep library (src/sweep.h) that the CLI and the workbench share:
+/* The sweep library (src/sweep/sweep.h) that the CLI and the workbench share:
  * grid parsing and expansion, manifests, loading a sweep directory, run
  * states and metrics; and the phase table on the committed fixture. */
 #include <math.h>
