@@ -107,11 +107,12 @@ class SelectiveScan(torch.autograd.Function):
     ([block, Di, N] per step) stay in cache. Forward: per block, one running
     state in a reused buffer; nothing of size [B, L, Di, N] is kept, only
     the inputs. Backward: per block, the forward again keeping each step's
-    a_t = exp(delta_t A) and h_t (2 L [block, Di, N] buffers, reused), with
-    dC_t = dy_t h_t on the way; then t = L-1..0 with g = dL/dh_t:
+    a_t = exp(delta_t A) and p_t = a_t h_{t-1} (2 L [block, Di, N] buffers,
+    reused), with dC_t = dy_t h_t on the way; then t = L-1..0 with
+    g = dL/dh_t:
       g = a_{t+1} g + dy_t (x) C_t
       d(delta u)_t = g B_t,  dB_t = (delta_t u_t) g
-      r = g a_t h_{t-1} (dL/d(delta_t A)): d delta_t += r . A,  dA += delta_t r
+      r = g p_t (dL/d(delta_t A)): d delta_t += r . A,  dA += delta_t r
     and at the end d delta += d(delta u) u, du = d(delta u) delta + D dy,
     dD = sum dy u. Buffers are preallocated and updated in place; the
     contractions are a multiply into scratch and a sum (torch.bmm goes to
@@ -157,26 +158,26 @@ class SelectiveScan(torch.autograd.Function):
         d_du = torch.empty_like(u)                               # dL/d(delta_t u_t)
         d_dA = torch.empty_like(u)                               # r . A per (b, t, d)
         dB, dC = torch.empty_like(Bm), torch.empty_like(Cm)
-        H = _work("H", (L, bs, Di, N), u)                        # h_t
+        P = _work("P", (L, bs, Di, N), u)                        # p_t = a_t h_{t-1} (P[0] unused)
         E = _work("E", (L, bs, Di, N), u)                        # a_t (E[0] unused)
+        h = _work("h", (bs, Di, N), u)
         g = _work("g", (bs, Di, N), u)
         r = _work("r", (bs, Di, N), u)
         W = _work("W", (bs, Di, N), u).zero_()                   # sum over t of delta_t r
         for b0 in range(0, Bsz, bs):
             n = min(bs, Bsz - b0)
-            gb, rb = g[:n], r[:n]
+            hb, gb, rb = h[:n], g[:n], r[:n]
             dl, dub, Bb, Cb, dyb = (delta[b0:b0 + n], du_[b0:b0 + n], Bm[b0:b0 + n], Cm[b0:b0 + n],
                                     dy[b0:b0 + n])
             for t in range(L):                                   # the block's forward again
-                Ht = H[t, :n]
                 if t == 0:
-                    torch.mul(dub[:, 0, :, None], Bb[:, 0, None, :], out=Ht)
+                    torch.mul(dub[:, 0, :, None], Bb[:, 0, None, :], out=hb)
                 else:
-                    Et = E[t, :n]
+                    Et, Pt = E[t, :n], P[t, :n]
                     torch.mul(dl[:, t, :, None], A, out=Et)
                     Et.exp_()
-                    torch.mul(H[t - 1, :n], Et, out=Ht).addcmul_(dub[:, t, :, None], Bb[:, t, None, :])
-                torch.sum(torch.mul(Ht, dyb[:, t, :, None], out=rb), 1, out=dC[b0:b0 + n, t])
+                    torch.addcmul(torch.mul(hb, Et, out=Pt), dub[:, t, :, None], Bb[:, t, None, :], out=hb)
+                torch.sum(torch.mul(hb, dyb[:, t, :, None], out=rb), 1, out=dC[b0:b0 + n, t])
             for t in range(L - 1, -1, -1):                       # reverse scan
                 if t == L - 1:
                     torch.mul(dyb[:, t, :, None], Cb[:, t, None, :], out=gb)
@@ -187,7 +188,7 @@ class SelectiveScan(torch.autograd.Function):
                 if t == 0:
                     d_dA[b0:b0 + n, 0] = 0
                 else:
-                    torch.mul(gb, E[t, :n], out=rb).mul_(H[t - 1, :n])
+                    torch.mul(gb, P[t, :n], out=rb)
                     W[:n].addcmul_(rb, dl[:, t, :, None])
                     torch.sum(rb.mul_(A), -1, out=d_dA[b0:b0 + n, t])
         ddelta = d_dA.addcmul_(d_du, u)
