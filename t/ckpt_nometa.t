@@ -10,6 +10,9 @@ use warnings;
 use Test::More;
 use JSON::PP;
 use File::Temp qw(tempdir);
+use FindBin;
+use lib $FindBin::Bin;
+use Safetensors;
 use File::Copy qw(copy);
 use List::Util qw(max);
 
@@ -17,36 +20,6 @@ my $ach = './build/achilles';
 my $fx = 't/fixtures';
 my $dir = tempdir(CLEANUP => 1);
 my $json = JSON::PP->new->canonical;
-
-sub slurp { local $/; open my $f, '<:raw', $_[0] or die "$_[0]: $!"; my $d = <$f>; close $f; $d }
-sub spew { open my $f, '>:raw', $_[0] or die "$_[0]: $!"; print $f $_[1]; close $f }
-
-# (header hash, data bytes) of a safetensors file, and back
-sub st_read {
-    my $raw = slurp($_[0]);
-    my $n = unpack('Q<', substr($raw, 0, 8));
-    return ($json->decode(substr($raw, 8, $n)), substr($raw, 8 + $n));
-}
-sub st_write {
-    my ($path, $h, $data) = @_;
-    my $hj = $json->encode($h);
-    $hj .= ' ' x ((8 - length($hj) % 8) % 8);
-    spew($path, pack('Q<', length $hj) . $hj . $data);
-}
-
-# (header, data) without tensor NAME, the rest re-packed contiguously
-sub st_drop {
-    my ($h, $d, $name) = @_;
-    delete $h->{$name};
-    my ($nd, $off) = ('', 0);
-    for my $k (sort { $h->{$a}{data_offsets}[0] <=> $h->{$b}{data_offsets}[0] } grep { $_ ne '__metadata__' } keys %$h) {
-        my ($b, $e) = @{ $h->{$k}{data_offsets} };
-        $nd .= substr($d, $b, $e - $b);
-        $h->{$k}{data_offsets} = [$off, $off + $e - $b];
-        $off += $e - $b;
-    }
-    return ($h, $nd);
-}
 
 # (header, data) with tensor NAME replaced by an F32 one of SHAPE and VALUES
 sub st_put {

@@ -9,40 +9,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int write_file_atomic(const char *path, const char *data, size_t len, char *err, size_t errlen)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
-        return -1;
-    }
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, data + off, len - off);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            snprintf(err, errlen, "%s: write failed: %s", path, strerror(errno));
-            close(fd);
-            unlink(tmp);
-            return -1;
-        }
-        off += (size_t)w;
-    }
-    if (fsync(fd) || close(fd)) {
-        snprintf(err, errlen, "%s: sync failed: %s", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    if (rename(tmp, path)) {
-        snprintf(err, errlen, "%s: rename failed: %s", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
-}
-
 FILE *atomic_open(const char *path, char *err, size_t errlen)
 {
     char tmp[4096];
@@ -158,4 +124,12 @@ int make_dirs(const char *path, char *err, size_t errlen)
         return -1;
     }
     return 0;
+}
+
+int write_file_atomic(const char *path, const char *data, size_t len, char *err, size_t errlen)
+{
+    FILE *f = atomic_open(path, err, errlen);
+    if (!f) return -1;
+    fwrite(data, 1, len, f); /* a short write sets the error flag atomic_commit checks */
+    return atomic_commit(f, path, err, errlen);
 }
