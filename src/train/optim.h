@@ -15,7 +15,7 @@ typedef struct {
     double clip;                   /* global norm; <= 0 disables */
 } ach_optim_cfg;
 
-#define ACH_OPTIM_MAX_PINS 64
+#define ACH_OPTIM_MAX_PINS 128 /* a conv weight and bias in each of up to 64 layers */
 
 typedef struct {
     ach_optim_cfg cfg;
