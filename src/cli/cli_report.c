@@ -522,7 +522,8 @@ static void section_phase(strbuf *b, const phase_table *t, const phase_paper *p,
 {
     sb_printf(b, "\n## Phase diagram (paper Fig. 3)\n\n**Paper** (docs/science.md §5): pair-43 accuracy, mean of 3 seeds, layers 2-7 x "
                  "gamma 0.1-2.0 (`%s`). The composite table is exact; the symmetric one is exact at five exceptions "
-                 "and elsewhere only the range %.2f-%.2f.\n\n", p->path, p->sym_lo, p->sym_hi);
+                 "and elsewhere only the range %.2f-%.2f.\n\n", strrchr(p->path, '/') ? strrchr(p->path, '/') + 1 : p->path,
+              p->sym_lo, p->sym_hi); /* the file's name: its directory differs from machine to machine */
     if (!t->ngroups) {
         sb_printf(b, "No finished runs yet.\n");
         return;
