@@ -75,4 +75,16 @@ for my $line (split /\n/, $science) {
 }
 is(scalar @inner, 0, 'every section docs/science.md refers to exists') or diag join("\n", @inner);
 
+# Every docs/NAME.md the tree names is there (README points readers at them).
+my (%named, @missing);
+for my $file (@files) {
+    my $text = text_of($file) // next;
+    $named{$1} //= $file while $text =~ m{\bdocs/([a-z_-]+\.md)\b}g;
+}
+for my $doc (sort keys %named) {
+    push @missing, "docs/$doc (named in $named{$doc})" unless -f "docs/$doc";
+}
+ok(keys(%named) >= 5, 'documents in docs/ named in the tree: ' . join(', ', sort keys %named));
+is(scalar @missing, 0, 'each of them exists') or diag join("\n", @missing);
+
 done_testing();

@@ -28,3 +28,4 @@ row r08-fan-out        all_one_conv=off,on fan=out
 row r09-mamba1         all_one_conv=off,on arch=mamba1
 # Seed variance: the defaults' twins with seed 1 (r00 is seed 0)
 row r10-seed1          all_one_conv=off,on seed=1
+row r11-seed2          all_one_conv=off,on seed=2
