@@ -11,4 +11,5 @@ if [ -e results/cosine/L2-g1/state.safetensors ]; then
 else
     $A train --quiet n_layer=2 gamma=1 threads=1 --out results/cosine/L2-g1
 fi
-$A analyze results/cosine/L2-g1 cosine --ascii
+$A analyze results/cosine/L2-g1 cosine --ascii | sed -n '/^layer 0/,$p' > results/cosine/cosine.txt
+cat results/cosine/cosine.txt
