@@ -324,3 +324,13 @@ void ach_model_launch_train(ach_model *m)
     mamba2_train(m, first); /* layers first.., the head, the loss, and back: d_resid */
     backward_layers(m, first - 1);
 }
+
+int ach_model_fill(const ach_model *m, real *dst, size_t n, real value)
+{
+    real *v = malloc(n * sizeof *v);
+    if (!v) return -1;
+    for (size_t j = 0; j < n; j++) v[j] = value;
+    m->k->to_device(dst, v, n * sizeof *v);
+    free(v);
+    return 0;
+}

@@ -82,6 +82,8 @@ void ach_model_free(ach_model *m);
 /* Allocates activations for batches up to B sequences of exactly L tokens. */
 int ach_model_reserve(ach_model *m, int B, int L, char *err, size_t errlen);
 const ach_param *ach_model_param(const ach_model *m, const char *name);
+/* Writes `value` into n entries of a backend arena (weights, moments...). */
+int ach_model_fill(const ach_model *m, real *dst, size_t n, real value);
 
 /* Forward on host tokens [B, L] and labels [B] (B <= reserved). Returns the
  * mean cross-entropy at the last position; logits stay in m->logits. */

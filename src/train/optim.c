@@ -133,22 +133,13 @@ double ach_optim_step(ach_optim *o, ach_model *m, double lr)
     return ach_optim_norm(o, m);
 }
 
-/* Writes `value` into n entries of a backend arena. */
-static int fill(const ach_model *m, real *dst, size_t n, real value)
-{
-    real *v = malloc(n * sizeof *v);
-    if (!v) return -1;
-    for (size_t j = 0; j < n; j++) v[j] = value;
-    m->k->to_device(dst, v, n * sizeof *v);
-    free(v);
-    return 0;
-}
-
 int ach_optim_pin(ach_optim *o, const ach_model *m, size_t offset, size_t n, real value)
 {
     if (o->npin == ACH_OPTIM_MAX_PINS) return -1;
     /* zero moments: the entries' AdamW update stays 0, as their gradient will */
-    if (fill(m, m->w + offset, n, value) || fill(m, o->m + offset, n, 0) || fill(m, o->v + offset, n, 0)) return -1;
+    if (ach_model_fill(m, m->w + offset, n, value) || ach_model_fill(m, o->m + offset, n, 0) ||
+        ach_model_fill(m, o->v + offset, n, 0))
+        return -1;
     o->pin[o->npin].offset = offset, o->pin[o->npin].n = n, o->pin[o->npin].value = value;
     o->npin++;
     return 0;
@@ -156,5 +147,5 @@ int ach_optim_pin(ach_optim *o, const ach_model *m, size_t offset, size_t n, rea
 
 void ach_optim_repin(const ach_optim *o, const ach_model *m)
 {
-    for (int i = 0; i < o->npin; i++) fill(m, m->w + o->pin[i].offset, o->pin[i].n, o->pin[i].value);
+    for (int i = 0; i < o->npin; i++) ach_model_fill(m, m->w + o->pin[i].offset, o->pin[i].n, o->pin[i].value);
 }

@@ -162,15 +162,9 @@ static int apply_interventions(ach_run *r, int switched_on, char *err, size_t er
                 snprintf(err, errlen, "out of memory");
                 return -1;
             }
-        } else if (on && switched_on) {
-            real *v = malloc(n * sizeof *v);
-            if (!v) {
-                snprintf(err, errlen, "out of memory");
-                return -1;
-            }
-            for (size_t j = 0; j < n; j++) v[j] = value;
-            m->k->to_device(m->w + p->offset, v, n * sizeof(real));
-            free(v);
+        } else if (on && switched_on && ach_model_fill(m, m->w + p->offset, n, value)) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
         }
     }
     return 0;
