@@ -68,8 +68,10 @@ like($sec, qr/\*\*Verdict: (reproduced|partly|not reproduced)\*\* \(\d of 1 repr
      'all-one: a verdict over its one pair, with the criterion');
 like($sec, qr/^Protocol of `sw\/runs\/0001-all_one_conv=on`: the defaults of `achilles train` with preset=small\.json d_model=16 .*block=key,anchors\.$/m,
      'all-one: the protocol, the settings apart from the defaults');
-like($r, qr/## Blocking.*?\*\*Verdict: [a-z ]+\*\* \(\d of 3 reproduced, \d partly\)\. Criterion: pair 43 unchanged/s,
-     'blocking: a verdict over the three runs that block');
+like($r, qr/## Blocking.*?\*\*Verdict: [a-z ]+\*\* \(\d of 6 reproduced, \d partly\)\. Criterion: pair 43 unchanged/s,
+     'blocking: a verdict over the three runs that block and the three measured on their states');
+like($r, qr/^\| `sw\/runs\/0000-all_one_conv=off` \| 2 \| \d\.\d{3} \| \d\.\d{3}-\d\.\d{3} \| \d\.\d{3} \|$/m,
+     'blocking measured on the state: epoch, pair 43, the other pairs, overall');
 like($r, qr/## Substitution.*?\*\*Verdict: [a-z ]+\*\* \(\d of 3 reproduced, \d partly\)\. Criterion: every pair collapses/s,
      'substitution: a verdict');
 like($r, qr/## Conv cosine similarity.*?\*\*Verdict: [a-z ]+\*\* \(\d of 2 reproduced, \d partly\)\. Criterion: the final off-diagonal/s,
@@ -131,14 +133,42 @@ my $first = $r;
 ($st, $out, $err) = run($ach, 'report', "$dir/search", '--out', "$dir/search/R.md", '--no-analyses');
 is(slurp("$dir/search/R.md"), $first, 'the same runs give the same report, byte for byte');
 
-# summaries kept without their models (results/): left out of the analyses, not errors
+# what the report measured on a model state is kept beside the run (analyses.json)
+my @measured = grep { -s "$dir/sw/runs/$_/analyses.json" } qw(0000-all_one_conv=off 0001-all_one_conv=on);
+is(scalar @measured, 2, 'the report saved analyses.json in each finished sweep run');
+my $aj = slurp("$dir/sw/runs/0000-all_one_conv=off/analyses.json") // '';
+like($aj, qr/"per_pair":\s*10,/, 'with the per-pair count it was measured with');
+sub measured_rows {    # the rows measured on model states: blocking's second table, substitution, cosine
+    my ($text) = $_[0] =~ /(## Blocking.*?)\n## Runs/s;    # the sweep's runs (the first report had a loose one)
+    return join("\n", grep { /^\| `sw\// && !/ \| done \| / } split /\n/, $text // '');
+}
+my $from_states = measured_rows(slurp("$dir/rep/R.md") // "");
+is(scalar(() = $from_states =~ /^\|/mg), 6, 'six rows measured on the states: blocking, substitution, cosine');
+
+# summaries kept without their models (results/): the same rows, read from analyses.json
 system('cp', '-r', "$dir/sw", "$dir/kept");
 unlink glob("$dir/kept/runs/*/state.safetensors");
-($st, $out, $err) = run($ach, 'report', "$dir/kept", '--out', "$dir/kept/R.md");
+my $before = slurp("$dir/kept/runs/0000-all_one_conv=off/analyses.json");
+($st, $out, $err) = run($ach, 'report', "$dir/kept", '--out', "$dir/kept/R.md", '--per-pair', 10);
 is($st, 0, 'report on runs without their model states') or diag $err;
 $r = slurp("$dir/kept/R.md") // '';
-like($r, qr/## Substitution.*\(no finished run with its model state here\)/s, 'substitution leaves them out');
+is(measured_rows($r), $from_states, 'their blocking, substitution and cosine rows come back unchanged');
+is(slurp("$dir/kept/runs/0000-all_one_conv=off/analyses.json"), $before, 'analyses.json is left as it was');
 unlike($r, qr/cannot load/, 'no row says it cannot load');
+($st, $out, $err) = run($ach, 'report', "$dir/kept", '--out', "$dir/kept/R.md");
+like(slurp("$dir/kept/R.md") // '', qr/## Substitution.*\(no finished run with its model state or an analyses\.json here\)/s,
+     'measured with another per-pair count: left out, not mixed in');
+unlink glob("$dir/kept/runs/*/analyses.json");
+($st, $out, $err) = run($ach, 'report', "$dir/kept", '--out', "$dir/kept/R.md", '--per-pair', 10);
+is($st, 0, 'neither state nor analyses.json: still a report');
+like(slurp("$dir/kept/R.md") // '', qr/## Substitution.*\(no finished run with its model state or an analyses\.json here\)/s,
+     'substitution leaves them out');
+open my $bad, '>', "$dir/kept/runs/0000-all_one_conv=off/analyses.json" or die;
+print $bad '{"per_pair": 10}';
+close $bad;
+($st, $out, $err) = run($ach, 'report', "$dir/kept", '--out', "$dir/kept/R.md", '--per-pair', 10);
+is($st, 1, 'a broken analyses.json: exit 1');
+like($err, qr/0000-all_one_conv=off\/analyses\.json: not an analyses file/, 'naming the file and what it lacks');
 
 ($st, $out, $err) = run($ach, 'report', "$dir/nowhere");
 is($st, 1, 'a missing directory: exit 1');

@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "fsutil.h"
 #include "phase.h"
+#include "report_analyses.h"
 #include "strbuf.h"
 #include "svg.h"
 
@@ -22,9 +23,10 @@ const char *cli_report_help =
     "experiment among the runs in the given sweep or run directories (or\n"
     "directories holding run directories): the phase diagram (Fig. 3), all-one\n"
     "convolution against standard, positional encoding, blocking, substitution\n"
-    "and conv cosine similarity. Substitution and cosine are computed here from\n"
-    "each finished run's state.safetensors (and ckpt/epoch_0000.safetensors);\n"
-    "runs kept without their model (as under results/) are left out of them.\n"
+    "and conv cosine similarity. Blocking, substitution and cosine are measured\n"
+    "here on each finished run's state.safetensors (and ckpt/epoch_0000) and\n"
+    "saved beside it in analyses.json; a run kept without its model (as under\n"
+    "results/, which commits summaries only) is read from that file instead.\n"
     "Each section ends with a verdict (reproduced, partly, not reproduced) and\n"
     "the criterion it judges by; all-one runs held early (sweep --until-epoch)\n"
     "are in a protocol-search table at epochs 10, 20 and 30. Figures are SVG\n"
@@ -32,9 +34,9 @@ const char *cli_report_help =
     "linked from it. No date is written: the same runs give the same report.\n"
     "\n"
     "  --out FILE      the report (default REPORT.md)\n"
-    "  --per-pair N    substitution: test sequences per pair (default 480, the\n"
-    "                  paper's; 0 = all)\n"
-    "  --no-analyses   skip substitution and cosine (no model is loaded)\n";
+    "  --per-pair N    blocking, substitution: test sequences per pair (default\n"
+    "                  480, the paper's; 0 = all)\n"
+    "  --no-analyses   skip the measurements on model states (no model is loaded)\n";
 
 /* The paper's numbers (docs/science.md §4), quoted in the report as the paper states them. */
 #define PAPER_ALLONE "5 layers, gamma 1: all-one learns the symmetric answer (sym ~0.85 by epoch 25, ~1.0 at 200; " \
@@ -51,6 +53,7 @@ typedef struct {
     char name[700];        /* sweep name / run directory */
     ach_metrics *hist;     /* metrics.jsonl, loaded on demand */
     int nhist, loaded;
+    run_analyses an;       /* finished runs: measured on the model state */
 } item;
 
 static int fail(const char *msg)
@@ -372,7 +375,15 @@ static int section_intervention(strbuf *b, item *it, int n, int which, const cha
     return 0;
 }
 
-static void section_blocking(strbuf *b, item *it, int n)
+/* The blocking verdict of one row: pair 43 and the other pairs unchanged. */
+static void block_tally(tally *tl, double a43, double lo, double overall)
+{
+    if (a43 >= 0.95 && lo >= 0.98) tl->yes++;
+    else if (overall >= 0.9) tl->part++;
+    else tl->no++;
+}
+
+static void section_blocking(strbuf *b, item *it, int n, int per_pair)
 {
     tally tl = {0};
     sb_printf(b, "\n## Blocking\n\n**Paper** (docs/science.md §4.3): %s.\n\n", PAPER_BLOCK);
@@ -389,103 +400,71 @@ static void section_blocking(strbuf *b, item *it, int n)
             if (!strcmp(r->last.pair_name[i], "43")) a43 = v;
             else if (!isnan(v)) lo = isnan(lo) ? v : fmin(lo, v), hi = isnan(hi) ? v : fmax(hi, v);
         }
-        if (a43 >= 0.95 && lo >= 0.98) tl.yes++;
-        else if (r->last.block_agree >= 0.9) tl.part++;
-        else tl.no++;
+        block_tally(&tl, a43, lo, r->last.block_agree);
         char x[32], y[32], z[32], w[32];
         sb_printf(b, "| `%s` | %s | %s | %s | %s | %s-%s | %s |\n", it[k].name, sweep_state_name(r->state), r->last.block,
                   r->last.block_layers, num(a43, x, sizeof x), num(lo, y, sizeof y), num(hi, z, sizeof z),
                   num(r->last.block_agree, w, sizeof w));
     }
-    if (!found)
-        sb_printf(b, "No run here evaluates with blocking. Set `block=key,anchors` on a run (or `achilles analyze RUN "
-                     "blocking`).\n");
+    int rows = 0;
+    for (int k = 0; k < n; k++) {
+        const run_analyses *a = &it[k].an;
+        if (!a->have && !a->err[0]) continue;
+        if (!rows++)
+            sb_printf(b, "%s**Ours** (measured on each finished run's model state: key and anchors blocked in every "
+                         "layer, %d test sequences per pair%s; the fraction of predictions unchanged):\n\n| run | "
+                         "epoch | pair 43 | other pairs (min-max) | overall |\n|---|---|---|---|---|\n",
+                      found ? "\n" : "", per_pair, per_pair ? " or the split's all if fewer" : "");
+        if (!a->have) {
+            sb_printf(b, "| `%s` | %s | | | |\n", it[k].name, a->err);
+            continue;
+        }
+        block_tally(&tl, a->block43, a->block_lo, a->block_all);
+        char x[32], y[32], z[32], w[32];
+        sb_printf(b, "| `%s` | %d | %s | %s-%s | %s |\n", it[k].name, a->epoch, num(a->block43, x, sizeof x),
+                  num(a->block_lo, y, sizeof y), num(a->block_hi, z, sizeof z), num(a->block_all, w, sizeof w));
+    }
+    if (!found && !rows)
+        sb_printf(b, "No run here evaluates with blocking, and no finished run has its model state or an %s. Set "
+                     "`block=key,anchors` on a run (or `achilles analyze RUN blocking`).\n", RUN_ANALYSES_FILE);
     else verdict_line(b, &tl, "pair 43 unchanged in at least 0.95 of its predictions and every other pair in 0.98; "
                               "partly: 0.9 overall");
 }
 
-static int file_exists(const char *path)
+/* "-0.11 to 0.35", or why not. */
+static const char *range_text(double lo, double hi, char *buf, size_t n)
 {
-    struct stat st;
-    return !stat(path, &st);
-}
-
-static void offdiag(const double *M, int K, double *lo, double *hi)
-{
-    for (int i = 0; i < K; i++)
-        for (int j = 0; j < K; j++)
-            if (i != j && !isnan(M[i * K + j])) *lo = fmin(*lo, M[i * K + j]), *hi = fmax(*hi, M[i * K + j]);
-}
-
-/* Off-diagonal range of the conv taps' cosine similarities over all layers. */
-static int cosine_range(const char *path, double *lo, double *hi, char *err, size_t errlen)
-{
-    ach_model m;
-    *lo = INFINITY, *hi = -INFINITY;
-    if (ach_ckpt_load(&m, &ach_cpu_kernels, path, err, errlen)) return -1;
-    int K = m.cfg.d_conv, rc = 0;
-    double *M = malloc((size_t)K * K * sizeof *M);
-    for (int l = 0; M && l < m.cfg.n_layer && !rc; l++) {
-        rc = ach_conv_cosine(&m, l, M, err, errlen);
-        if (!rc) offdiag(M, K, lo, hi);
-    }
-    if (!M) snprintf(err, errlen, "out of memory"), rc = -1;
-    free(M);
-    ach_model_free(&m);
-    if (!(*lo <= *hi)) *lo = *hi = NAN;
-    return rc;
+    if (isnan(lo)) snprintf(buf, n, "–");
+    else snprintf(buf, n, "%.2f to %.2f", lo, hi);
+    return buf;
 }
 
 static void section_analyses(strbuf *b, item *it, int n, int per_pair)
 {
     tally tl = {0};
-    char err[2048], path[4400];
     sb_printf(b, "\n## Substitution\n\n**Paper** (docs/science.md §4.4): %s.\n\n", PAPER_SUBST);
-    sb_printf(b, "**Ours** (computed now from each finished run's state: layer 0, the positions after the anchors, "
+    sb_printf(b, "**Ours** (measured on each finished run's model state: layer 0, the positions after the anchors, "
                  "%d test sequences per pair%s; unchanged: the fraction of predictions the substitution leaves as "
                  "they were):\n\n| run | pairs | min | max | mean | unchanged |\n|---|---|---|---|---|---|\n",
               per_pair, per_pair ? " or the split's all if fewer" : "");
     int rows = 0;
     for (int k = 0; k < n; k++) {
-        const sweep_run *r = it[k].r;
-        if (r->state != SWEEP_DONE) continue;
-        ach_model m;
-        ach_task t;
-        ach_pair_report rep;
-        snprintf(path, sizeof path, "%.4000s/state.safetensors", r->dir);
-        if (!file_exists(path)) continue; /* a committed summary without its model (results/) */
-        if (ach_ckpt_load(&m, &ach_cpu_kernels, path, err, sizeof err)) {
-            sb_printf(b, "| `%s` | cannot load: %s | | | | |\n", it[k].name, err);
-            rows++;
+        const run_analyses *a = &it[k].an;
+        if (!a->have && !a->err[0]) continue;
+        rows++;
+        if (!a->have) {
+            sb_printf(b, "| `%s` | %s | | | | |\n", it[k].name, a->err);
             continue;
         }
-        snprintf(path, sizeof path, "%.4000s/preset.json", r->dir);
-        int rc = task_load(&t, path, err, sizeof err);
-        if (!rc) {
-            rc = ach_substitution_eval(&m, &t, r->cfg.seed, 0, "after", per_pair, &rep, err, sizeof err);
-            task_free(&t);
-        }
-        ach_model_free(&m);
-        if (rc) {
-            sb_printf(b, "| `%s` | %s | | | | |\n", it[k].name, err);
-            rows++;
-            continue;
-        }
-        double lo = INFINITY, hi = -INFINITY, sum = 0;
-        int cnt = 0;
-        for (int i = 0; i < rep.npairs; i++)
-            if (rep.n[i] > 0 && !isnan(rep.value[i]))
-                lo = fmin(lo, rep.value[i]), hi = fmax(hi, rep.value[i]), sum += rep.value[i], cnt++;
-        if (cnt && lo >= 0.9) tl.yes++;
-        else if (cnt && sum / cnt >= 0.5) tl.part++;
+        int cnt = a->subst_pairs;
+        if (cnt && a->subst_lo >= 0.9) tl.yes++;
+        else if (cnt && a->subst_mean >= 0.5) tl.part++;
         else tl.no++;
         char x[32], y[32], z[32], u[32];
-        sb_printf(b, "| `%s` | %d | %s | %s | %s | %s |\n", it[k].name, cnt, num(cnt ? lo : NAN, x, sizeof x),
-                  num(cnt ? hi : NAN, y, sizeof y), num(cnt ? sum / cnt : NAN, z, sizeof z),
-                  num(rep.unchanged_overall, u, sizeof u));
-        rows++;
+        sb_printf(b, "| `%s` | %d | %s | %s | %s | %s |\n", it[k].name, cnt, num(a->subst_lo, x, sizeof x),
+                  num(a->subst_hi, y, sizeof y), num(a->subst_mean, z, sizeof z), num(a->subst_unchanged, u, sizeof u));
     }
-    if (!rows) sb_printf(b, "| (no finished run with its model state here) | | | | | |\n");
+    if (!rows) sb_printf(b, "| (no finished run with its model state or an %s here) | | | | | |\n", RUN_ANALYSES_FILE);
     verdict_line(b, &tl, "every pair collapses in at least 0.9 of its sequences; partly: 0.5 on average");
 
     sb_printf(b, "\n## Conv cosine similarity\n\n**Paper** (docs/science.md §4.5): %s.\n\n", PAPER_COSINE);
@@ -495,25 +474,18 @@ static void section_analyses(strbuf *b, item *it, int n, int per_pair)
     tally cos = {0};
     for (int k = 0; k < n; k++) {
         const sweep_run *r = it[k].r;
-        if (r->state != SWEEP_DONE) continue;
-        double l0, h0, l1 = NAN, h1 = NAN;
-        char e0[128], e1[128];
-        snprintf(path, sizeof path, "%.4000s/state.safetensors", r->dir);
-        if (!file_exists(path)) continue;
-        snprintf(path, sizeof path, "%.4000s/ckpt/epoch_0000.safetensors", r->dir);
-        if (cosine_range(path, &l0, &h0, err, sizeof err)) snprintf(e0, sizeof e0, "cannot load");
-        else snprintf(e0, sizeof e0, "%.2f to %.2f", l0, h0);
-        snprintf(path, sizeof path, "%.4000s/state.safetensors", r->dir);
-        if (cosine_range(path, &l1, &h1, err, sizeof err)) snprintf(e1, sizeof e1, "cannot load: %.100s", err);
-        else snprintf(e1, sizeof e1, "%.2f to %.2f", l1, h1);
-        sb_printf(b, "| `%s` | %d | %g | %s | %s |\n", it[k].name, r->cfg.model.n_layer, r->cfg.model.gamma, e0, e1);
+        const run_analyses *a = &it[k].an;
+        if (!a->have) continue;
+        char e0[64], e1[64];
+        sb_printf(b, "| `%s` | %d | %g | %s | %s |\n", it[k].name, r->cfg.model.n_layer, r->cfg.model.gamma,
+                  range_text(a->cos0_lo, a->cos0_hi, e0, sizeof e0), range_text(a->cos_lo, a->cos_hi, e1, sizeof e1));
         rows++;
-        if (r->cfg.all_one_conv || isnan(l1)) continue; /* all-one: 1 by construction */
-        if (l1 >= -0.11 - 0.1 && h1 <= 0.35 + 0.1) cos.yes++;
-        else if (l1 >= -0.5 && h1 <= 0.6) cos.part++;
+        if (r->cfg.all_one_conv || isnan(a->cos_lo)) continue; /* all-one: 1 by construction */
+        if (a->cos_lo >= -0.11 - 0.1 && a->cos_hi <= 0.35 + 0.1) cos.yes++;
+        else if (a->cos_lo >= -0.5 && a->cos_hi <= 0.6) cos.part++;
         else cos.no++;
     }
-    if (!rows) sb_printf(b, "| (no finished run with its model state here) | | | | |\n");
+    if (!rows) sb_printf(b, "| (no finished run with its model state or an %s here) | | | | |\n", RUN_ANALYSES_FILE);
     verdict_line(b, &cos, "the final off-diagonal entries of standard runs within 0.1 of the paper's -0.11 to 0.35; "
                           "partly: within -0.5 to 0.6");
 }
@@ -676,7 +648,12 @@ int cli_report(int argc, char **argv)
         goto out;
     }
     section_search(&b, it, n);
-    section_blocking(&b, it, n);
+    for (int k = 0; analyses && k < n; k++)
+        if (it[k].r->state == SWEEP_DONE && run_analyses_get(it[k].r, per_pair, &it[k].an, err, sizeof err)) {
+            fail(err);
+            goto out;
+        }
+    section_blocking(&b, it, n, per_pair);
     if (analyses) section_analyses(&b, it, n, per_pair);
     else sb_printf(&b, "\n## Substitution and conv cosine similarity\n\nSkipped (--no-analyses).\n");
     sb_printf(&b, "\n## Runs\n\n| run | state | epoch | comp43 | sym43 | seen |\n|---|---|---|---|---|---|\n");
