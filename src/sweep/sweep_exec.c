@@ -207,13 +207,22 @@ typedef struct {
     double remaining;  /* whole runs' worth of work left */
 } tally;
 
-static void progress(const ach_sweep *s, const slot *sl, const sweep_exec_opts *o, double unit_sum, double frac_sum)
+/* unit_sum / frac_sum: seconds per whole run, from the work this sweep has
+ * seen done; the running runs' progress counts too, so a sweep that resumes
+ * long runs has an ETA before the first of them finishes. */
+static void progress(const ach_sweep *s, const slot *sl, const sweep_exec_opts *o, double unit_sum, double frac_sum,
+                     double now_s)
 {
     tally t = {0};
     for (int i = 0; i < s->nruns; i++) {
+        double f;
         switch (sl[i].q) {
         case Q_DONE: t.done++; break;
-        case Q_RUNNING: t.running++, t.remaining += 1 - run_frac(&s->runs[i], o); break;
+        case Q_RUNNING:
+            f = run_frac(&s->runs[i], o);
+            t.running++, t.remaining += 1 - f;
+            if (f > sl[i].frac0) unit_sum += now_s - sl[i].t0, frac_sum += f - sl[i].frac0;
+            break;
         case Q_QUEUED: case Q_WAITING: t.queued++, t.remaining += 1 - run_frac(&s->runs[i], o); break;
         case Q_FAILED: t.failed++; break;
         case Q_STOPPED: t.stopped++; break;
@@ -413,7 +422,7 @@ int sweep_execute(ach_sweep *s, const sweep_exec_opts *o, sweep_exec_result *res
         if (changed || t - last_print > 30) {
             for (int i = 0; i < s->nruns; i++)
                 if (sl[i].q == Q_RUNNING) sweep_run_refresh(&s->runs[i]); /* their progress, for the ETA */
-            progress(s, sl, o, unit_sum, frac_sum);
+            progress(s, sl, o, unit_sum, frac_sum, t);
             last_print = t, changed = 0;
         }
         if (!running && (*o->stop || (!queued && !waiting))) break;
