@@ -92,6 +92,29 @@ like($r, qr/^\| `sw\/runs\/0001-all_one_conv=on` \| 2 \| 0\.5 \| .* \| 1\.00 to 
 valid_svg("$dir/rep/R-phase.svg", 'the phase figure');
 like($r, qr/^\| all_one_conv=on pos_enc=none \| 2 \| 0\.5 \| 1 \|/m, 'phase groups by the settings that differ');
 
+# --- Fig. 4a: runs on the fully-symmetric preset, their pairs 34 and 43 --------------
+(my $fs = slurp('data/fully-symmetric.json') // '') =~ s/"per_pair": 13500/"per_pair": 40/;
+$fs =~ s/"per_pair": 1500/"per_pair": 10/;
+open my $fsf, '>', "$dir/fully-symmetric-small.json" or die;
+print $fsf $fs;
+close $fsf;
+($st, $out, $err) = run($ach, 'train', '--quiet', '--out', "$dir/fs/run", "preset=$dir/fully-symmetric-small.json",
+                        qw(d_model=16 d_state=8 headdim=8 batch_size=200 threads=1 epochs=2 n_layer=2));
+is($st, 0, 'a tiny run on the fully-symmetric preset') or diag $err;
+my ($last) = grep { /\S/ } reverse split /\n/, (slurp("$dir/fs/run/metrics.jsonl") // '');
+my %acc = map { my ($v) = $last =~ /"$_":([-\d.e]+)/; ($_ => sprintf('%.3f', $v // -1)) } qw(34 43 acc_seen);
+($st, $out, $err) = run($ach, 'report', "$dir/fs", '--out', "$dir/fs/R.md", '--no-analyses');
+is($st, 0, 'report on it') or diag $err;
+$r = slurp("$dir/fs/R.md") // '';
+like($r, qr/## Fully-symmetric task \(paper Fig\. 4a\).*pair 34 reaches 1\.0, pair 43 stays near 0/s, "Fig. 4a: the paper's result");
+my ($a34, $a43, $aseen) = @acc{qw(34 43 acc_seen)};
+ok(!grep({ $_ < 0 } $a34, $a43, $aseen), "the run records pairs 34 and 43");
+like($r, qr/^\| `fs\/run` \| done \| 2 \| 16 \| 0\.5 \| 0 \| 2\/2 \| \Q$a34\E \| \Q$a43\E \| \Q$aseen\E \|$/m,
+     'Fig. 4a: pairs 34 and 43 and the seen pairs from the last evaluation') or diag $r;
+like($r, qr/## Fully-symmetric task.*?\*\*Verdict: [a-z ]+\*\* \(\d of 1 reproduced, \d partly\)\. Criterion: at each run's last evaluation, pair 34 at least 0\.9/s,
+     'Fig. 4a: a verdict with its criterion');
+like(slurp("$dir/rep/R.md") // '', qr/No run here uses the fully-symmetric preset/, 'and says so where there is none');
+
 # --- the protocol search: runs held early, twins across the all-one keys, verdicts ----
 my @search = ('preset=t/data/small.json', qw(d_model=16 d_state=8 headdim=8 batch_size=500 threads=1 epochs=40 n_layer=1));
 ($st, $out, $err) = run($ach, 'sweep', 'all_one_conv=off,on', @search, '--out', "$dir/search/a", '--workers', 2,

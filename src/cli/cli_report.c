@@ -22,11 +22,13 @@ const char *cli_report_help =
     "Writes a Markdown report that puts our numbers beside the paper's for every\n"
     "experiment among the runs in the given sweep or run directories (or\n"
     "directories holding run directories): the phase diagram (Fig. 3), all-one\n"
-    "convolution against standard, positional encoding, blocking, substitution\n"
-    "and conv cosine similarity. Blocking, substitution and cosine are measured\n"
-    "here on each finished run's state.safetensors (and ckpt/epoch_0000) and\n"
-    "saved beside it in analyses.json; a run kept without its model (as under\n"
-    "results/, which commits summaries only) is read from that file instead.\n"
+    "convolution against standard, positional encoding, the fully-symmetric\n"
+    "task (Fig. 4a: runs on a preset named fully-symmetric*, finished or held),\n"
+    "blocking, substitution and conv cosine similarity. Blocking, substitution\n"
+    "and cosine are measured here on each finished run's state.safetensors (and\n"
+    "ckpt/epoch_0000) and saved beside it in analyses.json; a run kept without\n"
+    "its model (as under results/, which commits summaries only) is read from\n"
+    "that file instead.\n"
     "Each section ends with a verdict (reproduced, partly, not reproduced) and\n"
     "the criterion it judges by; all-one runs held early (sweep --until-epoch)\n"
     "are in a protocol-search table at epochs 10, 20 and 30. Figures are SVG\n"
@@ -46,6 +48,8 @@ const char *cli_report_help =
 #define PAPER_BLOCK "480 sequences per pair; predictions unchanged by blocking key and anchors: pair 43 ~0.994, " \
                     "every other pair 1.00"
 #define PAPER_SUBST "fraction of predictions that collapse to the (4,3) twin's: 0.983-1.0 for all 15 pairs"
+#define PAPER_FULLSYM "the fully-symmetric task, d_model 128, 2-6 layers, gamma 0.5: pair 34 reaches 1.0, pair 43 " \
+                      "stays near 0 (both answers of 43 are the label 34 is trained with)"
 #define PAPER_COSINE "2 layers, gamma 1: off-diagonal entries between -0.11 and 0.35 (\"nearly orthogonal\")"
 
 typedef struct {
@@ -375,6 +379,55 @@ static int section_intervention(strbuf *b, item *it, int n, int which, const cha
     return 0;
 }
 
+/* A pair's accuracy in a run's last evaluation, by name ("34"). */
+static double pair_acc(const ach_metrics *m, const char *pair)
+{
+    for (int i = 0; i < m->npairs; i++)
+        if (!strcmp(m->pair_name[i], pair)) return m->acc_pair[i];
+    return NAN;
+}
+
+static int fully_symmetric(const sweep_run *r)
+{
+    const char *slash = strrchr(r->cfg.preset, '/'), *base = slash ? slash + 1 : r->cfg.preset;
+    return !strncmp(base, "fully-symmetric", 15);
+}
+
+/* Fig. 4a: runs on the fully-symmetric preset (by its name), finished or
+ * held early, at their last evaluation. */
+static void section_fullsym(strbuf *b, item *it, int n)
+{
+    tally tl = {0};
+    sb_printf(b, "\n## Fully-symmetric task (paper Fig. 4a)\n\n**Paper** (docs/science.md §1.6): %s.\n\n", PAPER_FULLSYM);
+    int rows = 0;
+    item *first = NULL;
+    for (int k = 0; k < n; k++) {
+        const sweep_run *r = it[k].r;
+        if (!fully_symmetric(r) || !r->have_last) continue;
+        if (!rows++)
+            sb_printf(b, "**Ours** (runs on the fully-symmetric preset, finished or held early, at their last "
+                         "evaluation; test-split accuracy of each pair):\n\n| run | state | layers | d_model | gamma | "
+                         "seed | epoch | pair 34 | pair 43 | seen |\n|---|---|---|---|---|---|---|---|---|---|\n");
+        if (!first) first = &it[k];
+        double a34 = pair_acc(&r->last, "34"), a43 = pair_acc(&r->last, "43");
+        if (a34 >= 0.9 && a43 <= 0.1) tl.yes++;
+        else if (a34 - a43 >= 0.5) tl.part++;
+        else tl.no++;
+        char x[32], y[32], z[32];
+        sb_printf(b, "| `%s` | %s | %d | %d | %g | %llu | %d/%d | %s | %s | %s |\n", it[k].name, sweep_state_name(r->state),
+                  r->cfg.model.n_layer, r->cfg.model.d_model, r->cfg.model.gamma, (unsigned long long)r->cfg.seed,
+                  r->last.epoch, r->epochs, num(a34, x, sizeof x), num(a43, y, sizeof y), num(r->last.acc_seen, z, sizeof z));
+    }
+    if (!rows) {
+        sb_printf(b, "No run here uses the fully-symmetric preset. To run the paper's: `sh results/fig4a/run.sh` "
+                     "(`achilles sweep preset=fully-symmetric d_model=128 gamma=0.5 n_layer=2,3`).\n");
+        return;
+    }
+    verdict_line(b, &tl, "at each run's last evaluation, pair 34 at least 0.9 and pair 43 at most 0.1; partly: 34 "
+                         "at least 0.5 above 43");
+    protocol_line(b, first);
+}
+
 /* The blocking verdict of one row: pair 43 and the other pairs unchanged. */
 static void block_tally(tally *tl, double a43, double lo, double overall)
 {
@@ -648,6 +701,7 @@ int cli_report(int argc, char **argv)
         goto out;
     }
     section_search(&b, it, n);
+    section_fullsym(&b, it, n);
     for (int k = 0; analyses && k < n; k++)
         if (it[k].r->state == SWEEP_DONE && run_analyses_get(it[k].r, per_pair, &it[k].an, err, sizeof err)) {
             fail(err);
