@@ -198,12 +198,9 @@ tui_run *tui_focus(tui *app)
 /* The text value of a run setting, or "" when this library has no such key. */
 static void cfg_value(const ach_runcfg *c, const char *key, char *buf, size_t n)
 {
-    buf[0] = 0;
-    for (int i = 0; i < runcfg_nkeys(); i++)
-        if (!strcmp(runcfg_key_name(i), key)) {
-            runcfg_get(c, i, buf, n);
-            return;
-        }
+    int i = runcfg_key_find(key);
+    if (i >= 0) runcfg_get(c, i, buf, n);
+    else buf[0] = 0;
 }
 
 void tui_run_summary(const tui *app, const tui_run *r, char *buf, size_t n) { tui_run_summary_at(app, r, 2, buf, n); }

@@ -857,12 +857,12 @@ static const char *key_choices(const char *key)
     } t[] = {{"block", "none key anchor1 anchor2 anchors"}, {"block_layers", "all"}, {"layers", "all"},
              {"train", "on off"}, {"from", "after anchors"}, {"gamma_tensors", "all none"}, {"no_decay", "none"}};
     static char buf[256];
-    for (int i = 0; i < runcfg_nkeys(); i++)
-        if (!strcmp(runcfg_key_name(i), key) && runcfg_key_choices(i)) {
-            snprintf(buf, sizeof buf, "%s", runcfg_key_choices(i));
-            for (char *p = buf; (p = strchr(p, '|'));) *p = ' ';
-            return buf;
-        }
+    int k = runcfg_key_find(key);
+    if (k >= 0 && runcfg_key_choices(k)) {
+        snprintf(buf, sizeof buf, "%s", runcfg_key_choices(k));
+        for (char *p = buf; (p = strchr(p, '|'));) *p = ' ';
+        return buf;
+    }
     for (size_t i = 0; i < sizeof t / sizeof *t; i++)
         if (!strcmp(t[i].key, key)) return t[i].choices;
     return NULL;

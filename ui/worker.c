@@ -250,8 +250,7 @@ static void do_run_job(tui_worker *w, tui_job *j)
         if (e->ok) {
             find_slot(w, j->run)->dirty = 1;
             /* the value as the library spells it ("on", "key,anchor1") */
-            for (int k = 0; k < runcfg_nkeys(); k++)
-                if (!strcmp(runcfg_key_name(k), j->key)) runcfg_get(&r->cfg, k, e->text, sizeof e->text);
+            runcfg_get(&r->cfg, runcfg_key_find(j->key), e->text, sizeof e->text);
         } else snprintf(e->text, sizeof e->text, "%s", err);
     } else e->ok = tui_worker_analysis(r, j, e) == 0;
     e->epoch = r->epoch, e->batch = r->batch, e->nbatches = r->nbatches;

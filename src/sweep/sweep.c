@@ -55,13 +55,6 @@ static int oom(char *err, size_t errlen)
     return -1;
 }
 
-static int key_index(const char *key)
-{
-    for (int i = 0; i < runcfg_nkeys(); i++)
-        if (!strcmp(runcfg_key_name(i), key)) return i;
-    return -1;
-}
-
 /* A value is checked by setting it on a scratch configuration: the same
  * parser and the same messages as achilles train. */
 static int check_value(const char *key, const char *val, const char *where, char *err, size_t errlen)
@@ -254,7 +247,7 @@ int sweep_parse_arg(ach_sweep *s, const char *kv, char *err, size_t errlen)
     }
     snprintf(key, sizeof key, "%.*s", (int)(eq - kv), kv);
     const char *v = eq + 1;
-    if (key_index(key) < 0) { /* the message runcfg gives, before any splitting */
+    if (runcfg_key_find(key) < 0) { /* the message runcfg gives, before any splitting */
         snprintf(err, errlen, "argument '%s': unknown key '%s' (see 'achilles train --help' for the keys)", kv, key);
         return -1;
     }
@@ -485,7 +478,7 @@ static int read_kv(const cJSON *o, sweep_kv **out, int *n, const char *path, con
             snprintf(err, errlen, "%s: %s.%s: must be a string", path, field, m->string);
             return -1;
         }
-        if (key_index(m->string) < 0) {
+        if (runcfg_key_find(m->string) < 0) {
             snprintf(err, errlen, "%s: %s: unknown key '%s'", path, field, m->string);
             return -1;
         }

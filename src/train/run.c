@@ -799,10 +799,8 @@ int ach_run_set(ach_run *r, const char *key, const char *value, char *err, size_
     }
     /* the timeline: when, what, to what */
     char path[1200], line[512], ignore[256];
-    int k;
-    for (k = 0; strcmp(runcfg_key_name(k), key); k++) continue;
     char v[300];
-    runcfg_get(&r->cfg, k, v, sizeof v);
+    runcfg_get(&r->cfg, runcfg_key_find(key), v, sizeof v);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "epoch", r->epoch);
     cJSON_AddNumberToObject(o, "batch", r->batch);

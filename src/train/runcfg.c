@@ -76,6 +76,13 @@ const char *runcfg_key_name(int i) { return keys[i].name; }
 const char *runcfg_key_help(int i) { return keys[i].help; }
 const char *runcfg_key_choices(int i) { return keys[i].type == T_ENUM ? keys[i].choices : NULL; }
 
+int runcfg_key_find(const char *name)
+{
+    for (int i = 0; i < NKEYS; i++)
+        if (!strcmp(keys[i].name, name)) return i;
+    return -1;
+}
+
 void runcfg_defaults(ach_runcfg *c)
 {
     memset(c, 0, sizeof *c);
@@ -156,13 +163,12 @@ static void kinds_name(unsigned mask, char *buf, size_t n)
 
 int runcfg_set(ach_runcfg *c, const char *key, const char *v, const char *where, char *err, size_t errlen)
 {
-    const key_def *k = NULL;
-    for (int i = 0; i < NKEYS; i++)
-        if (!strcmp(keys[i].name, key)) k = &keys[i];
-    if (!k) {
+    int i = runcfg_key_find(key);
+    if (i < 0) {
         snprintf(err, errlen, "%s: unknown key '%s' (see 'achilles train --help' for the keys)", where, key);
         return -1;
     }
+    const key_def *k = &keys[i];
     char *p = (char *)c + k->off, *end;
     errno = 0;
     switch (k->type) {

@@ -56,6 +56,8 @@ const char *runcfg_key_name(int i);
 const char *runcfg_key_help(int i);
 /* An enumerated key's values as "a|b|c"; NULL for other keys. */
 const char *runcfg_key_choices(int i);
+/* Index of the key called `name`, or -1. */
+int runcfg_key_find(const char *name);
 /* The current value of key i as text (buf of n bytes). */
 void runcfg_get(const ach_runcfg *c, int i, char *buf, size_t n);
 #endif
