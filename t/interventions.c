@@ -130,6 +130,29 @@ static void test_live_toggle(void)
     ok(ach_run_set(&r, "pos_enc", "rotary", err, sizeof err) == -1 && strstr(err, "none|sinusoidal|learned"),
        "a bad value is refused: %s", err);
     ok(ach_run_set(&r, "block", "key,anchors", err, sizeof err) == 0, "block key,anchors accepted");
+
+    /* the key table's LIVE flag decides: exactly these keys change on a
+     * running run, every other is refused with a message that names them */
+    const char *want = "all_one_conv, pos_enc, block, block_layers, block_train";
+    char live[256] = "", want_err[512];
+    int nother = 0, refused = 0;
+    for (int i = 0; i < runcfg_nkeys(); i++) {
+        const char *key = runcfg_key_name(i);
+        char v[300];
+        runcfg_get(&r.cfg, i, v, sizeof v);
+        int rc = ach_run_set(&r, key, v, err, sizeof err);
+        snprintf(want_err, sizeof want_err, "'%s' cannot change on a live run; live settings: %s", key, want);
+        if (runcfg_key_live(i)) {
+            ok(rc == 0, "live key %s=%s is accepted on a running run", key, v);
+            snprintf(live + strlen(live), sizeof live - strlen(live), "%s%s", live[0] ? ", " : "", key);
+        } else
+            nother++, refused += rc == -1 && !strcmp(err, want_err);
+    }
+    ok(!strcmp(live, want), "the live keys: %s", live);
+    ok(nother > 30 && refused == nother, "each of the %d other keys is refused (%d), naming the live ones", nother,
+       refused);
+    ok(ach_run_set(&r, "frob", "1", err, sizeof err) == -1 && strstr(err, "'frob' is not a setting; live settings: "),
+       "an unknown key is named as such: %s", err);
     ach_run_close(&r);
 }
 

@@ -14,6 +14,16 @@ done
 for key in $($ACH train --help | awk '/^Keys/ {on=1; next} on {print $1}'); do
     check "man page documents run setting $key" "grep -q -- '^\.B.* $key\( \|\$\|,\)' man/achilles.1"
 done
+# The live keys, as the key table marks them, are the ones the man page says
+# `set` changes and the ones it calls live under RUN SETTINGS.
+live=$($ACH train --help | awk '/^Keys/ {on=1; next} on && / \(live\) \[/ {print $1}' | sort | tr '\n' ' ')
+set_keys=$(sed -n '/^\.BI "set /,/^\.TP/p' man/achilles.1 | sed -n 's/^\.BR\{0,1\} \([a-z_]*\) *[,.]\{0,1\}$/\1/p' |
+    sort | tr '\n' ' ')
+settings_keys=$(sed -n '/^The live ones,/,/^(marked/p' man/achilles.1 | sed -n 's/^\.BR\{0,1\} \([a-z_]*\) *[,.]\{0,1\}$/\1/p' |
+    sort | tr '\n' ' ')
+check "train --help marks live keys" "[ -n '$live' ]"
+check "man page: set changes the live keys ($live)" "[ '$set_keys' = '$live' ]"
+check "man page: RUN SETTINGS names the live keys" "[ '$settings_keys' = '$live' ]"
 # Every device man renders on warns of nothing: PostScript (groff's default),
 # UTF-8, and ASCII and Latin-1 (LANG=C) with man's -mtty-char, which names
 # the glyphs those lack; a glyph no device has would print as nothing.

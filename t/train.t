@@ -153,6 +153,19 @@ for my $b (@bad) {
 }
 ok(!-e "$dir/bad/config.json", 'no run was started by a bad setting');
 
+# a key of the other model family is accepted and ignored, as before the key
+# table had families: one sweep grid or config.json serves both
+($st, $out, $err) = run($ach, 'train', '--quiet', '--out', "$dir/m1", @small, qw(arch=mamba1 headdim=5 epochs=1));
+is($st, 0, 'arch=mamba1 headdim=5 trains (headdim is mamba2 only; 5 would not divide d_inner)') or diag $err;
+is(decode_json(slurp("$dir/m1/config.json") // '{}')->{headdim}, 5, 'config.json keeps the value it ignores');
+my @m1 = keys %{ tensors("$dir/m1/state.safetensors") };
+ok(grep({ $_ eq 'backbone.layers.0.mixer.dt_proj.weight' } @m1), 'the model is Mamba-1');
+($st, $out) = run($ach, 'train', '--help');
+my @live = $out =~ /^  (\S+) .*\(live\) \[/mg;
+is("@live", 'all_one_conv pos_enc block block_layers block_train', 'train --help marks the live keys');
+like($out, qr/^  headdim .*\(mamba2 only\) \[64\]$/m, 'and headdim as mamba2 only');
+like($out, qr/^  dt_rank .*\(mamba1 only\) \[0\]$/m, 'and dt_rank as mamba1 only');
+
 # an existing run is never overwritten
 my %before = map { $_ => md5_hex(slurp("$dir/straight/$_")) } qw(config.json metrics.jsonl state.safetensors);
 ($st, $out, $err) = run($ach, 'train', '--out', "$dir/straight", @quick);

@@ -222,7 +222,11 @@ static void test_commands(void)
     ok(run(&app, "help new") == 0 && page_has(&app, "help new", "new [PRESET | RUN] [key=value ...] [name=NAME]\n"),
        "help new: its usage in the overlay");
     ok(page_has(&app, "help new", "a copy of a run's settings") && !strstr(app.page.text, "paper ["), "and its help, only its");
-    ok(run(&app, "help keys") == 0 && page_has(&app, "run settings", "  all_one_conv"), "help keys: the settings, live ones too");
+    ok(run(&app, "help keys") == 0 && page_has(&app, "run settings", "  all_one_conv    conv1d weights") &&
+           page_has(&app, "run settings", " say (live) [off]\n") &&
+           page_has(&app, "run settings", "  headdim         head size P (mamba2 only) [64]\n") &&
+           page_has(&app, "run settings", "  beta1           AdamW beta1 ["),
+       "help keys: the settings, live ones and one family's marked from the table");
     ok(run(&app, "help heat") == 0 && page_has(&app, "help heatmap", "heatmap [RUN]"),
        "a unique prefix names a command (heat = heatmap)");
     ok(run(&app, "help nosuch") < 0 && log_has(&app, "no command 'nosuch'", 2), "help of no command: in the log");
@@ -256,8 +260,12 @@ static void test_commands(void)
     ok(strstr(lastrec, "\"all_one_conv\":true") != NULL, "the latest metrics record has all_one_conv on");
     ok(strstr(recs, "\"all_one_conv\":false") != NULL, "earlier records have it off");
     free(recs);
-    ok(run(&app, "set 1 gamma=2") < 0 && log_has(&app, "'gamma' cannot change on a live run", 3),
-       "set gamma: not a live setting, and says so");
+    ok(run(&app, "set 1 gamma=2") < 0 &&
+           log_has(&app, "set: 'gamma' cannot change on a live run; live settings: all_one_conv, pos_enc, block, "
+                         "block_layers, block_train; 'new 1 gamma=2' makes a new run with it", 3),
+       "set gamma: not a live setting; says which are and how to make a run with it");
+    ok(run(&app, "set 1 frob=2") < 0 && log_has(&app, "set: 'frob' is not a setting; live settings: all_one_conv", 3),
+       "set frob: not a setting at all");
     ok(run(&app, "pos_enc 1 cosine") < 0 && log_has(&app, "cosine", 3), "pos_enc cosine: a bad value is refused now");
     ok(run(&app, "block key,anchors layers=all") == 0 && wait_log(&app, "block key,anchors from epoch", 30),
        "block key,anchors on the focused run");
@@ -312,8 +320,10 @@ static void test_commands(void)
     ok(run(&app, "stop 1") == 0 && state_of(&app, 1) == RS_DONE, "stop 1: done");
     ok(run(&app, "runs") == 0 && log_has(&app, "stopped at epoch", 3), "runs: the list says it was stopped");
     ok(run(&app, "config 2") == 0 && page_has(&app, "run 2 (second) settings", "\n  d_state         16\n") &&
-           page_has(&app, "run 2 (second) settings", "config.json"),
-       "config 2: the settings in the overlay, one a line");
+           page_has(&app, "run 2 (second) settings", "config.json") &&
+           page_has(&app, "run 2 (second) settings", "\n  dt_rank         0 (mamba2 ignores it)\n") &&
+           page_has(&app, "run 2 (second) settings", "\n  headdim         16\n"),
+       "config 2: the settings in the overlay, one a line; the one its family ignores says so");
     ok(run(&app, "rename 2 twin") == 0 && !strcmp(tui_run_find(&app, 2)->name, "twin"), "rename 2 twin");
     ok(run(&app, "rename twin 7") < 0 && log_has(&app, "cannot be a number", 3), "a name cannot be a number");
     ok(run(&app, "config twin") == 0 && page_has(&app, "run 2 (twin) settings", "n_layer"), "a run by its name: config twin");
@@ -339,6 +349,18 @@ static void test_commands(void)
     tui_free_candidates(c);
     c = tui_complete(&app, "new demo fan=", 9, 13);
     ok(ncands(c) == 3 && has_candidate(c, "fan=shape0"), "complete a setting's value from the settings table: fan=shape0");
+    tui_free_candidates(c);
+    c = tui_complete(&app, "new demo ", 9, 9);
+    ok(has_candidate(c, "headdim=") && !has_candidate(c, "dt_rank=") && has_candidate(c, "d_state="),
+       "complete 'new demo ': the settings of its family, mamba2");
+    tui_free_candidates(c);
+    c = tui_complete(&app, "new demo arch=mamba1 ", 21, 21);
+    ok(!has_candidate(c, "headdim=") && has_candidate(c, "dt_rank=") && has_candidate(c, "d_state="),
+       "complete 'new demo arch=mamba1 ': mamba1's settings");
+    tui_free_candidates(c);
+    c = tui_complete(&app, "pos_enc 1 ", 10, 10);
+    ok(ncands(c) == 3 && has_candidate(c, "sinusoidal") && has_candidate(c, "learned"),
+       "complete 'pos_enc 1 ': its values from the settings table");
     tui_free_candidates(c);
     c = tui_complete(&app, "new demo arch=", 9, 14);
     ok(has_candidate(c, "arch=mamba1") && has_candidate(c, "arch=mamba2"), "complete a setting's value: arch=mamba1|2");

@@ -198,13 +198,14 @@ static int cmd_help(tui *app, int argc, char **argv)
     if (argc > 2) return usage(app, "help", "one command at a time");
     if (argc == 2 && !strcmp(argv[1], "keys")) {
         ach_runcfg d;
-        char v[300];
+        char v[300], help[300];
         runcfg_defaults(&d);
         tui_page_open(app, "run settings");
         tui_page_add(app, "Run settings, key=value for new and paper (those marked live also for set):");
         for (int i = 0; i < runcfg_nkeys(); i++) {
             runcfg_get(&d, i, v, sizeof v);
-            tui_page_add(app, "  %-15s %s [%s]", runcfg_key_name(i), runcfg_key_help(i), v);
+            runcfg_key_describe(i, help, sizeof help);
+            tui_page_add(app, "  %-15s %s [%s]", runcfg_key_name(i), help, v);
         }
         return 0;
     }
@@ -307,10 +308,9 @@ static int cmd_delete(tui *app, int argc, char **argv)
 static int send_set(tui *app, const char *cmd, tui_run *r, const char *key, const char *value)
 {
     char err[1024];
-    if (!ach_run_is_live_key(key)) {
-        tui_log(app, "%s: '%s' cannot change on a live run (live: all_one_conv, pos_enc, block, block_layers, "
-                     "block_train); 'new %d %s=%s' makes a new run with it",
-                cmd, key, r->id, key, value);
+    if (runcfg_live_check(key, err, sizeof err)) {
+        if (runcfg_key_find(key) < 0) return fail(app, cmd, err);
+        tui_log(app, "%s: %s; 'new %d %s=%s' makes a new run with it", cmd, err, r->id, key, value);
         return -1;
     }
     ach_runcfg probe = r->cfg;
@@ -345,12 +345,12 @@ static int cmd_set(tui *app, int argc, char **argv)
     return 0;
 }
 
-static int one_value_set(tui *app, int argc, char **argv, const char *key, const char *choices)
+static int one_value_set(tui *app, int argc, char **argv, const char *key)
 {
     int i = 1;
     tui_run *r = arg_run(app, argc, argv, &i, 1);
     if (!r) return -1;
-    if (argc - i != 1) return usage(app, argv[0], "give one value: %s", choices);
+    if (argc - i != 1) return usage(app, argv[0], "give one value: %s", runcfg_key_choices(runcfg_key_find(key)));
     if (send_set(app, argv[0], r, key, argv[i])) return -1;
     tui_log(app, "run %d: %s %s at the next step boundary", r->id, key, argv[i]);
     return 0;
@@ -358,11 +358,11 @@ static int one_value_set(tui *app, int argc, char **argv, const char *key, const
 
 static int cmd_all_one_conv(tui *app, int argc, char **argv)
 {
-    return one_value_set(app, argc, argv, "all_one_conv", "on or off");
+    return one_value_set(app, argc, argv, "all_one_conv");
 }
 static int cmd_pos_enc(tui *app, int argc, char **argv)
 {
-    return one_value_set(app, argc, argv, "pos_enc", "none, sinusoidal or learned");
+    return one_value_set(app, argc, argv, "pos_enc");
 }
 
 static int cmd_block(tui *app, int argc, char **argv)
@@ -577,9 +577,11 @@ static int cmd_config(tui *app, int argc, char **argv)
     tui_page_open(app, title);
     tui_page_add(app, "From %s/config.json ('new %d key=value ...' makes a run like it):", r->dir, r->id);
     for (int n = 0; n < runcfg_nkeys(); n++) {
-        char v[300];
+        char v[300], note[48] = "";
         runcfg_get(&r->cfg, n, v, sizeof v);
-        tui_page_add(app, "  %-15s %s", runcfg_key_name(n), v);
+        if (!runcfg_key_applies(n, r->cfg.model.arch))
+            snprintf(note, sizeof note, " (%s ignores it)", cfg_arch_name(r->cfg.model.arch));
+        tui_page_add(app, "  %-15s %s%s", runcfg_key_name(n), v, note);
     }
     return 0;
 }
@@ -687,9 +689,9 @@ const tui_command tui_commands[] = {
     {"delete", "RUN", "remove a run from the session, with its run directory", cmd_delete, COMPLETE_RUN},
     {"set", "[RUN] key=value ...", "change live settings of a run at the next step boundary", cmd_set, COMPLETE_LIVE},
     {"all_one_conv", "[RUN] on|off", "every conv1d weight 1, bias 0, frozen (or back to learning)", cmd_all_one_conv,
-     COMPLETE_ONOFF},
+     COMPLETE_SETTING},
     {"pos_enc", "[RUN] none|sinusoidal|learned", "positional encoding added to the embeddings", cmd_pos_enc,
-     COMPLETE_POSENC},
+     COMPLETE_SETTING},
     {"block", "[RUN] POSITIONS [layers=all|LIST] [train=on|off]",
      "block the SSM's flow from key/anchor positions (none, key, anchor1, anchor2, anchors, indices)", cmd_block,
      COMPLETE_BLOCK},
@@ -920,12 +922,28 @@ static void add_kv(cands *c, const char *word, const char *const *keys, int nkey
     }
 }
 
-static void add_setting_keys(cands *c, const char *word, int live_only)
+/* The model family of the run a line speaks of so far: its base (the run
+ * whose number follows the command, else the defaults) with the key=value
+ * words typed before. */
+static ach_arch line_arch(tui *app, int argc, char **argv)
+{
+    ach_runcfg c;
+    char err[256];
+    tui_run *src = argc > 1 && is_uint(argv[1]) ? tui_run_find(app, (int)strtol(argv[1], NULL, 10)) : NULL;
+    if (src) c = src->cfg;
+    else runcfg_defaults(&c);
+    for (int i = 1; i < argc; i++) runcfg_assign(&c, argv[i], err, sizeof err); /* a bad word changes nothing */
+    return c.model.arch;
+}
+
+/* The settings of this model family; with live_only those a running run
+ * may change (set). */
+static void add_setting_keys(cands *c, const char *word, int live_only, ach_arch arch)
 {
     const char *keys[160];
     int n = 0;
     for (int i = 0; i < runcfg_nkeys() && n < 150; i++)
-        if (!live_only || ach_run_is_live_key(runcfg_key_name(i))) keys[n++] = runcfg_key_name(i);
+        if ((!live_only || runcfg_key_live(i)) && runcfg_key_applies(i, arch)) keys[n++] = runcfg_key_name(i);
     if (!live_only) keys[n++] = "name";
     add_kv(c, word, keys, n);
 }
@@ -973,21 +991,19 @@ char **tui_complete(tui *app, const char *line, int start, int end)
             add_presets(&c);
             add_run_ids(&c, app);
         }
-        add_setting_keys(&c, word, 0);
+        add_setting_keys(&c, word, 0, line_arch(app, argc, argv));
         break;
-    case COMPLETE_KEYS: add_setting_keys(&c, word, 0); break;
+    case COMPLETE_KEYS: add_setting_keys(&c, word, 0, line_arch(app, argc, argv)); break;
     case COMPLETE_RUN:
         if (pos == 0) add_runs(&c, app);
         break;
     case COMPLETE_LIVE:
         if (pos == 0 && !strchr(word, '=')) add_runs(&c, app);
-        add_setting_keys(&c, word, 1);
+        add_setting_keys(&c, word, 1, line_arch(app, argc, argv));
         break;
-    case COMPLETE_ONOFF:
-    case COMPLETE_POSENC:
+    case COMPLETE_SETTING:
         if (pos == 0) add_runs(&c, app);
-        if (pos == 0 || (pos == 1 && has_run))
-            add_words(&c, cmd->complete == COMPLETE_ONOFF ? "on off" : "none sinusoidal learned");
+        if (pos == 0 || (pos == 1 && has_run)) add_words(&c, key_choices(cmd->name));
         break;
     case COMPLETE_BLOCK: {
         static const char *const opts[] = {"layers", "train"};

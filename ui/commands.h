@@ -14,8 +14,7 @@ typedef enum {
     COMPLETE_KEYS,     /* settings */
     COMPLETE_RUN,      /* run ids */
     COMPLETE_LIVE,     /* run ids, then live settings */
-    COMPLETE_ONOFF,    /* run ids, then on|off */
-    COMPLETE_POSENC,   /* run ids, then none|sinusoidal|learned */
+    COMPLETE_SETTING,  /* run ids, then the values of the setting the command is named after */
     COMPLETE_BLOCK,    /* run ids, then positions, layers=, train= */
     COMPLETE_EVAL,     /* block|subst, then their options */
     COMPLETE_HEATMAP,  /* cos|attn|off and options */

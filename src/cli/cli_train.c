@@ -34,6 +34,8 @@ const char *cli_train_help =
     "                  optimizer steps: for time-sliced jobs; --resume continues\n"
     "\n"
     "Ctrl-C or SIGTERM stops after the current step and saves the state.\n"
+    "Keys marked (live) may also change on a running run (the workbench's set);\n"
+    "a key marked (mamba1 only) or (mamba2 only) is ignored by the other family.\n"
     "Keys (key=value) [default]; 'man achilles' has the details:\n";
 
 static volatile sig_atomic_t stop_requested;
@@ -42,12 +44,13 @@ static void on_signal(int sig) { stop_requested = sig; }
 static void print_help(FILE *f)
 {
     ach_runcfg d;
-    char v[300];
+    char v[300], help[300];
     runcfg_defaults(&d);
     fputs(cli_train_help, f);
     for (int i = 0; i < runcfg_nkeys(); i++) {
         runcfg_get(&d, i, v, sizeof v);
-        fprintf(f, "  %-16s %s [%s]\n", runcfg_key_name(i), runcfg_key_help(i), v);
+        runcfg_key_describe(i, help, sizeof help);
+        fprintf(f, "  %-16s %s [%s]\n", runcfg_key_name(i), help, v);
     }
 }
 

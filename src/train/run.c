@@ -61,22 +61,12 @@ static void model_config(const ach_runcfg *c, const ach_task *t, ach_config *m)
     m->pos_max_len = m->pos_enc == POS_LEARNED ? t->seq_len : 0;
 }
 
-static const char *live_keys[] = {"all_one_conv", "pos_enc", "block", "block_layers", "block_train"};
-#define NLIVE (int)(sizeof live_keys / sizeof live_keys[0])
-
-int ach_run_is_live_key(const char *key)
-{
-    for (int i = 0; i < NLIVE; i++)
-        if (!strcmp(key, live_keys[i])) return 1;
-    return 0;
-}
-
 /* The current values of the live keys, as a JSON object text (malloc'd). */
 static char *live_json(const ach_runcfg *c)
 {
     cJSON *o = cJSON_CreateObject();
     for (int k = 0; k < runcfg_nkeys(); k++)
-        if (ach_run_is_live_key(runcfg_key_name(k))) {
+        if (runcfg_key_live(k)) {
             char v[300];
             runcfg_get(c, k, v, sizeof v);
             cJSON_AddStringToObject(o, runcfg_key_name(k), v);
@@ -700,9 +690,9 @@ int ach_run_resume(ach_run *r, const char *dir, const ach_kernels *k, char *err,
         goto out;
     }
     for (const cJSON *it = live->child; it; it = it->next)
-        if (!ach_run_is_live_key(it->string) || !cJSON_IsString(it) ||
+        if (!runcfg_key_live(runcfg_key_find(it->string)) || !cJSON_IsString(it) ||
             runcfg_set(&r->cfg, it->string, it->valuestring, path, err, errlen)) {
-            if (!ach_run_is_live_key(it->string) || !cJSON_IsString(it))
+            if (!runcfg_key_live(runcfg_key_find(it->string)) || !cJSON_IsString(it))
                 snprintf(err, errlen, "%s: run_live: '%s' is not a live setting", path, it->string);
             goto out;
         }
@@ -784,11 +774,7 @@ out:
 
 int ach_run_set(ach_run *r, const char *key, const char *value, char *err, size_t errlen)
 {
-    if (!ach_run_is_live_key(key)) {
-        snprintf(err, errlen, "'%s' cannot change on a live run; live settings: all_one_conv, pos_enc, block, "
-                 "block_layers, block_train", key);
-        return -1;
-    }
+    if (runcfg_live_check(key, err, errlen)) return -1;
     ach_runcfg old = r->cfg;
     ach_block_spec probe;
     if (runcfg_set(&r->cfg, key, value, "set", err, errlen) ||

@@ -85,13 +85,10 @@ int ach_run_resume(ach_run *r, const char *dir, const ach_kernels *k, char *err,
  * checkpoints (RUN_EPOCH, metrics in r->last). RUN_DONE when the run has
  * finished (epochs reached or early stopping: r->stop_reason). */
 ach_run_status ach_run_advance(ach_run *r, char *err, size_t errlen);
-/* Live settings, applied from the next step on and recorded in
- * DIR/interventions.jsonl and in every later metrics record: all_one_conv
- * on|off, pos_enc none|sinusoidal|learned, block POSITIONS (none, key,
- * anchor1, anchor2, anchors, indices), block_layers all|0,1,..., block_train
- * on|off. Other keys cannot change on a live run (-1 with a message). */
+/* Live settings (the keys runcfg_key_live marks), applied from the next
+ * step on and recorded in DIR/interventions.jsonl and in every later metrics
+ * record. Other keys cannot change on a live run (-1 with a message). */
 int ach_run_set(ach_run *r, const char *key, const char *value, char *err, size_t errlen);
-int ach_run_is_live_key(const char *key);
 
 /* Writes state.safetensors (the run can resume from here, even mid-epoch). */
 int ach_run_save_state(ach_run *r, char *err, size_t errlen);

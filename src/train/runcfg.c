@@ -23,51 +23,59 @@ typedef struct {
     double lo, hi;         /* numeric range */
     const char *choices;   /* T_ENUM: "a|b|c", value = index */
     const char *help;
+    unsigned flags;        /* LIVE, FAMILY(...) */
 } key_def;
+
+/* A live key may change on a running run (ach_run_set, the workbench's set).
+ * FAMILY(arch) bits name the model families a key applies to; a key with
+ * none applies to every family. */
+#define LIVE 1u
+#define FAMILY(arch) (1u << (4 + (arch)))
+#define FAMILY_BITS (~0u << 4)
 
 #define F(field) offsetof(ach_runcfg, field)
 static const key_def keys[] = {
-    {"preset", T_STR, F(preset), sizeof(((ach_runcfg *)0)->preset), 0, 0, NULL, "task preset: a name in data/ or a path to a JSON file"},
-    {"seq_len", T_INT, F(seq_len), 0, 0, 4096, NULL, "sequence length; 0 = the preset's"},
-    {"key_offset", T_INT, F(key_offset), 0, -1, 4096, NULL, "key rule's position offset: key mod M vs (p + offset) mod M; -1 = the preset's"},
-    {"arch", T_ENUM, F(model.arch), 0, 0, 0, "|mamba1|mamba2", "mixer: mamba1 or mamba2"},
-    {"n_layer", T_INT, F(model.n_layer), 0, 1, 64, NULL, "residual blocks"},
-    {"d_model", T_INT, F(model.d_model), 0, 1, 8192, NULL, "model width D"},
-    {"d_state", T_INT, F(model.d_state), 0, 1, 4096, NULL, "SSM state size N"},
-    {"d_conv", T_INT, F(model.d_conv), 0, 1, 64, NULL, "conv1d taps K"},
-    {"expand", T_INT, F(model.expand), 0, 1, 16, NULL, "inner width = expand * d_model"},
-    {"headdim", T_INT, F(model.headdim), 0, 1, 8192, NULL, "Mamba-2 head size P"},
-    {"dt_rank", T_INT, F(model.dt_rank), 0, 0, 8192, NULL, "Mamba-1 dt rank; 0 = ceil(d_model/16)"},
-    {"init", T_ENUM, F(model.init), 0, 0, 0, "gamma|reference", "initialisation: the paper's gamma rule or mamba_ssm's defaults"},
-    {"gamma", T_DBL, F(model.gamma), 0, 0, 10, NULL, "initialisation rate: weights ~ N(0, (fan^-gamma)^2)"},
-    {"gamma_tensors", T_KINDS, F(model.gamma_kinds), 0, 0, 0, NULL, "tensors gamma touches: all, none or embedding,in_proj,conv,x_proj,dt_proj,out_proj"},
-    {"fan", T_ENUM, F(model.fan_rule), 0, 0, 0, "in|out|shape0", "d1 of the gamma rule: torch's fan-in or fan-out, or weight.shape[0] without the receptive field"},
-    {"gamma_bias", T_ENUM, F(model.dt_bias_zero), 0, 0, 0, "reference|zero", "under gamma: the dt bias as the reference inits it, or zero like every other bias"},
-    {"seed", T_U64, F(seed), 0, 0, 0, NULL, "random seed of the whole run (init, data, shuffling)"},
-    {"epochs", T_INT, F(epochs), 0, 0, 1000000, NULL, "training epochs"},
-    {"batch_size", T_INT, F(batch_size), 0, 1, 1 << 20, NULL, "sequences per step"},
-    {"lr_min", T_DBL, F(optim.lr_min), 0, 0, 1, NULL, "learning rate at the start and the end"},
-    {"lr_max", T_DBL, F(optim.lr_max), 0, 0, 1, NULL, "learning rate after warmup"},
-    {"warmup_epochs", T_DBL, F(optim.warmup_epochs), 0, 0, 1e6, NULL, "linear warmup length in epochs"},
-    {"lr_schedule", T_ENUM, F(lr_schedule), 0, 0, 0, "epoch|step", "learning rate changes once per epoch or every step"},
-    {"beta1", T_DBL, F(optim.beta1), 0, 0, 0.999999, NULL, "AdamW beta1"},
-    {"beta2", T_DBL, F(optim.beta2), 0, 0, 0.999999, NULL, "AdamW beta2"},
-    {"eps", T_DBL, F(optim.eps), 0, 0, 1, NULL, "AdamW epsilon"},
-    {"weight_decay", T_DBL, F(optim.weight_decay), 0, 0, 10, NULL, "AdamW decoupled weight decay"},
-    {"no_decay", T_KINDS, F(optim.no_decay_kinds), 0, 0, 0, NULL, "tensor kinds without weight decay: none (default) or a list as gamma_tensors, plus bias,dt_bias,A_log,D,norm"},
-    {"clip", T_DBL, F(optim.clip), 0, 0, 1e6, NULL, "gradient clipping at this global norm; 0 = off"},
-    {"ckpt_every", T_INT, F(ckpt_every), 0, 0, 1000000, NULL, "epochs between checkpoints (0: epoch 0 and the end only)"},
-    {"patience", T_INT, F(patience), 0, 0, 1000000, NULL, "stop after this many epochs without improvement; 0 = off"},
-    {"patience_metric", T_ENUM, F(patience_metric), 0, 0, 0, "test_loss|acc_seen|acc43_comp|acc43_sym", "what early stopping watches"},
-    {"threads", T_INT, F(threads), 0, 0, 1024, NULL, "CPU threads; 0 = all online CPUs (results do not depend on it)"},
-    {"all_one_conv", T_ENUM, F(all_one_conv), 0, 0, 0, "off|on", "conv1d weights set to 1, bias to 0, as all_one_* say (live)"},
-    {"all_one_mode", T_ENUM, F(all_one_mode), 0, 0, 0, "frozen|trained", "all-one weights frozen, or set to 1 when switched on and then trained"},
-    {"all_one_channels", T_ENUM, F(all_one_channels), 0, 0, 0, "all|x", "all-one on every conv channel (x, B, C) or the x channels only"},
-    {"all_one_bias", T_ENUM, F(all_one_bias), 0, 0, 0, "frozen|trained", "the conv bias of all-one channels: 0 and frozen, or set to 0 and trained"},
-    {"pos_enc", T_ENUM, F(model.pos_enc), 0, 0, 0, "none|sinusoidal|learned", "positional encoding added to the embeddings (live)"},
-    {"block", T_STR, F(block), sizeof(((ach_runcfg *)0)->block), 0, 0, NULL, "source positions blocked in the SSM: none, key, anchor1, anchor2, anchors or indices (live)"},
-    {"block_layers", T_STR, F(block_layers), sizeof(((ach_runcfg *)0)->block_layers), 0, 0, NULL, "layers blocking applies to: all or a list (live)"},
-    {"block_train", T_ENUM, F(block_train), 0, 0, 0, "off|on", "block while training too, not only in evaluation (live)"},
+    {"preset", T_STR, F(preset), sizeof(((ach_runcfg *)0)->preset), 0, 0, NULL, "task preset: a name in data/ or a path to a JSON file", 0},
+    {"seq_len", T_INT, F(seq_len), 0, 0, 4096, NULL, "sequence length; 0 = the preset's", 0},
+    {"key_offset", T_INT, F(key_offset), 0, -1, 4096, NULL, "key rule's position offset: key mod M vs (p + offset) mod M; -1 = the preset's", 0},
+    {"arch", T_ENUM, F(model.arch), 0, 0, 0, "|mamba1|mamba2", "mixer: mamba1 or mamba2", 0},
+    {"n_layer", T_INT, F(model.n_layer), 0, 1, 64, NULL, "residual blocks", 0},
+    {"d_model", T_INT, F(model.d_model), 0, 1, 8192, NULL, "model width D", 0},
+    {"d_state", T_INT, F(model.d_state), 0, 1, 4096, NULL, "SSM state size N", 0},
+    {"d_conv", T_INT, F(model.d_conv), 0, 1, 64, NULL, "conv1d taps K", 0},
+    {"expand", T_INT, F(model.expand), 0, 1, 16, NULL, "inner width = expand * d_model", 0},
+    {"headdim", T_INT, F(model.headdim), 0, 1, 8192, NULL, "head size P", FAMILY(ARCH_MAMBA2)},
+    {"dt_rank", T_INT, F(model.dt_rank), 0, 0, 8192, NULL, "dt rank; 0 = ceil(d_model/16)", FAMILY(ARCH_MAMBA1)},
+    {"init", T_ENUM, F(model.init), 0, 0, 0, "gamma|reference", "initialisation: the paper's gamma rule or mamba_ssm's defaults", 0},
+    {"gamma", T_DBL, F(model.gamma), 0, 0, 10, NULL, "initialisation rate: weights ~ N(0, (fan^-gamma)^2)", 0},
+    {"gamma_tensors", T_KINDS, F(model.gamma_kinds), 0, 0, 0, NULL, "tensors gamma touches: all, none or embedding,in_proj,conv,x_proj,dt_proj,out_proj", 0},
+    {"fan", T_ENUM, F(model.fan_rule), 0, 0, 0, "in|out|shape0", "d1 of the gamma rule: torch's fan-in or fan-out, or weight.shape[0] without the receptive field", 0},
+    {"gamma_bias", T_ENUM, F(model.dt_bias_zero), 0, 0, 0, "reference|zero", "under gamma: the dt bias as the reference inits it, or zero like every other bias", 0},
+    {"seed", T_U64, F(seed), 0, 0, 0, NULL, "random seed of the whole run (init, data, shuffling)", 0},
+    {"epochs", T_INT, F(epochs), 0, 0, 1000000, NULL, "training epochs", 0},
+    {"batch_size", T_INT, F(batch_size), 0, 1, 1 << 20, NULL, "sequences per step", 0},
+    {"lr_min", T_DBL, F(optim.lr_min), 0, 0, 1, NULL, "learning rate at the start and the end", 0},
+    {"lr_max", T_DBL, F(optim.lr_max), 0, 0, 1, NULL, "learning rate after warmup", 0},
+    {"warmup_epochs", T_DBL, F(optim.warmup_epochs), 0, 0, 1e6, NULL, "linear warmup length in epochs", 0},
+    {"lr_schedule", T_ENUM, F(lr_schedule), 0, 0, 0, "epoch|step", "learning rate changes once per epoch or every step", 0},
+    {"beta1", T_DBL, F(optim.beta1), 0, 0, 0.999999, NULL, "AdamW beta1", 0},
+    {"beta2", T_DBL, F(optim.beta2), 0, 0, 0.999999, NULL, "AdamW beta2", 0},
+    {"eps", T_DBL, F(optim.eps), 0, 0, 1, NULL, "AdamW epsilon", 0},
+    {"weight_decay", T_DBL, F(optim.weight_decay), 0, 0, 10, NULL, "AdamW decoupled weight decay", 0},
+    {"no_decay", T_KINDS, F(optim.no_decay_kinds), 0, 0, 0, NULL, "tensor kinds without weight decay: none (default) or a list as gamma_tensors, plus bias,dt_bias,A_log,D,norm", 0},
+    {"clip", T_DBL, F(optim.clip), 0, 0, 1e6, NULL, "gradient clipping at this global norm; 0 = off", 0},
+    {"ckpt_every", T_INT, F(ckpt_every), 0, 0, 1000000, NULL, "epochs between checkpoints (0: epoch 0 and the end only)", 0},
+    {"patience", T_INT, F(patience), 0, 0, 1000000, NULL, "stop after this many epochs without improvement; 0 = off", 0},
+    {"patience_metric", T_ENUM, F(patience_metric), 0, 0, 0, "test_loss|acc_seen|acc43_comp|acc43_sym", "what early stopping watches", 0},
+    {"threads", T_INT, F(threads), 0, 0, 1024, NULL, "CPU threads; 0 = all online CPUs (results do not depend on it)", 0},
+    {"all_one_conv", T_ENUM, F(all_one_conv), 0, 0, 0, "off|on", "conv1d weights set to 1, bias to 0, as all_one_* say", LIVE},
+    {"all_one_mode", T_ENUM, F(all_one_mode), 0, 0, 0, "frozen|trained", "all-one weights frozen, or set to 1 when switched on and then trained", 0},
+    {"all_one_channels", T_ENUM, F(all_one_channels), 0, 0, 0, "all|x", "all-one on every conv channel (x, B, C) or the x channels only", 0},
+    {"all_one_bias", T_ENUM, F(all_one_bias), 0, 0, 0, "frozen|trained", "the conv bias of all-one channels: 0 and frozen, or set to 0 and trained", 0},
+    {"pos_enc", T_ENUM, F(model.pos_enc), 0, 0, 0, "none|sinusoidal|learned", "positional encoding added to the embeddings", LIVE},
+    {"block", T_STR, F(block), sizeof(((ach_runcfg *)0)->block), 0, 0, NULL, "source positions blocked in the SSM: none, key, anchor1, anchor2, anchors or indices", LIVE},
+    {"block_layers", T_STR, F(block_layers), sizeof(((ach_runcfg *)0)->block_layers), 0, 0, NULL, "layers blocking applies to: all or a list", LIVE},
+    {"block_train", T_ENUM, F(block_train), 0, 0, 0, "off|on", "block while training too, not only in evaluation", LIVE},
 };
 #define NKEYS (int)(sizeof keys / sizeof keys[0])
 
@@ -75,11 +83,38 @@ int runcfg_nkeys(void) { return NKEYS; }
 const char *runcfg_key_name(int i) { return keys[i].name; }
 const char *runcfg_key_help(int i) { return keys[i].help; }
 const char *runcfg_key_choices(int i) { return keys[i].type == T_ENUM ? keys[i].choices : NULL; }
+int runcfg_key_live(int i) { return i >= 0 && (keys[i].flags & LIVE); }
+
+int runcfg_key_applies(int i, ach_arch arch)
+{
+    return !(keys[i].flags & FAMILY_BITS) || (keys[i].flags & FAMILY(arch));
+}
 
 int runcfg_key_find(const char *name)
 {
     for (int i = 0; i < NKEYS; i++)
         if (!strcmp(keys[i].name, name)) return i;
+    return -1;
+}
+
+void runcfg_key_describe(int i, char *buf, size_t n)
+{
+    size_t len = snprintf(buf, n, "%s%s", keys[i].help, keys[i].flags & LIVE ? " (live)" : "");
+    if (!(keys[i].flags & FAMILY_BITS)) return;
+    const char *sep = " (";
+    for (ach_arch a = ARCH_MAMBA1; a <= ARCH_MAMBA2 && len < n; a++)
+        if (runcfg_key_applies(i, a)) len += snprintf(buf + len, n - len, "%s%s", sep, cfg_arch_name(a)), sep = ", ";
+    if (len < n) snprintf(buf + len, n - len, " only)");
+}
+
+int runcfg_live_check(const char *key, char *err, size_t errlen)
+{
+    if (runcfg_key_live(runcfg_key_find(key))) return 0;
+    size_t len = snprintf(err, errlen, "'%s' %s; live settings:", key,
+                          runcfg_key_find(key) < 0 ? "is not a setting" : "cannot change on a live run");
+    const char *sep = " ";
+    for (int i = 0; i < NKEYS && len < errlen; i++)
+        if (keys[i].flags & LIVE) len += snprintf(err + len, errlen - len, "%s%s", sep, keys[i].name), sep = ", ";
     return -1;
 }
 

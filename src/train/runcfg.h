@@ -58,6 +58,17 @@ const char *runcfg_key_help(int i);
 const char *runcfg_key_choices(int i);
 /* Index of the key called `name`, or -1. */
 int runcfg_key_find(const char *name);
+/* Key i may change on a running run (ach_run_set, the workbench's set); 0
+ * for i = -1, so runcfg_key_live(runcfg_key_find(name)) asks by name. */
+int runcfg_key_live(int i);
+/* Key i means something to this model family (headdim: mamba2, dt_rank:
+ * mamba1). A key of another family is accepted and ignored, so one sweep
+ * grid or config.json serves both architectures. */
+int runcfg_key_applies(int i, ach_arch arch);
+/* Key i's help with its flags: "... (live)", "... (mamba2 only)". */
+void runcfg_key_describe(int i, char *buf, size_t n);
+/* 0 when `key` is live; else -1 and a message naming the live keys. */
+int runcfg_live_check(const char *key, char *err, size_t errlen);
 /* The current value of key i as text (buf of n bytes). */
 void runcfg_get(const ach_runcfg *c, int i, char *buf, size_t n);
 #endif
