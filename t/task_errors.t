@@ -60,6 +60,7 @@ my @cases = (
     ['unknown key rule', sub { $_[0]{splits}{test}{key_vs_position} = 'same' },
         qr/field 'splits\.test\.key_vs_position': 'same' is not one of 'any', 'differs', 'equals'/],
     ['pair listed twice', sub { $_[0]{splits}{test}{pairs} = [[4, 3], [4, 3]] }, qr/field 'splits\.test\.pairs\[1\]': pair 43 is listed twice/],
+    ['unknown task kind', sub { $_[0]{kind} = 'nonsense' }, qr/field 'kind': 'nonsense' is not a task kind \('composite'\)/],
     ['malformed JSON', "{\n  \"name\": \"x\",\n  \"seq_len\": 8,,\n}\n", qr/malformed JSON at line 3/],
     ['not an object', '[1, 2]', qr/expected a JSON object/],
     ['repeated key', '{"name": "a", "name": "b"}', qr/field 'name' appears twice/],

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "kind.h"
 #include "rng.h"
 
 #ifndef ACH_DATADIR
@@ -392,16 +393,54 @@ static int check_labels(ctx *c, const ach_task *t)
     return 0;
 }
 
-int task_from_json(ach_task *t, const char *json, const char *where, char *err, size_t errlen)
+/* The composite kind's parser: every field of data/README.md. */
+static int composite_parse(ach_task *t, const cJSON *o, const char *where, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"name", "description", "seq_len", "vocab_size", "key_tokens", "noise_tokens",
-                                       "key_positions", "anchors", "label_modulus", "special_pairs", "held_out",
-                                       "key_rule", "splits", NULL};
+    static const char *const keys[] = {"kind", "name", "description", "seq_len", "vocab_size", "key_tokens",
+                                       "noise_tokens", "key_positions", "anchors", "label_modulus", "special_pairs",
+                                       "held_out", "key_rule", "splits", NULL};
     static const char *const rule_keys[] = {"modulus", "position_offset", NULL};
     static const char *const split_keys[] = {"train", "test", NULL};
     ctx c = {where, err, errlen};
-    const char *end = NULL, *s = NULL;
-    int rc = -1, direct[TASK_MAX_PAIRS] = {0};
+    const char *s = NULL;
+    int direct[TASK_MAX_PAIRS] = {0};
+    if (check_keys(&c, o, "", keys)) return -1;
+    if (get_string(&c, member(o, "name"), "name", &s)) return -1;
+    if (!*s || strlen(s) >= sizeof t->name) return fail(&c, "name", "expected 1 to %zu characters", sizeof t->name - 1);
+    snprintf(t->name, sizeof t->name, "%s", s);
+    if (get_string(&c, member(o, "description"), "description", &s)) return -1;
+    if (!(t->description = strdup(s))) return fail(&c, "description", "out of memory");
+    if (get_int(&c, member(o, "seq_len"), "seq_len", 3, 4096, &t->seq_len) ||
+        get_int(&c, member(o, "vocab_size"), "vocab_size", 2, 1 << 20, &t->vocab_size) ||
+        get_range(&c, member(o, "key_tokens"), "key_tokens", t->vocab_size, "vocab_size", &t->key_lo, &t->key_hi) ||
+        get_range(&c, member(o, "noise_tokens"), "noise_tokens", t->vocab_size, "vocab_size", &t->noise_lo, &t->noise_hi) ||
+        get_range(&c, member(o, "key_positions"), "key_positions", t->seq_len - 2, "seq_len - 2, so both anchors fit",
+                  &t->pos_lo, &t->pos_hi))
+        return -1;
+    const cJSON *m = member(o, "label_modulus");
+    if (m && !cJSON_IsNull(m) && get_int(&c, m, "label_modulus", 1, t->vocab_size, &t->label_modulus)) return -1;
+    if (parse_anchors(&c, t, member(o, "anchors")) || parse_special(&c, t, member(o, "special_pairs"), direct) ||
+        parse_held_out(&c, t, member(o, "held_out"), direct))
+        return -1;
+    const cJSON *kr = member(o, "key_rule");
+    if (want_object(&c, kr, "key_rule") || check_keys(&c, kr, "key_rule", rule_keys) ||
+        get_int(&c, member(kr, "modulus"), "key_rule.modulus", 1, 1 << 20, &t->key_mod))
+        return -1;
+    if (member(kr, "position_offset") &&
+        get_int(&c, member(kr, "position_offset"), "key_rule.position_offset", -(1 << 20), 1 << 20, &t->key_offset))
+        return -1;
+    const cJSON *sp = member(o, "splits");
+    if (want_object(&c, sp, "splits") || check_keys(&c, sp, "splits", split_keys) ||
+        parse_split(&c, t, member(sp, "train"), TASK_TRAIN) || parse_split(&c, t, member(sp, "test"), TASK_TEST) ||
+        check_labels(&c, t))
+        return -1;
+    return 0;
+}
+
+int task_from_json(ach_task *t, const char *json, const char *where, char *err, size_t errlen)
+{
+    const char *end = NULL;
+    int rc = -1;
     memset(t, 0, sizeof *t);
     snprintf(t->path, sizeof t->path, "%s", where);
     cJSON *o = cJSON_ParseWithOpts(json, &end, 1);
@@ -414,48 +453,8 @@ int task_from_json(ach_task *t, const char *json, const char *where, char *err, 
         snprintf(err, errlen, "%s: malformed JSON at line %d, column %d", where, line, col);
         return -1;
     }
-    if (!cJSON_IsObject(o)) {
-        snprintf(err, errlen, "%s: expected a JSON object", where);
-        goto out;
-    }
-    if (check_keys(&c, o, "", keys)) goto out;
-    if (get_string(&c, member(o, "name"), "name", &s)) goto out;
-    if (!*s || strlen(s) >= sizeof t->name) {
-        fail(&c, "name", "expected 1 to %zu characters", sizeof t->name - 1);
-        goto out;
-    }
-    snprintf(t->name, sizeof t->name, "%s", s);
-    if (get_string(&c, member(o, "description"), "description", &s)) goto out;
-    if (!(t->description = strdup(s))) {
-        fail(&c, "description", "out of memory");
-        goto out;
-    }
-    if (get_int(&c, member(o, "seq_len"), "seq_len", 3, 4096, &t->seq_len) ||
-        get_int(&c, member(o, "vocab_size"), "vocab_size", 2, 1 << 20, &t->vocab_size) ||
-        get_range(&c, member(o, "key_tokens"), "key_tokens", t->vocab_size, "vocab_size", &t->key_lo, &t->key_hi) ||
-        get_range(&c, member(o, "noise_tokens"), "noise_tokens", t->vocab_size, "vocab_size", &t->noise_lo, &t->noise_hi) ||
-        get_range(&c, member(o, "key_positions"), "key_positions", t->seq_len - 2, "seq_len - 2, so both anchors fit",
-                  &t->pos_lo, &t->pos_hi))
-        goto out;
-    const cJSON *m = member(o, "label_modulus");
-    if (m && !cJSON_IsNull(m) && get_int(&c, m, "label_modulus", 1, t->vocab_size, &t->label_modulus)) goto out;
-    if (parse_anchors(&c, t, member(o, "anchors")) || parse_special(&c, t, member(o, "special_pairs"), direct) ||
-        parse_held_out(&c, t, member(o, "held_out"), direct))
-        goto out;
-    const cJSON *kr = member(o, "key_rule");
-    if (want_object(&c, kr, "key_rule") || check_keys(&c, kr, "key_rule", rule_keys) ||
-        get_int(&c, member(kr, "modulus"), "key_rule.modulus", 1, 1 << 20, &t->key_mod))
-        goto out;
-    if (member(kr, "position_offset") &&
-        get_int(&c, member(kr, "position_offset"), "key_rule.position_offset", -(1 << 20), 1 << 20, &t->key_offset))
-        goto out;
-    const cJSON *sp = member(o, "splits");
-    if (want_object(&c, sp, "splits") || check_keys(&c, sp, "splits", split_keys) ||
-        parse_split(&c, t, member(sp, "train"), TASK_TRAIN) || parse_split(&c, t, member(sp, "test"), TASK_TEST) ||
-        check_labels(&c, t))
-        goto out;
-    rc = 0;
-out:
+    if (!cJSON_IsObject(o)) snprintf(err, errlen, "%s: expected a JSON object", where);
+    else if ((t->kind = task_kind_of(o, where, err, errlen))) rc = t->kind->parse(t, o, where, err, errlen);
     cJSON_Delete(o);
     if (rc) task_free(t);
     return rc;
@@ -621,3 +620,81 @@ void task_sequence(const ach_task *t, uint64_t seed, int split, uint64_t i, int3
         info->label_sym = task_label(t, key, pr->sym_shift);
     }
 }
+
+/* --- the composite kind -------------------------------------------------- */
+
+static const char *const composite_splits[] = {"train", "test"};
+
+/* The records' keys and column order since the first runs: reports, sweeps
+ * and old run directories read these names. */
+enum { M_TEST_LOSS, M_ACC43_COMP, M_ACC43_SYM, M_ACC_SEEN, M_COUNT };
+static const ach_metric_def composite_metrics[M_COUNT] = {
+    {"test_loss", "test", "mean cross-entropy over the test split", 0, 9},
+    {"acc43_comp", "comp43", "held-out pair 43 against the compositional answer (NaN if the test split lacks it)", 1, 6},
+    {"acc43_sym", "sym43", "held-out pair 43 against the symmetric answer (NaN if the test split lacks it)", 1, 6},
+    {"acc_seen", "seen", "accuracy over the test split's pairs seen in training", 1, 6},
+};
+
+typedef struct {
+    double loss;
+    long n;
+    long correct[TASK_MAX_PAIRS], comp[TASK_MAX_PAIRS], sym[TASK_MAX_PAIRS], count[TASK_MAX_PAIRS];
+} composite_acc;
+
+static void composite_score_add(const ach_task *t, void *accp, const int32_t *labels, const ach_seq_info *info,
+                                const int32_t *pred, int n, double loss_sum)
+{
+    composite_acc *acc = accp;
+    acc->loss += loss_sum;
+    acc->n += n;
+    for (int b = 0; b < n; b++) {
+        int p = info[b].pair;
+        acc->count[p]++;
+        acc->correct[p] += pred[b] == labels[b];
+        acc->comp[p] += pred[b] == info[b].label_comp;
+        acc->sym[p] += pred[b] == info[b].label_sym;
+    }
+}
+
+/* Per pair in the split's layout order, the seen pairs pooled, and pair 43
+ * against both of its answers. */
+static void composite_score_end(const ach_task *t, int split, const void *accp, ach_named_metrics *out)
+{
+    const composite_acc *acc = accp;
+    const ach_split *sp = &t->split[split];
+    long seen_ok = 0, seen_n = 0;
+    int held = task_pair_index(t, 4, 3);
+    out->kind = &task_kind_composite;
+    for (int i = 0; i < TASK_MAX_METRICS; i++) out->value[i] = NAN;
+    out->value[M_TEST_LOSS] = acc->n ? acc->loss / acc->n : NAN;
+    out->ngroups = sp->npairs;
+    for (int i = 0; i < sp->npairs; i++) {
+        int p = sp->pairs[i];
+        out->group_value[i] = acc->count[p] ? (double)acc->correct[p] / acc->count[p] : NAN;
+        task_pair_name(t, p, out->group_name[i], sizeof out->group_name[i]);
+        if (!t->pairs[p].held_out) seen_ok += acc->correct[p], seen_n += acc->count[p];
+        if (p == held && acc->count[p]) {
+            out->value[M_ACC43_COMP] = (double)acc->comp[p] / acc->count[p];
+            out->value[M_ACC43_SYM] = (double)acc->sym[p] / acc->count[p];
+        }
+    }
+    out->value[M_ACC_SEEN] = seen_n ? (double)seen_ok / seen_n : NAN;
+}
+
+const ach_task_kind task_kind_composite = {
+    .name = "composite",
+    .summary = "a key, two anchor tokens and noise; the label is the key plus the anchors' shift (docs/science.md §1)",
+    .shape = EXAMPLE_TOKENS,
+    .nsplits = 2,
+    .split_names = composite_splits,
+    .parse = composite_parse,
+    .split_size = task_split_size,
+    .example = task_sequence,
+    .nmetrics = M_COUNT,
+    .metrics = composite_metrics,
+    .group_key = "acc_pair",
+    .group_column = "acc_",
+    .score_size = sizeof(composite_acc),
+    .score_add = composite_score_add,
+    .score_end = composite_score_end,
+};

@@ -1,5 +1,6 @@
-/* The composite-function task (docs/science.md §1): presets loaded from JSON (the
- * schema is in data/README.md) and a deterministic sequence generator.
+/* The composite-function task (docs/science.md §1), the first task kind
+ * (kind.h): presets loaded from JSON (the schema is in data/README.md) and a
+ * deterministic sequence generator.
  *
  * A sequence holds a key at position p, two anchor tokens at p+1 and p+2 and
  * noise elsewhere; its label is key + shift (mod label_modulus, if set).
@@ -50,6 +51,7 @@ typedef struct {
 } ach_split;
 
 typedef struct {
+    const struct ach_task_kind *kind; /* what kind of task (kind.h) */
     char name[64];
     char *description;     /* malloc'd */
     char path[1024];       /* the file it came from */
@@ -86,7 +88,8 @@ int task_load(ach_task *t, const char *name_or_path, char *err, size_t errlen);
  * if not NULL, receives the JSON the task was made from (malloc'd). */
 int task_load_with(ach_task *t, const char *name_or_path, int seq_len, int key_offset, char **text, char *err,
                    size_t errlen);
-/* Same from JSON text; `where` names the source in messages. */
+/* Same from JSON text; `where` names the source in messages. The preset's
+ * "kind" field picks the parser (kind.h); without one it is composite. */
 int task_from_json(ach_task *t, const char *json, const char *where, char *err, size_t errlen);
 void task_free(ach_task *t);
 /* The directory bare names are looked up in. */
