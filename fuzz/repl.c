@@ -32,7 +32,8 @@ static void add_run(int id, const char *name, tui_run_state state, int epochs)
         ach_metrics m;
         memset(&m, 0, sizeof m);
         m.epoch = e;
-        m.train_loss = m.test_loss = 5.0 - e;
+        m.eval.kind = &task_kind_composite;
+        m.train_loss = m.eval.value[task_metric_index(&task_kind_composite, TASK_METRIC_TEST_LOSS)] = 5.0 - e;
         if (tui_run_add_point(r, &m)) abort();
     }
 }

@@ -134,14 +134,14 @@ int main(void)
     int done = 0;
     for (int i = 0; i < s.nruns; i++) done += s.runs[i].state == SWEEP_DONE;
     ok(done == 8, "every run is done");
-    ok(s.runs[3].have_last && s.runs[3].last.epoch == 2 && fabs(s.runs[3].last.acc43_comp - 0.64) < 1e-12 &&
-           fabs(s.runs[3].last.acc43_sym - 0.36) < 1e-12, "run 3's latest metrics");
+    ok(s.runs[3].have_last && s.runs[3].last.epoch == 2 && fabs(task_metric(&s.runs[3].last.eval, "acc43_comp") - 0.64) < 1e-12 &&
+           fabs(task_metric(&s.runs[3].last.eval, "acc43_sym") - 0.36) < 1e-12, "run 3's latest metrics");
     ok(!strcmp(setting(&s.runs[3], "gamma"), "1.0") && s.runs[3].cfg.model.n_layer == 2 && s.runs[3].cfg.seed == 1,
        "run 3's settings");
     ach_metrics *h;
     int n;
     ok(!sweep_run_history(&s.runs[3], &h, &n, err, sizeof err) && n == 3 && h[1].epoch == 1 &&
-           fabs(h[1].acc43_comp - 0.74) < 1e-12 && isnan(h[1].block_agree), "run 3's history: 3 records");
+           fabs(task_metric(&h[1].eval, "acc43_comp") - 0.74) < 1e-12 && isnan(h[1].block_agree), "run 3's history: 3 records");
     free(h);
     phase_table t;
     ok(!phase_build(&t, &s, 0, err, sizeof err) && t.ngroups == 1 && t.groups[0].nrows == 2 &&

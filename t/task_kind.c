@@ -3,12 +3,15 @@
  * captured from the generator of commit c84a317), a preset's "kind" field
  * picks the kind, and the scorer's named metrics hold the values and the
  * names records have always used. */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kind.h"
+#include "run.h"
+#include "runcfg.h"
 #include "tap.h"
 
 static uint64_t fnv(const int32_t *v, size_t n, uint64_t h)
@@ -121,6 +124,36 @@ static void kind_field(void)
     task_free(&a);
 }
 
+/* A record of these metrics: the keys and columns runs have always
+ * written, in their order, and the JSON reads back to the same record. */
+static void records(const ach_named_metrics *e)
+{
+    ach_metrics m = {.epoch = 3, .step = 30, .lr = 1e-4, .train_loss = 1.5, .eval = *e, .grad_norm = 0.5,
+                     .seq_per_s = 100, .elapsed_s = 2, .pos_enc = "none", .block = "none", .block_layers = "all",
+                     .block_agree = NAN};
+    char *js = ach_metrics_json(&m), *hdr = ach_metrics_csv_header(&m), *row = ach_metrics_csv_row(&m);
+    ok(js && !strncmp(js, "{\"epoch\":3,\"step\":30,\"lr\":0.0001,\"train_loss\":1.5,\"test_loss\":2.5,"
+                         "\"acc43_comp\":0,\"acc43_sym\":1,\"acc_seen\":0.9333333333333333,\"grad_norm\":0.5,"
+                         "\"seq_per_s\":100,\"elapsed_s\":2,\"acc_pair\":{\"11\":0,\"12\":1,", 150),
+       "metrics.jsonl record: today's keys in today's order");
+    ok(hdr && !strncmp(hdr, "epoch,step,lr,train_loss,test_loss,acc43_comp,acc43_sym,acc_seen,grad_norm,seq_per_s,"
+                            "elapsed_s,all_one_conv,pos_enc,block,block_layers,block_train,block_agree,acc_11,acc_12,", 140) &&
+           strstr(hdr, ",acc_43,acc_44") && !strcmp(hdr + strlen(hdr) - 7, ",acc_44"),
+       "training_log.csv header: today's columns");
+    ok(row && !strncmp(row, "3,30,0.0001,1.5,2.5,0,1,0.933333,0.5,100,2.000,0,none,\"none\",\"all\",0,nan,0,1,", 60),
+       "training_log.csv row: %.60s", row ? row : "");
+    cJSON *o = js ? cJSON_Parse(js) : NULL;
+    ach_metrics back;
+    ach_metrics_from_json(o, &task_kind_composite, &back);
+    char *again = ach_metrics_json(&back);
+    ok(again && !strcmp(again, js), "the record reads back to the same record");
+    cJSON_Delete(o);
+    free(js);
+    free(hdr);
+    free(row);
+    free(again);
+}
+
 /* The composite's table: today's keys in today's order; and its scorer on
  * predictions whose accuracy is known. */
 static void scorer(void)
@@ -133,6 +166,18 @@ static void scorer(void)
            k->metrics[3].higher_better,
        "lower is better for test_loss only");
     ok(!strcmp(k->split_names[0], "train") && !strcmp(k->split_names[1], "test") && k->nsplits == 2, "splits train, test");
+    /* patience_metric's choices (runcfg's table) are the composite's metrics:
+     * the run checks the choice against the preset's kind */
+    const char *choices = NULL;
+    for (int i = 0; i < runcfg_nkeys(); i++)
+        if (!strcmp(runcfg_key_name(i), "patience_metric")) choices = runcfg_key_choices(i);
+    int same = choices && strlen(choices) == strlen(names);
+    for (int i = 0; same && i < k->nmetrics; i++) {
+        const char *at = strstr(choices, k->metrics[i].name);
+        size_t len = strlen(k->metrics[i].name);
+        same = at && (at == choices || at[-1] == '|') && (at[len] == '|' || !at[len]);
+    }
+    ok(same, "patience_metric's choices are the composite's metrics: %s", choices ? choices : "(no such key)");
 
     ach_task t;
     char err[512];
@@ -167,6 +212,7 @@ static void scorer(void)
         groups_ok &= !strcmp(m.group_name[g], name) && m.group_value[g] == want;
     }
     ok(groups_ok && !strcmp(m.group_name[0], "11"), "acc_pair: 16 pairs in layout order, 11 and 43 at 0, others 1");
+    records(&m);
     free(acc);
     free(tok);
     free(lab);

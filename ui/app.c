@@ -260,7 +260,15 @@ void tui_fmt_rate(double r, char *buf, size_t n)
 
 int tui_run_add_point(tui_run *r, const ach_metrics *m)
 {
-    tui_point p = {m->epoch, m->train_loss, m->test_loss, m->acc43_comp, m->acc43_sym, m->acc_seen, m->seq_per_s};
+    /* the workbench's curves are the composite's: loss, pair 43, seen pairs */
+    const ach_named_metrics *e = &m->eval;
+    tui_point p = {m->epoch,
+                   m->train_loss,
+                   task_metric(e, TASK_METRIC_TEST_LOSS),
+                   task_metric(e, TASK_METRIC_ACC43_COMP),
+                   task_metric(e, TASK_METRIC_ACC43_SYM),
+                   task_metric(e, TASK_METRIC_ACC_SEEN),
+                   m->seq_per_s};
     /* a record for an epoch we have (a resumed run re-records it) replaces it and what follows */
     int i = r->nhist;
     while (i > 0 && r->hist[i - 1].epoch >= p.epoch) i--;
@@ -579,7 +587,7 @@ static void on_event(tui *app, tui_event *e)
         if (e->m.epoch == 0) {
             char sum[160];
             tui_run_summary(app, r, sum, sizeof sum);
-            tui_log(app, "run %d created: %s, epoch 0 test loss %.3f", r->id, sum, e->m.test_loss);
+            tui_log(app, "run %d created: %s, epoch 0 test loss %.3f", r->id, sum, task_metric(&e->m.eval, TASK_METRIC_TEST_LOSS));
         }
         tui_schedule(app);
         break;

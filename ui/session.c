@@ -139,17 +139,6 @@ static int parse_overlay(tui_view *v, const char *s)
     return 0;
 }
 
-static double num_field(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (cJSON_IsNumber(v)) return v->valuedouble;
-    if (cJSON_IsString(v)) {
-        if (!strcmp(v->valuestring, "Inf")) return INFINITY;
-        if (!strcmp(v->valuestring, "-Inf")) return -INFINITY;
-    }
-    return NAN;
-}
-
 int session_read_history(tui_run *r, char *err, size_t errlen)
 {
     char path[TUI_PATH + 32];
@@ -159,6 +148,7 @@ int session_read_history(tui_run *r, char *err, size_t errlen)
     if (!text) return -1;
     r->nhist = 0;
     int lineno = 0, rc = 0;
+    const ach_task_kind *kind = ach_run_dir_kind(r->dir);
     for (char *line = text; *line && !rc;) {
         char *nl = strchr(line, '\n');
         if (nl) *nl = 0;
@@ -171,14 +161,7 @@ int session_read_history(tui_run *r, char *err, size_t errlen)
                 rc = -1;
             } else {
                 ach_metrics m;
-                memset(&m, 0, sizeof m);
-                m.epoch = (int)ep->valuedouble;
-                m.train_loss = num_field(o, "train_loss");
-                m.test_loss = num_field(o, "test_loss");
-                m.acc43_comp = num_field(o, "acc43_comp");
-                m.acc43_sym = num_field(o, "acc43_sym");
-                m.acc_seen = num_field(o, "acc_seen");
-                m.seq_per_s = num_field(o, "seq_per_s");
+                ach_metrics_from_json(o, kind, &m);
                 const cJSON *pe = cJSON_GetObjectItemCaseSensitive(o, "pos_enc");
                 if (cJSON_IsString(pe)) {
                     const cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "block"),

@@ -86,7 +86,12 @@ static int history(item *it)
     return it->nhist;
 }
 
-static double metric(const ach_metrics *m, int sym) { return sym ? m->acc43_sym : m->acc43_comp; }
+/* Pair 43's accuracy against one of its answers: the composite's metrics,
+ * which the paper's figures are about. */
+static double metric(const ach_metrics *m, int sym)
+{
+    return task_metric(&m->eval, sym ? TASK_METRIC_ACC43_SYM : TASK_METRIC_ACC43_COMP);
+}
 
 static void peak(item *it, int sym, double *v, int *epoch)
 {
@@ -149,8 +154,8 @@ static void run_cells(strbuf *b, item *it, const char *what)
     const sweep_run *r = it->r;
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)r->cfg.seed);
     sb_printf(b, "| `%s` | %d | %g | %s | %s | %d | %s | %s (%d) | %s | %s |\n", it->name, r->cfg.model.n_layer,
-              r->cfg.model.gamma, seed, what, r->have_last ? r->last.epoch : 0, num(r->last.acc43_comp, c1, sizeof c1),
-              num(pk, c2, sizeof c2), pe, num(at_epoch(it, 1, 25), c3, sizeof c3), num(r->last.acc43_sym, c4, sizeof c4));
+              r->cfg.model.gamma, seed, what, r->have_last ? r->last.epoch : 0, num(metric(&r->last, 0), c1, sizeof c1),
+              num(pk, c2, sizeof c2), pe, num(at_epoch(it, 1, 25), c3, sizeof c3), num(metric(&r->last, 1), c4, sizeof c4));
 }
 
 /* Curves of comp (solid) and sym (dashed) for up to four runs. */
@@ -348,8 +353,9 @@ static int section_intervention(strbuf *b, item *it, int n, int which, const cha
         if (t >= 0) run_cells(b, &it[t], which ? "none" : "standard");
         const ach_metrics *a = &it[k].r->last, *o = t >= 0 ? &it[t].r->last : NULL;
         if (!first) first = &it[k];
-        if (a->acc43_sym >= 0.6 && a->acc43_sym > a->acc43_comp && o && o->acc43_sym <= 0.1) tl.yes++;
-        else if (a->acc43_sym >= 0.3 || (o && a->acc43_sym - o->acc43_sym >= 0.2)) tl.part++;
+        double sym = metric(a, 1), osym = o ? metric(o, 1) : NAN;
+        if (sym >= 0.6 && sym > metric(a, 0) && o && osym <= 0.1) tl.yes++;
+        else if (sym >= 0.3 || (o && sym - osym >= 0.2)) tl.part++;
         else tl.no++;
         if (np < 4) {
             snprintf(labs[np], sizeof labs[np], "%s L%d g%g s%llu", which ? "PE" : "all-one", it[k].r->cfg.model.n_layer,
@@ -382,8 +388,8 @@ static int section_intervention(strbuf *b, item *it, int n, int which, const cha
 /* A pair's accuracy in a run's last evaluation, by name ("34"). */
 static double pair_acc(const ach_metrics *m, const char *pair)
 {
-    for (int i = 0; i < m->npairs; i++)
-        if (!strcmp(m->pair_name[i], pair)) return m->acc_pair[i];
+    for (int i = 0; i < m->eval.ngroups; i++)
+        if (!strcmp(m->eval.group_name[i], pair)) return m->eval.group_value[i];
     return NAN;
 }
 
@@ -416,7 +422,7 @@ static void section_fullsym(strbuf *b, item *it, int n)
         char x[32], y[32], z[32];
         sb_printf(b, "| `%s` | %s | %d | %d | %g | %llu | %d/%d | %s | %s | %s |\n", it[k].name, sweep_state_name(r->state),
                   r->cfg.model.n_layer, r->cfg.model.d_model, r->cfg.model.gamma, (unsigned long long)r->cfg.seed,
-                  r->last.epoch, r->epochs, num(a34, x, sizeof x), num(a43, y, sizeof y), num(r->last.acc_seen, z, sizeof z));
+                  r->last.epoch, r->epochs, num(a34, x, sizeof x), num(a43, y, sizeof y), num(task_metric(&r->last.eval, TASK_METRIC_ACC_SEEN), z, sizeof z));
     }
     if (!rows) {
         sb_printf(b, "No run here uses the fully-symmetric preset. To run the paper's: `sh results/fig4a/run.sh` "
@@ -448,9 +454,9 @@ static void section_blocking(strbuf *b, item *it, int n, int per_pair)
             sb_printf(b, "**Ours** (each run's last evaluation, its whole test split):\n\n| run | state | block | layers | "
                          "pair 43 | other pairs (min-max) | overall |\n|---|---|---|---|---|---|---|\n");
         double a43 = NAN, lo = NAN, hi = NAN;
-        for (int i = 0; i < r->last.npairs; i++) {
+        for (int i = 0; i < r->last.eval.ngroups; i++) {
             double v = r->last.block_agree_pair[i];
-            if (!strcmp(r->last.pair_name[i], "43")) a43 = v;
+            if (!strcmp(r->last.eval.group_name[i], "43")) a43 = v;
             else if (!isnan(v)) lo = isnan(lo) ? v : fmin(lo, v), hi = isnan(hi) ? v : fmax(hi, v);
         }
         block_tally(&tl, a43, lo, r->last.block_agree);
@@ -715,9 +721,9 @@ int cli_report(int argc, char **argv)
         const sweep_run *r = it[k].r;
         char x[32], y[32], z[32];
         sb_printf(&b, "| `%s` | %s | %d/%d | %s | %s | %s |\n", it[k].name, sweep_state_name(r->state),
-                  r->have_last ? r->last.epoch : 0, r->epochs, num(r->have_last ? r->last.acc43_comp : NAN, x, sizeof x),
-                  num(r->have_last ? r->last.acc43_sym : NAN, y, sizeof y),
-                  num(r->have_last ? r->last.acc_seen : NAN, z, sizeof z));
+                  r->have_last ? r->last.epoch : 0, r->epochs, num(r->have_last ? metric(&r->last, 0) : NAN, x, sizeof x),
+                  num(r->have_last ? metric(&r->last, 1) : NAN, y, sizeof y),
+                  num(r->have_last ? task_metric(&r->last.eval, TASK_METRIC_ACC_SEEN) : NAN, z, sizeof z));
     }
     char *text = sb_take(&b);
     if (!text) {

@@ -242,9 +242,10 @@ static void print_status(ach_sweep *s, FILE *f)
         char ep[32], label[600], c[16] = "-", y[16] = "-", n[16] = "-";
         if (r->have_last) {
             snprintf(ep, sizeof ep, "%d/%d", r->last.epoch, r->epochs);
-            snprintf(c, sizeof c, "%.3f", r->last.acc43_comp);
-            snprintf(y, sizeof y, "%.3f", r->last.acc43_sym);
-            snprintf(n, sizeof n, "%.3f", r->last.acc_seen);
+            const ach_named_metrics *e = &r->last.eval;
+            snprintf(c, sizeof c, "%.3f", task_metric(e, TASK_METRIC_ACC43_COMP));
+            snprintf(y, sizeof y, "%.3f", task_metric(e, TASK_METRIC_ACC43_SYM));
+            snprintf(n, sizeof n, "%.3f", task_metric(e, TASK_METRIC_ACC_SEEN));
         } else snprintf(ep, sizeof ep, "-/%d", r->epochs);
         sweep_run_label(r, label, sizeof label);
         fprintf(f, "%5d  %-8s %9s  %6s  %6s  %6s  %s  %s", r->index, sweep_state_name(r->state), ep, c, y, n, label,

@@ -67,9 +67,10 @@ static void progress(const ach_run *r, double epoch_wall)
     const ach_metrics *m = &r->last;
     char eta[32];
     fmt_duration(epoch_wall * (r->cfg.epochs - r->epoch), eta, sizeof eta);
-    printf("epoch %3d/%d  train %.4f  test %.4f  comp43 %.3f  sym43 %.3f  seen %.3f  lr %.2e  %.0f seq/s  ETA %s\n",
-           m->epoch, r->cfg.epochs, m->train_loss, m->test_loss, m->acc43_comp, m->acc43_sym, m->acc_seen, m->lr,
-           m->seq_per_s, eta);
+    printf("epoch %3d/%d  train %.4f", m->epoch, r->cfg.epochs, m->train_loss);
+    const ach_task_kind *k = m->eval.kind;
+    for (int i = 0; k && i < k->nmetrics; i++) printf("  %s %.*f", k->metrics[i].label, k->metrics[i].decimals, m->eval.value[i]);
+    printf("  lr %.2e  %.0f seq/s  ETA %s\n", m->lr, m->seq_per_s, eta);
     fflush(stdout);
 }
 

@@ -245,16 +245,17 @@ static int cmp_dbl(const void *a, const void *b)
 /* The run's two values: the final record's, or each answer's best epoch. */
 static int run_values(const sweep_run *r, int best, double v[2], char *err, size_t errlen)
 {
-    v[0] = r->have_last ? r->last.acc43_comp : NAN;
-    v[1] = r->have_last ? r->last.acc43_sym : NAN;
+    v[0] = r->have_last ? task_metric(&r->last.eval, TASK_METRIC_ACC43_COMP) : NAN;
+    v[1] = r->have_last ? task_metric(&r->last.eval, TASK_METRIC_ACC43_SYM) : NAN;
     if (!best) return 0;
     ach_metrics *h;
     int n;
     if (sweep_run_history(r, &h, &n, err, errlen)) return -1;
     v[0] = v[1] = NAN;
     for (int i = 0; i < n; i++) {
-        if (!isnan(h[i].acc43_comp) && !(h[i].acc43_comp <= v[0])) v[0] = h[i].acc43_comp;
-        if (!isnan(h[i].acc43_sym) && !(h[i].acc43_sym <= v[1])) v[1] = h[i].acc43_sym;
+        double comp = task_metric(&h[i].eval, TASK_METRIC_ACC43_COMP), sym = task_metric(&h[i].eval, TASK_METRIC_ACC43_SYM);
+        if (!isnan(comp) && !(comp <= v[0])) v[0] = comp;
+        if (!isnan(sym) && !(sym <= v[1])) v[1] = sym;
     }
     free(h);
     return 0;

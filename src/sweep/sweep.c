@@ -736,55 +736,6 @@ int sweep_load(ach_sweep *s, const char *dir, char *err, size_t errlen)
 
 /* --- states and metrics --------------------------------------------------- */
 
-static double jnum(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (cJSON_IsNumber(v)) return v->valuedouble;
-    if (cJSON_IsString(v)) { /* "NaN", "Inf", or an exact number as text */
-        char *end;
-        double d = strtod(v->valuestring, &end);
-        return *end ? NAN : d;
-    }
-    return NAN;
-}
-
-static void jstr(const cJSON *o, const char *key, char *buf, size_t n)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    snprintf(buf, n, "%s", cJSON_IsString(v) ? v->valuestring : "");
-}
-
-void sweep_metrics_from_json(const cJSON *o, ach_metrics *m)
-{
-    memset(m, 0, sizeof *m);
-    double e = jnum(o, "epoch"), st = jnum(o, "step");
-    m->epoch = isnan(e) ? -1 : (int)e;
-    m->step = isnan(st) ? 0 : (long)st;
-    m->lr = jnum(o, "lr");
-    m->train_loss = jnum(o, "train_loss");
-    m->test_loss = jnum(o, "test_loss");
-    m->acc43_comp = jnum(o, "acc43_comp");
-    m->acc43_sym = jnum(o, "acc43_sym");
-    m->acc_seen = jnum(o, "acc_seen");
-    m->grad_norm = jnum(o, "grad_norm");
-    m->seq_per_s = jnum(o, "seq_per_s");
-    m->elapsed_s = jnum(o, "elapsed_s");
-    m->block_agree = jnum(o, "block_agree");
-    const cJSON *pairs = cJSON_GetObjectItemCaseSensitive(o, "acc_pair");
-    const cJSON *agree = cJSON_GetObjectItemCaseSensitive(o, "block_agree_pair");
-    for (const cJSON *p = cJSON_IsObject(pairs) ? pairs->child : NULL; p && m->npairs < TASK_MAX_PAIRS; p = p->next) {
-        int i = m->npairs++;
-        snprintf(m->pair_name[i], sizeof m->pair_name[i], "%s", p->string);
-        m->acc_pair[i] = jnum(pairs, p->string);
-        m->block_agree_pair[i] = agree ? jnum(agree, p->string) : NAN;
-    }
-    m->all_one_conv = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "all_one_conv"));
-    m->block_train = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "block_train"));
-    jstr(o, "pos_enc", m->pos_enc, sizeof m->pos_enc);
-    jstr(o, "block", m->block, sizeof m->block);
-    jstr(o, "block_layers", m->block_layers, sizeof m->block_layers);
-}
-
 /* Who holds the lock, without taking it for longer than a probe. */
 static int probe_lock(sweep_run *r)
 {
@@ -820,15 +771,15 @@ static void refresh(sweep_run *r, int probe)
     free(text);
     if (cJSON_IsObject(o)) {
         char status[32];
-        jstr(o, "status", status, sizeof status);
+        ach_json_string(o, "status", status, sizeof status);
         done = !strcmp(status, "done");
-        double ep = jnum(o, "epochs");
+        double ep = ach_json_number(o, "epochs");
         if (!isnan(ep)) r->epochs = (int)ep;
-        r->wall_s = jnum(o, "wall_time_s");
-        jstr(o, "stop_reason", r->stop_reason, sizeof r->stop_reason);
+        r->wall_s = ach_json_number(o, "wall_time_s");
+        ach_json_string(o, "stop_reason", r->stop_reason, sizeof r->stop_reason);
         const cJSON *fin = cJSON_GetObjectItemCaseSensitive(o, "final");
         if (cJSON_IsObject(fin)) {
-            sweep_metrics_from_json(fin, &r->last);
+            ach_metrics_from_json(fin, ach_run_dir_kind(r->dir), &r->last);
             r->have_last = r->last.epoch >= 0;
         }
     }
@@ -868,6 +819,7 @@ int sweep_run_history(const sweep_run *r, ach_metrics **recs, int *n, char *err,
     for (size_t i = 0; i < len; i++) lines += text[i] == '\n';
     ach_metrics *m = calloc(lines + 1, sizeof *m);
     if (!m) return free(text), oom(err, errlen);
+    const ach_task_kind *kind = ach_run_dir_kind(r->dir);
     int k = 0, line = 0;
     for (char *p = text; *p;) {
         char *e = strchr(p, '\n');
@@ -883,7 +835,7 @@ int sweep_run_history(const sweep_run *r, ach_metrics **recs, int *n, char *err,
                 free(text), free(m);
                 return -1;
             }
-            sweep_metrics_from_json(o, &m[k++]);
+            ach_metrics_from_json(o, kind, &m[k++]);
             cJSON_Delete(o);
         }
         if (!e) break;

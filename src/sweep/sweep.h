@@ -122,10 +122,6 @@ void sweep_run_label(const sweep_run *r, char *buf, size_t n);
 /* Every record of the run's metrics.jsonl, oldest first (*recs malloc'd,
  * NULL when there are none). 0, or -1 with a message naming file and line. */
 int sweep_run_history(const sweep_run *r, ach_metrics **recs, int *n, char *err, size_t errlen);
-/* One metrics record (a metrics.jsonl line, or summary.json's "final")
- * into *m; NaN where a field is absent or "NaN". */
-struct cJSON;
-void sweep_metrics_from_json(const struct cJSON *o, ach_metrics *m);
 
 /* The run's lock: 0 and *fd (O_CLOEXEC) when taken, 1 when another process
  * holds it, -1 with a message. Closing every copy of fd releases it. The

@@ -326,20 +326,21 @@ static void finished(ach_sweep *s, slot *sl, int i, int wst, const sweep_exec_op
     sweep_run_refresh_locked(r);
     int code = WIFEXITED(wst) ? WEXITSTATUS(wst) : -1, sig = WIFSIGNALED(wst) ? WTERMSIG(wst) : 0;
     char a[64], b[600];
+    double comp = task_metric(&r->last.eval, TASK_METRIC_ACC43_COMP), sym = task_metric(&r->last.eval, TASK_METRIC_ACC43_SYM),
+           seen = task_metric(&r->last.eval, TASK_METRIC_ACC_SEEN);
     if (r->state == SWEEP_DONE) { /* also a run that diverged: it is over, and says why */
         double frac = 1 - sl[i].frac0;
         if (frac > 0 && code == 0) *unit_sum += t - sl[i].t0, *frac_sum += frac;
         sweep_fmt_duration(t - sl[i].t0, a, sizeof a);
         int plain = !strncmp(r->stop_reason, "finished", 8);
-        say(o, r, "finished in %s: comp43 %.3f  sym43 %.3f  seen %.3f%s%s%s", a, r->last.acc43_comp,
-            r->last.acc43_sym, r->last.acc_seen, plain ? "" : " (", plain ? "" : r->stop_reason, plain ? "" : ")");
+        say(o, r, "finished in %s: comp43 %.3f  sym43 %.3f  seen %.3f%s%s%s", a, comp, sym, seen, plain ? "" : " (",
+            plain ? "" : r->stop_reason, plain ? "" : ")");
         sl[i].q = Q_DONE;
         res->done++;
     } else if (o->until_epoch > 0 && code == 0 && r->state == SWEEP_STOPPED && !*o->stop) {
         if (1 - sl[i].frac0 > 0) *unit_sum += t - sl[i].t0, *frac_sum += 1 - sl[i].frac0;
         say(o, r, "held at epoch %d/%d (--until-epoch %d): comp43 %.3f  sym43 %.3f  seen %.3f",
-            r->have_last ? r->last.epoch : 0, r->epochs, o->until_epoch, r->last.acc43_comp, r->last.acc43_sym,
-            r->last.acc_seen);
+            r->have_last ? r->last.epoch : 0, r->epochs, o->until_epoch, comp, sym, seen);
         sl[i].q = Q_HELD;
         res->held++;
     } else if (*o->stop && (code == 130 || code == 0 || sig)) {

@@ -32,6 +32,7 @@ typedef struct {
     const char *description; /* one line for people */
     int higher_better;       /* 1: accuracy-like; 0: loss-like */
     int csv_digits;          /* significant digits in training_log.csv */
+    int decimals;            /* decimals in progress lines */
 } ach_metric_def;
 
 #define TASK_MAX_METRICS 8

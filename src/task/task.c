@@ -629,10 +629,10 @@ static const char *const composite_splits[] = {"train", "test"};
  * and old run directories read these names. */
 enum { M_TEST_LOSS, M_ACC43_COMP, M_ACC43_SYM, M_ACC_SEEN, M_COUNT };
 static const ach_metric_def composite_metrics[M_COUNT] = {
-    {"test_loss", "test", "mean cross-entropy over the test split", 0, 9},
-    {"acc43_comp", "comp43", "held-out pair 43 against the compositional answer (NaN if the test split lacks it)", 1, 6},
-    {"acc43_sym", "sym43", "held-out pair 43 against the symmetric answer (NaN if the test split lacks it)", 1, 6},
-    {"acc_seen", "seen", "accuracy over the test split's pairs seen in training", 1, 6},
+    {TASK_METRIC_TEST_LOSS, "test", "mean cross-entropy over the test split", 0, 9, 4},
+    {TASK_METRIC_ACC43_COMP, "comp43", "held-out pair 43 against the compositional answer (NaN if the test split lacks it)", 1, 6, 3},
+    {TASK_METRIC_ACC43_SYM, "sym43", "held-out pair 43 against the symmetric answer (NaN if the test split lacks it)", 1, 6, 3},
+    {TASK_METRIC_ACC_SEEN, "seen", "accuracy over the test split's pairs seen in training", 1, 6, 3},
 };
 
 typedef struct {

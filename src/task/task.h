@@ -68,6 +68,14 @@ typedef struct {
     ach_split split[TASK_NSPLITS];
 } ach_task;
 
+/* The composite kind's metrics (its table in task.c): the names records
+ * use, for the callers that study this task itself (phase diagrams, the
+ * report's figures) and read them with task_metric (kind.h). */
+#define TASK_METRIC_TEST_LOSS "test_loss"
+#define TASK_METRIC_ACC43_COMP "acc43_comp"
+#define TASK_METRIC_ACC43_SYM "acc43_sym"
+#define TASK_METRIC_ACC_SEEN "acc_seen"
+
 /* What a generated sequence is, for evaluation and display. */
 typedef struct {
     int pair;             /* index into ach_task.pairs */

@@ -166,8 +166,15 @@ static int setup(ach_run *r, char *err, size_t errlen)
 {
     ach_threads_set(r->cfg.threads); /* 0: the default; results do not depend on it */
     r->L = r->task.seq_len;
-    r->ntrain = task_split_size(&r->task, TASK_TRAIN);
-    r->ntest = task_split_size(&r->task, TASK_TEST);
+    r->ntrain = task_nexamples(&r->task, TASK_TRAIN);
+    r->ntest = task_nexamples(&r->task, TASK_TEST);
+    if (task_metric_index(r->task.kind, r->cfg.patience_metric) < 0) {
+        char names[200];
+        task_metric_names(r->task.kind, names, sizeof names);
+        snprintf(err, errlen, "key 'patience_metric': '%s' is not a metric of %s's kind, %s (%s)", r->cfg.patience_metric,
+                 r->task.path, r->task.kind->name, names);
+        return -1;
+    }
     if (r->ntrain == 0 || r->ntrain > UINT32_MAX) {
         snprintf(err, errlen, "%s: train split has %" PRIu64 " sequences; need 1 to 2^32-1", r->task.path, r->ntrain);
         return -1;
@@ -190,45 +197,38 @@ static int setup(ach_run *r, char *err, size_t errlen)
     return 0;
 }
 
-static double metric_value(const ach_metrics *m, const char *name)
-{
-    if (!strcmp(name, "acc_seen")) return m->acc_seen;
-    if (!strcmp(name, "acc43_comp")) return m->acc43_comp;
-    if (!strcmp(name, "acc43_sym")) return m->acc43_sym;
-    return m->test_loss;
-}
-
-/* Forward over n sequences of a split given by index; accumulates loss,
- * correct counts per pair (against the label, composite and symmetric) and,
- * when blocking is set, how many predictions blocking leaves unchanged. */
+/* Forward over n sequences of a split given by index: the summed loss, the
+ * kind's scorer (score: NULL for none) and, when blocking is set, how many
+ * predictions blocking leaves unchanged per pair (blocking works on the
+ * composite's key and anchor positions). */
 typedef struct {
     double loss;
     long n;
-    long correct[TASK_MAX_PAIRS], comp[TASK_MAX_PAIRS], sym[TASK_MAX_PAIRS], count[TASK_MAX_PAIRS], agree[TASK_MAX_PAIRS];
+    long agree[TASK_MAX_PAIRS], count[TASK_MAX_PAIRS];
 } eval_acc;
 
-static void eval_indices(ach_run *r, int split, uint64_t start, uint64_t stride, uint64_t n, eval_acc *acc)
+static void eval_indices(ach_run *r, int split, uint64_t start, uint64_t stride, uint64_t n, eval_acc *acc,
+                         void *score)
 {
+    const ach_task *t = &r->task;
     int B = r->cfg.batch_size, blocking = ach_block_active(&r->block);
     /* the ordinary metrics see blocking only if the run trains under it */
     const ach_block_spec *train_blk = blocking && r->cfg.block_train ? &r->block : NULL;
     for (uint64_t b0 = 0; b0 < n; b0 += B) {
         int nb = (int)(n - b0 < (uint64_t)B ? n - b0 : (uint64_t)B);
         for (int b = 0; b < nb; b++)
-            task_sequence(&r->task, r->cfg.seed, split, start + (b0 + b) * stride, r->tokens + (size_t)b * r->L,
-                          &r->labels[b], &r->info[b]);
-        acc->loss += ach_predict(&r->model, r->tokens, r->labels, nb, r->L, 1, train_blk, r->info, r->pred) * nb;
+            task_example(t, r->cfg.seed, split, start + (b0 + b) * stride, r->tokens + (size_t)b * r->L, &r->labels[b],
+                         &r->info[b]);
+        double loss = ach_predict(&r->model, r->tokens, r->labels, nb, r->L, 1, train_blk, r->info, r->pred) * nb;
+        acc->loss += loss;
         acc->n += nb;
-        if (blocking)
-            ach_predict(&r->model, r->tokens, r->labels, nb, r->L, 1, train_blk ? NULL : &r->block, r->info,
-                        r->pred_blocked);
+        if (score) t->kind->score_add(t, score, r->labels, r->info, r->pred, nb, loss);
+        if (!blocking) continue;
+        ach_predict(&r->model, r->tokens, r->labels, nb, r->L, 1, train_blk ? NULL : &r->block, r->info,
+                    r->pred_blocked);
         for (int b = 0; b < nb; b++) {
-            int p = r->info[b].pair;
-            acc->count[p]++;
-            acc->correct[p] += r->pred[b] == r->labels[b];
-            acc->comp[p] += r->pred[b] == r->info[b].label_comp;
-            acc->sym[p] += r->pred[b] == r->info[b].label_sym;
-            acc->agree[p] += blocking && r->pred[b] == r->pred_blocked[b];
+            acc->count[r->info[b].pair]++;
+            acc->agree[r->info[b].pair] += r->pred[b] == r->pred_blocked[b];
         }
     }
 }
@@ -237,27 +237,22 @@ void ach_run_evaluate(ach_run *r, ach_metrics *out)
 {
     const ach_task *t = &r->task;
     eval_acc *acc = calloc(1, sizeof *acc);
-    if (!acc) return;
-    eval_indices(r, TASK_TEST, 0, 1, r->ntest, acc);
-    out->test_loss = acc->n ? acc->loss / acc->n : NAN;
+    void *score = calloc(1, t->kind->score_size);
+    if (!acc || !score) {
+        free(acc);
+        free(score);
+        return;
+    }
+    eval_indices(r, TASK_TEST, 0, 1, r->ntest, acc, score);
+    t->kind->score_end(t, TASK_TEST, score, &out->eval);
     const ach_split *sp = &t->split[TASK_TEST];
-    long seen_ok = 0, seen_n = 0, agree = 0;
-    int held = task_pair_index(t, 4, 3), blocking = ach_block_active(&r->block);
-    out->acc43_comp = out->acc43_sym = NAN;
-    out->npairs = sp->npairs;
+    long agree = 0;
+    int blocking = ach_block_active(&r->block);
     for (int i = 0; i < sp->npairs; i++) {
         int p = sp->pairs[i];
-        out->acc_pair[i] = acc->count[p] ? (double)acc->correct[p] / acc->count[p] : NAN;
         out->block_agree_pair[i] = blocking && acc->count[p] ? (double)acc->agree[p] / acc->count[p] : NAN;
         agree += acc->agree[p];
-        task_pair_name(t, p, out->pair_name[i], sizeof out->pair_name[i]);
-        if (!t->pairs[p].held_out) seen_ok += acc->correct[p], seen_n += acc->count[p];
-        if (p == held && acc->count[p]) {
-            out->acc43_comp = (double)acc->comp[p] / acc->count[p];
-            out->acc43_sym = (double)acc->sym[p] / acc->count[p];
-        }
     }
-    out->acc_seen = seen_n ? (double)seen_ok / seen_n : NAN;
     out->block_agree = blocking && acc->n ? (double)agree / acc->n : NAN;
     out->all_one_conv = r->cfg.all_one_conv;
     out->block_train = r->cfg.block_train;
@@ -265,6 +260,7 @@ void ach_run_evaluate(ach_run *r, ach_metrics *out)
     snprintf(out->pos_enc, sizeof out->pos_enc, "%s", pe[r->model.cfg.pos_enc]);
     ach_block_format(&r->block, out->block, sizeof out->block, out->block_layers, sizeof out->block_layers);
     free(acc);
+    free(score);
 }
 
 /* JSON numbers, with NaN and Inf spelled out as strings: explicit, where
@@ -280,20 +276,22 @@ static cJSON *num_item(double v)
 
 char *ach_metrics_json(const ach_metrics *m)
 {
-    cJSON *o = cJSON_CreateObject(), *pairs = cJSON_CreateObject();
+    const ach_named_metrics *e = &m->eval;
+    const ach_task_kind *k = e->kind;
+    cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "epoch", m->epoch);
     cJSON_AddNumberToObject(o, "step", (double)m->step);
     cJSON_AddItemToObject(o, "lr", num_item(m->lr));
     cJSON_AddItemToObject(o, "train_loss", num_item(m->train_loss));
-    cJSON_AddItemToObject(o, "test_loss", num_item(m->test_loss));
-    cJSON_AddItemToObject(o, "acc43_comp", num_item(m->acc43_comp));
-    cJSON_AddItemToObject(o, "acc43_sym", num_item(m->acc43_sym));
-    cJSON_AddItemToObject(o, "acc_seen", num_item(m->acc_seen));
+    for (int i = 0; k && i < k->nmetrics; i++) cJSON_AddItemToObject(o, k->metrics[i].name, num_item(e->value[i]));
     cJSON_AddItemToObject(o, "grad_norm", num_item(m->grad_norm));
     cJSON_AddItemToObject(o, "seq_per_s", num_item(m->seq_per_s));
     cJSON_AddItemToObject(o, "elapsed_s", num_item(m->elapsed_s));
-    for (int i = 0; i < m->npairs; i++) cJSON_AddItemToObject(pairs, m->pair_name[i], num_item(m->acc_pair[i]));
-    cJSON_AddItemToObject(o, "acc_pair", pairs);
+    if (k && k->group_key) {
+        cJSON *groups = cJSON_CreateObject();
+        for (int i = 0; i < e->ngroups; i++) cJSON_AddItemToObject(groups, e->group_name[i], num_item(e->group_value[i]));
+        cJSON_AddItemToObject(o, k->group_key, groups);
+    }
     cJSON_AddBoolToObject(o, "all_one_conv", m->all_one_conv);
     cJSON_AddStringToObject(o, "pos_enc", m->pos_enc);
     cJSON_AddStringToObject(o, "block", m->block);
@@ -302,7 +300,7 @@ char *ach_metrics_json(const ach_metrics *m)
     cJSON_AddItemToObject(o, "block_agree", num_item(m->block_agree));
     if (!isnan(m->block_agree)) {
         cJSON *ag = cJSON_CreateObject();
-        for (int i = 0; i < m->npairs; i++) cJSON_AddItemToObject(ag, m->pair_name[i], num_item(m->block_agree_pair[i]));
+        for (int i = 0; i < e->ngroups; i++) cJSON_AddItemToObject(ag, e->group_name[i], num_item(m->block_agree_pair[i]));
         cJSON_AddItemToObject(o, "block_agree_pair", ag);
     }
     char *s = cJSON_PrintUnformatted(o);
@@ -310,32 +308,99 @@ char *ach_metrics_json(const ach_metrics *m)
     return s;
 }
 
-#define CSV_FIELDS \
-    "epoch,step,lr,train_loss,test_loss,acc43_comp,acc43_sym,acc_seen,grad_norm,seq_per_s,elapsed_s,all_one_conv," \
-    "pos_enc,block,block_layers,block_train,block_agree"
+#define CSV_LEAD "epoch,step,lr,train_loss"
+#define CSV_TAIL "grad_norm,seq_per_s,elapsed_s,all_one_conv,pos_enc,block,block_layers,block_train,block_agree"
 
 char *ach_metrics_csv_header(const ach_metrics *m)
 {
-    size_t n = sizeof CSV_FIELDS + (size_t)m->npairs * 20;
+    const ach_task_kind *k = m->eval.kind;
+    size_t n = sizeof CSV_LEAD + sizeof CSV_TAIL + (size_t)(m->eval.ngroups + TASK_MAX_METRICS) * 40;
     char *s = malloc(n);
     if (!s) return NULL;
-    size_t k = snprintf(s, n, "%s", CSV_FIELDS);
-    for (int i = 0; i < m->npairs; i++) k += snprintf(s + k, n - k, ",acc_%s", m->pair_name[i]);
+    size_t len = snprintf(s, n, "%s", CSV_LEAD);
+    for (int i = 0; k && i < k->nmetrics; i++) len += snprintf(s + len, n - len, ",%s", k->metrics[i].name);
+    len += snprintf(s + len, n - len, ",%s", CSV_TAIL);
+    for (int i = 0; k && i < m->eval.ngroups; i++)
+        len += snprintf(s + len, n - len, ",%s%s", k->group_column, m->eval.group_name[i]);
     return s;
 }
 
 char *ach_metrics_csv_row(const ach_metrics *m)
 {
-    size_t n = 512 + 64 * (12 + (size_t)m->npairs);
+    const ach_task_kind *k = m->eval.kind;
+    size_t n = 512 + 64 * (12 + TASK_MAX_METRICS + (size_t)m->eval.ngroups);
     char *s = malloc(n);
     if (!s) return NULL;
+    size_t len = snprintf(s, n, "%d,%ld,%.9g,%.9g", m->epoch, m->step, m->lr, m->train_loss);
+    for (int i = 0; k && i < k->nmetrics; i++)
+        len += snprintf(s + len, n - len, ",%.*g", k->metrics[i].csv_digits, m->eval.value[i]);
     /* block lists hold commas: quoted */
-    size_t k = snprintf(s, n, "%d,%ld,%.9g,%.9g,%.9g,%.6g,%.6g,%.6g,%.6g,%.6g,%.3f,%d,%s,\"%s\",\"%s\",%d,%.6g", m->epoch,
-                        m->step, m->lr, m->train_loss, m->test_loss, m->acc43_comp, m->acc43_sym, m->acc_seen,
-                        m->grad_norm, m->seq_per_s, m->elapsed_s, m->all_one_conv, m->pos_enc, m->block,
-                        m->block_layers, m->block_train, m->block_agree);
-    for (int i = 0; i < m->npairs; i++) k += snprintf(s + k, n - k, ",%.6g", m->acc_pair[i]);
+    len += snprintf(s + len, n - len, ",%.6g,%.6g,%.3f,%d,%s,\"%s\",\"%s\",%d,%.6g", m->grad_norm, m->seq_per_s,
+                    m->elapsed_s, m->all_one_conv, m->pos_enc, m->block, m->block_layers, m->block_train,
+                    m->block_agree);
+    for (int i = 0; k && i < m->eval.ngroups; i++) len += snprintf(s + len, n - len, ",%.6g", m->eval.group_value[i]);
     return s;
+}
+
+double ach_json_number(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (cJSON_IsNumber(v)) return v->valuedouble;
+    if (cJSON_IsString(v)) { /* "NaN", "Inf", or an exact number as text */
+        char *end;
+        double d = strtod(v->valuestring, &end);
+        return *end ? NAN : d;
+    }
+    return NAN;
+}
+
+void ach_json_string(const cJSON *o, const char *key, char *buf, size_t n)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    snprintf(buf, n, "%s", cJSON_IsString(v) ? v->valuestring : "");
+}
+
+void ach_metrics_from_json(const cJSON *o, const ach_task_kind *k, ach_metrics *m)
+{
+    ach_named_metrics *e = &m->eval;
+    memset(m, 0, sizeof *m);
+    double ep = ach_json_number(o, "epoch"), st = ach_json_number(o, "step");
+    m->epoch = isnan(ep) ? -1 : (int)ep;
+    m->step = isnan(st) ? 0 : (long)st;
+    m->lr = ach_json_number(o, "lr");
+    m->train_loss = ach_json_number(o, "train_loss");
+    e->kind = k;
+    for (int i = 0; i < TASK_MAX_METRICS; i++) e->value[i] = k && i < k->nmetrics ? ach_json_number(o, k->metrics[i].name) : NAN;
+    m->grad_norm = ach_json_number(o, "grad_norm");
+    m->seq_per_s = ach_json_number(o, "seq_per_s");
+    m->elapsed_s = ach_json_number(o, "elapsed_s");
+    m->block_agree = ach_json_number(o, "block_agree");
+    const cJSON *groups = k && k->group_key ? cJSON_GetObjectItemCaseSensitive(o, k->group_key) : NULL;
+    const cJSON *agree = cJSON_GetObjectItemCaseSensitive(o, "block_agree_pair");
+    for (const cJSON *g = cJSON_IsObject(groups) ? groups->child : NULL; g && e->ngroups < TASK_MAX_GROUPS; g = g->next) {
+        int i = e->ngroups++;
+        snprintf(e->group_name[i], sizeof e->group_name[i], "%s", g->string);
+        e->group_value[i] = ach_json_number(groups, g->string);
+        m->block_agree_pair[i] = agree ? ach_json_number(agree, g->string) : NAN;
+    }
+    m->all_one_conv = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "all_one_conv"));
+    m->block_train = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "block_train"));
+    ach_json_string(o, "pos_enc", m->pos_enc, sizeof m->pos_enc);
+    ach_json_string(o, "block", m->block, sizeof m->block);
+    ach_json_string(o, "block_layers", m->block_layers, sizeof m->block_layers);
+}
+
+const ach_task_kind *ach_run_dir_kind(const char *dir)
+{
+    char path[1200], ignore[256];
+    size_t len;
+    snprintf(path, sizeof path, "%s/preset.json", dir);
+    char *text = read_file(path, 1 << 20, &len, ignore, sizeof ignore);
+    cJSON *o = text ? cJSON_Parse(text) : NULL;
+    const ach_task_kind *k = cJSON_IsObject(o) ? task_kind_of(o, path, ignore, sizeof ignore) : NULL;
+    cJSON_Delete(o);
+    free(text);
+    return k ? k : &task_kind_composite;
 }
 
 /* summary.json: best and final values, rewritten atomically each epoch. */
@@ -467,10 +532,11 @@ static int save_epoch_checkpoint(ach_run *r, char *err, size_t errlen)
 /* After evaluation: record, summary, patience, checkpoints, state. */
 static int finish_epoch(ach_run *r, char *err, size_t errlen)
 {
-    ach_metrics *m = &r->last;
-    double v = metric_value(m, r->cfg.patience_metric);
-    int lower_better = !strcmp(r->cfg.patience_metric, "test_loss");
-    if (!isnan(v) && (isnan(r->best) || (lower_better ? v < r->best : v > r->best))) {
+    const ach_task_kind *k = r->task.kind;
+    int i = task_metric_index(k, r->cfg.patience_metric); /* checked when the run was made */
+    double v = r->last.eval.value[i];
+    int higher_better = k->metrics[i].higher_better;
+    if (!isnan(v) && (isnan(r->best) || (higher_better ? v > r->best : v < r->best))) {
         r->best = v, r->best_epoch = r->epoch, r->bad_epochs = 0;
     } else if (r->epoch > 0) {
         r->bad_epochs++;
@@ -564,7 +630,7 @@ int ach_run_create(ach_run *r, const ach_runcfg *cfg, const char *dir, const ach
     eval_acc *acc = calloc(1, sizeof *acc);
     if (acc) {
         uint64_t stride = r->ntrain > r->ntest ? r->ntrain / r->ntest : 1;
-        eval_indices(r, TASK_TRAIN, 0, stride, r->ntrain / stride, acc);
+        eval_indices(r, TASK_TRAIN, 0, stride, r->ntrain / stride, acc, NULL);
         r->loss_sum = acc->loss, r->loss_n = acc->n;
         free(acc);
     }
@@ -586,7 +652,7 @@ ach_run_status ach_run_advance(ach_run *r, char *err, size_t errlen)
     uint64_t first = (uint64_t)r->batch * B;
     int nb = (int)(r->ntrain - first < (uint64_t)B ? r->ntrain - first : (uint64_t)B);
     for (int b = 0; b < nb; b++)
-        task_sequence(&r->task, r->cfg.seed, TASK_TRAIN, r->perm[first + b], r->tokens + (size_t)b * r->L,
+        task_example(&r->task, r->cfg.seed, TASK_TRAIN, r->perm[first + b], r->tokens + (size_t)b * r->L,
                       &r->labels[b], &r->info[b]);
     double pos = r->cfg.lr_schedule == SCHED_STEP ? r->epoch + (double)r->batch / r->nbatches : r->epoch;
     double lr = ach_lr_at(&r->cfg.optim, pos);

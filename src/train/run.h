@@ -20,6 +20,7 @@
 #include "model.h"
 #include "optim.h"
 #include "runcfg.h"
+#include "kind.h"
 #include "task.h"
 
 typedef struct {
@@ -27,20 +28,16 @@ typedef struct {
     long step;               /* optimizer steps taken */
     double lr;               /* learning rate of the epoch's last step */
     double train_loss;       /* mean loss of the epoch's batches (epoch 0: a fixed sample) */
-    double test_loss;        /* mean over the test split */
-    double acc43_comp, acc43_sym; /* held-out pair 43 against both answers (NaN if absent) */
-    double acc_seen;         /* test-split pairs seen in training */
+    ach_named_metrics eval;  /* the task kind's scorer over the test split (composite:
+                                test_loss, acc43_comp, acc43_sym, acc_seen, acc_pair) */
     double grad_norm;        /* mean pre-clipping gradient norm of the epoch */
     double seq_per_s;        /* training throughput of the epoch */
     double elapsed_s;        /* training wall time so far */
-    int npairs;
-    double acc_pair[TASK_MAX_PAIRS]; /* test split, layout order */
-    char pair_name[TASK_MAX_PAIRS][12];
     /* interventions in force at the epoch's end */
     int all_one_conv, block_train;
     char pos_enc[16], block[128], block_layers[128];
     double block_agree;              /* predictions unchanged by blocking (NaN: no blocking) */
-    double block_agree_pair[TASK_MAX_PAIRS];
+    double block_agree_pair[TASK_MAX_GROUPS]; /* per group of eval (the composite's pairs) */
 } ach_metrics;
 
 typedef enum { RUN_STEP = 0, RUN_EPOCH = 1, RUN_DONE = 2, RUN_ERROR = -1 } ach_run_status;
@@ -97,8 +94,21 @@ void ach_run_close(ach_run *r);
 /* Evaluation of the current weights on the test split (and the epoch-0
  * train sample); fills everything in *out but the training fields. */
 void ach_run_evaluate(ach_run *r, ach_metrics *out);
-/* The record as one JSON line / CSV header and row (malloc'd). */
+/* The record as one JSON line / CSV header and row (malloc'd). Keys and
+ * columns: the training fields, then the kind's metrics in its table's
+ * order, then its per-group map (composite: the records' keys since the
+ * first runs). */
 char *ach_metrics_json(const ach_metrics *m);
 char *ach_metrics_csv_header(const ach_metrics *m);
 char *ach_metrics_csv_row(const ach_metrics *m);
+/* The record back from a JSON object (a metrics.jsonl line, summary.json's
+ * "final"), its metrics named by kind k; absent numbers read NaN. */
+void ach_metrics_from_json(const struct cJSON *o, const ach_task_kind *k, ach_metrics *m);
+/* A record's number: a JSON number, or "NaN", "Inf", "-Inf" or an exact
+ * number as a string; NaN when absent. A string field, "" when absent. */
+double ach_json_number(const struct cJSON *o, const char *key);
+void ach_json_string(const struct cJSON *o, const char *key, char *buf, size_t n);
+/* The task kind of the run in DIR, from its preset.json; the composite when
+ * that cannot be read (runs written before kinds are all composite). */
+const ach_task_kind *ach_run_dir_kind(const char *dir);
 #endif
