@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "fsutil.h"
 #include "safetensors.h"
+#include "kind.h"
 #include "strbuf.h"
 #include "task.h"
 
@@ -19,7 +20,8 @@ const char *cli_data_help =
     "\n"
     "  --preset P               a name in the data directory or a path to a JSON file\n"
     "                           (default composite)\n"
-    "  --split train|test       which split (default train)\n"
+    "  --split NAME             which split, by the name the preset's kind gives it\n"
+    "                           (composite: train or test; default train)\n"
     "  --seed S                 data seed (default 0)\n"
     "  --show N                 sequences to print, evenly spaced through the split\n"
     "                           (default one per pair)\n"
@@ -30,8 +32,6 @@ const char *cli_data_help =
     "                           label_sym [N]; pair names in the metadata), .csv (a\n"
     "                           header, then a row per sequence) or .jsonl (an object\n"
     "                           per line)\n";
-
-static const char *const split_names[] = {"train", "test"};
 
 /* "key + 10", "key - 6 mod 100" */
 static void rule_text(const ach_task *t, int shift, char *buf, size_t n)
@@ -44,7 +44,7 @@ static void print_header(const ach_task *t, int split, uint64_t seed)
 {
     const ach_split *s = &t->split[split];
     printf("preset %s (%s)\n  %s\n", t->name, t->path, t->description);
-    printf("split %s, seed %llu: %llu sequences, %d pairs x %llu; ", split_names[split], (unsigned long long)seed,
+    printf("split %s, seed %llu: %llu sequences, %d pairs x %llu; ", task_split_name(t, split), (unsigned long long)seed,
            (unsigned long long)task_split_size(t, split), s->npairs, (unsigned long long)s->per_pair);
     const char *pos = t->key_offset ? "(p %+d)" : "p";
     char p[32];
@@ -170,7 +170,7 @@ static int export_safetensors(const ach_task *t, uint64_t seed, int split, const
     snprintf(seed_text, sizeof seed_text, "%llu", (unsigned long long)seed);
     snprintf(vocab, sizeof vocab, "%d", t->vocab_size);
     const char *mk[] = {"preset", "split", "seed", "vocab_size", "pair_names", "held_out"};
-    const char *mv[] = {t->name, split_names[split], seed_text, vocab, meta_names, meta_held};
+    const char *mv[] = {t->name, task_split_name(t, split), seed_text, vocab, meta_names, meta_held};
     rc = st_save(path, e, (int)(sizeof e / sizeof e[0]), mk, mv, (int)(sizeof mk / sizeof mk[0]), err, errlen);
 out:
     free(tok);
@@ -222,9 +222,9 @@ static int export_text(const ach_task *t, uint64_t seed, int split, const char *
 
 int cli_data(int argc, char **argv)
 {
-    const char *preset = "composite";
+    const char *preset = "composite", *split_name = "train";
     const char *export = NULL;
-    int split = TASK_TRAIN, show = -1, counts = 0;
+    int split = 0, show = -1, counts = 0;
     uint64_t seed = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -250,11 +250,8 @@ int cli_data(int argc, char **argv)
                                        v);
             export = v;
         }
-        else if (!strcmp(a, "--split")) {
-            if (!strcmp(v, "train")) split = TASK_TRAIN;
-            else if (!strcmp(v, "test")) split = TASK_TEST;
-            else bad = 1;
-        } else if (!strcmp(a, "--show")) bad = cli_parse_int(v, &show) || show < 0;
+        else if (!strcmp(a, "--split")) split_name = v;
+        else if (!strcmp(a, "--show")) bad = cli_parse_int(v, &show) || show < 0;
         else {
             char *end;
             errno = 0;
@@ -274,6 +271,17 @@ int cli_data(int argc, char **argv)
         fprintf(stderr, "achilles: data: %s\n", err);
         return 1;
     }
+    /* the split names are the kind's */
+    while (split < t.kind->nsplits && strcmp(task_split_name(&t, split), split_name)) split++;
+    if (split == t.kind->nsplits) {
+        char names[200] = "";
+        for (int s = 0; s < t.kind->nsplits; s++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", s ? ", " : "", task_split_name(&t, s));
+        fprintf(stderr, "achilles: data: bad value '%s' for --split: %s (a %s task) has the splits %s\n\n%s",
+                split_name, t.name, t.kind->name, names, cli_data_help);
+        task_free(&t);
+        return CLI_EXIT_USAGE;
+    }
     if (export) {
         int f = export_format(export);
         int rc = f == EXPORT_SAFETENSORS ? export_safetensors(&t, seed, split, export, err, sizeof err)
@@ -281,7 +289,7 @@ int cli_data(int argc, char **argv)
         if (rc) fprintf(stderr, "achilles: data: %s\n", err);
         else
             printf("wrote %s: %llu sequences of %s's %s split (seed %llu) as %s\n", export,
-                   (unsigned long long)task_split_size(&t, split), t.name, split_names[split],
+                   (unsigned long long)task_split_size(&t, split), t.name, task_split_name(&t, split),
                    (unsigned long long)seed, export_ext[f] + 1);
         task_free(&t);
         return rc ? 1 : 0;
