@@ -571,16 +571,21 @@ def die(msg, code=1):
     sys.exit(code)
 
 
+def metadata_config(path, meta):
+    """The config JSON that a checkpoint keeps in __metadata__["config"]."""
+    if "config" not in meta:
+        raise ValueError(f"{path}: __metadata__ has no 'config'")
+    try:
+        return json.loads(meta["config"])
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: config metadata is not JSON: {e}")
+
+
 def load_checkpoint(path):
     tensors, meta = st_load(path)
     if meta.get("format") != "pt":
         raise ValueError(f"{path}: __metadata__.format is {meta.get('format')!r}, want 'pt'")
-    if "config" not in meta:
-        raise ValueError(f"{path}: __metadata__ has no 'config'")
-    try:
-        cfg = json.loads(meta["config"])
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: config metadata is not JSON: {e}")
+    cfg = metadata_config(path, meta)
     validate_config(cfg)
     bad = [f"{k} ({c})" for k, (c, _) in tensors.items() if c != "F32"]
     if bad:
