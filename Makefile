@@ -206,10 +206,13 @@ run: $(UI_BIN)
 bench: $(BIN)
 	sh bench/run.sh
 
-# Regenerate the PyTorch reference fixtures (needs Debian's python3-torch).
+# Regenerate the PyTorch reference fixtures (needs Debian's python3-torch):
+# Mamba's and the optimizer's in t/fixtures, the Transformer family's in
+# t/data/gpt.
 fixtures: $(BIN)
 	/usr/bin/python3 t/torch_ref.py make t/fixtures
 	/usr/bin/python3 t/torch_optim.py make t/fixtures
+	/usr/bin/python3 t/torch_ref_gpt.py make t/data/gpt
 
 install: $(BIN) $(UI_BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
