@@ -221,7 +221,7 @@ for my $case (@cases) {
 }
 
 SKIP: {
-    skip 'no python3-torch', 3 if system("$py -c 'import torch' >/dev/null 2>&1") != 0;
+    skip 'no python3-torch', 5 if system("$py -c 'import torch' >/dev/null 2>&1") != 0;
     my $st = `$py $ref selftest 2>&1`;
     my $rc = $? >> 8;
     my $n_ok = () = $st =~ /^selftest ok /mg;
@@ -250,6 +250,32 @@ SKIP: {
        && $vf =~ m{ao_shuffled_nobias\.batch\.safetensors: orders row 1 is not a permutation of 0\.\.5},
        "$ref verify: a renamed tensor and a bad order row fail (exit 1) with the file, tensor and row named")
         or diag($vf);
+
+    # check, as for the engine's output: a gradient 2e-4 off its scale fails
+    # the default tolerance (1e-4), passes a looser one.
+    my @triple = map { "$fx/gpt_relu.$_.safetensors" } qw(ckpt batch);
+    ($h, $d) = st_read("$fx/gpt_relu.expected.safetensors");
+    my $g = $h->{'grad.projection.weight'}{data_offsets};
+    my @v = unpack('d<*', substr($d, $g->[0], $g->[1] - $g->[0]));
+    substr($d, $g->[0], $g->[1] - $g->[0]) = pack('d<*', map { $_ * 1.0002 } @v);
+    st_write("$dir/off.safetensors", $h, $d);
+    my $strict = `$py $ref check @triple $dir/off.safetensors 2>&1`;
+    my $rc1 = $? >> 8;
+    my $loose = `$py $ref check @triple $dir/off.safetensors 1e-3 2>&1`;
+    my $rc2 = $? >> 8;
+    ok($rc1 == 1 && $strict =~ /grad\.projection\.weight: error 0\.0002 of max/ && $rc2 == 0,
+       "$ref check: a gradient 2e-4 off fails at the default 1e-4 (exit $rc1), passes at 1e-3 (exit $rc2)")
+        or diag($strict . $loose);
+
+    my @made;
+    for my $case (qw(gpt_silu_conv ao_shuffled_nobias)) {
+        system("$py $ref batch $dir/$case.b $fx/$case.ckpt.safetensors 3 5 7") == 0 or next;
+        my (undef, $t) = load("$dir/$case.b");
+        push @made, join(' ', map { "$_ $t->{$_}{dtype}" . shape_str($t->{$_}{shape}) } sort keys %$t);
+        push @made, "first token $t->{tokens}{v}[0]" if $t->{tokens};
+    }
+    is("@made", 'labels I32[3] tokens I32[3, 5] first token 0 orders I32[3, 5] vectors F32[3, 5, 4]',
+       "$ref batch: a token batch and a continuous batch of the asked size, for each checkpoint's family");
 }
 
 done_testing();

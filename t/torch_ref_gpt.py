@@ -16,6 +16,14 @@ written by t/torch_ref.py's helpers):
   torch_ref_gpt.py verify DIR   recompute every DIR/NAME.ckpt.safetensors on its
                                 batch, compare with NAME.expected.safetensors
                                 (exit 0 when all agree to 1e-10 relative)
+  torch_ref_gpt.py check CKPT BATCH OUT [RTOL]
+                                recompute CKPT (e.g. written by the engine) on
+                                BATCH, compare OUT (loss, logits or predictions,
+                                grad.NAME); exit 0 when every tensor is within
+                                RTOL (default 1e-4) of the reference's largest
+                                value
+  torch_ref_gpt.py batch OUT CKPT B L SEED
+                                a random batch for CKPT's family
   torch_ref_gpt.py selftest [--full]
                                 gradcheck, a plain re-implementation, and the
                                 order relabelling property (exit 0 all pass);
@@ -500,6 +508,9 @@ def write_readme(outdir, rows):
         "`t/torch_gpt.t` checks these files without PyTorch (names, shapes, dtypes,",
         "finite values, the loss recomputed from the outputs) and, where PyTorch is",
         "installed, runs the self-test and `torch_ref_gpt.py verify t/data/gpt`.",
+        "For checkpoints the engine writes, `torch_ref_gpt.py check CKPT BATCH OUT",
+        "[RTOL]` compares its output with the reference's, and `torch_ref_gpt.py",
+        "batch OUT CKPT B L SEED` draws a batch for the checkpoint's family.",
         "",
         "Per case NAME, three safetensors files:",
         "",
@@ -568,40 +579,58 @@ def write_readme(outdir, rows):
         f.write("\n".join(L))
 
 
-def cmd_verify(outdir, rtol=1e-10):
-    """Recompute each committed case; every tensor within rtol of its largest value."""
+def check(label, ckpt, batchf, outf, rtol):
+    """Recompute CKPT on BATCH and print one line: True when OUT holds exactly
+    loss, the output and every gradient, each within rtol of the reference
+    tensor's largest magnitude."""
+    try:
+        cfg, params = load_checkpoint(ckpt)
+        batch = load_batch(batchf, cfg)
+        got, _ = st_load(outf)
+    except (ValueError, OSError) as e:
+        print(f"FAIL {label}: {e}")
+        return False
+    ref = expected_tensors(cfg, *run(params, cfg, batch))
+    worst, bad = 0.0, []
+    for k in sorted(set(got) | set(ref)):
+        if k not in got or k not in ref or got[k][1].shape != ref[k].shape:
+            bad.append(f"{k}: " + ("missing" if k not in got else "not in the reference" if k not in ref
+                                   else f"shape {list(got[k][1].shape)}, want {list(ref[k].shape)}"))
+            continue
+        scale = max(float(np.abs(ref[k]).max()), 1e-300)
+        err = float(np.abs(got[k][1].astype(np.float64) - ref[k]).max()) / scale
+        worst = max(worst, err)
+        if not err <= rtol:                 # NaN fails too
+            bad.append(f"{k}: error {err:.3g} of max {scale:.3g}")
+    print(f"{'ok  ' if not bad else 'FAIL'} {label}: {len(ref)} tensors, worst relative "
+          f"error {worst:.3g} (tol {rtol:g})" + "".join(f"\n    {b}" for b in bad))
+    return not bad
+
+
+def cmd_verify(outdir):
+    """Recompute each committed case: the same numbers to 1e-10."""
     names = sorted(f[:-len(".ckpt.safetensors")] for f in os.listdir(outdir)
                    if f.endswith(".ckpt.safetensors"))
     if not names:
         print(f"FAIL: no NAME.ckpt.safetensors in {outdir}")
         return 1
-    nfail = 0
-    for name in names:
-        base = f"{outdir}/{name}"
-        try:
-            cfg, params = load_checkpoint(base + ".ckpt.safetensors")
-            batch = load_batch(base + ".batch.safetensors", cfg)
-            want, _ = st_load(base + ".expected.safetensors")
-        except (ValueError, OSError) as e:
-            print(f"FAIL {name}: {e}")
-            nfail += 1
-            continue
-        got = expected_tensors(cfg, *run(params, cfg, batch))
-        worst, bad = 0.0, []
-        for k in sorted(set(got) | set(want)):
-            if k not in got or k not in want or want[k][1].shape != got[k].shape:
-                bad.append(f"{k}: missing or wrong shape")
-                continue
-            w = want[k][1].astype(np.float64)
-            scale = max(float(np.abs(w).max()), 1e-300)
-            err = float(np.abs(got[k] - w).max()) / scale
-            worst = max(worst, err)
-            if not err <= rtol:
-                bad.append(f"{k}: error {err:.3g} of max {scale:.3g}")
-        nfail += bool(bad)
-        print(f"{'ok  ' if not bad else 'FAIL'} {name}: {len(got)} tensors, worst relative "
-              f"error {worst:.3g} (tol {rtol:g})" + "".join(f"\n    {b}" for b in bad))
-    return 1 if nfail else 0
+    ok = [check(n, *(f"{outdir}/{n}.{k}.safetensors" for k in ("ckpt", "batch", "expected")), 1e-10)
+          for n in names]
+    return 0 if all(ok) else 1
+
+
+def cmd_batch(out, ckpt, B, L, seed):
+    """A batch for CKPT's family, drawn as the fixtures' are: tokens with
+    token 0 first in row 0, or Gaussian vectors with per-row orders."""
+    cfg, _ = load_checkpoint(ckpt)
+    B, L, seed = int(B), int(L), int(seed)
+    if cfg["family"] == "transformer":
+        batch = token_batch(B, L, cfg["vocab_size"], seed)
+    else:
+        vec, orders = vector_batch(B, L, cfg["vector_dim"], seed, False, True)
+        batch = {"vectors": vec, "orders": orders}
+    st_save(out, batch_tensors(batch))
+    return 0
 
 
 # --------------------------------------------------------------------------
@@ -805,6 +834,13 @@ def main(argv):
         return 0
     if len(argv) == 3 and argv[1] == "verify":
         return cmd_verify(argv[2])
+    if argv[1:2] == ["check"] and len(argv) in (5, 6):
+        return 0 if check(argv[4], *argv[2:5], float(argv[5]) if len(argv) == 6 else 1e-4) else 1
+    if len(argv) == 7 and argv[1] == "batch":
+        try:
+            return cmd_batch(*argv[2:])
+        except (ValueError, OSError) as e:
+            die(str(e))
     if argv[1:] in (["selftest"], ["selftest", "--full"]):
         return 0 if cmd_selftest(full=len(argv) == 3) else 1
     print(__doc__.strip(), file=sys.stderr)
