@@ -225,7 +225,7 @@ SKIP: {
     my $st = `$py $ref selftest 2>&1`;
     my $rc = $? >> 8;
     my $n_ok = () = $st =~ /^selftest ok /mg;
-    ok($rc == 0 && $n_ok >= 16 && $st !~ /FAIL/ && $st =~ /gradcheck ContinuousAOGPT/ && $st =~ /relabelling/,
+    ok($rc == 0 && $n_ok >= 20 && $st !~ /FAIL/ && $st =~ /gradcheck ContinuousAOGPT/ && $st =~ /relabelling/,
        "$ref selftest: $n_ok checks pass (plain loops, relabelling, causality, gradcheck, init)")
         or diag($st);
     my $vf = `$py $ref verify $fx 2>&1`;

@@ -532,7 +532,9 @@ def write_readme(outdir, rows):
         "adds h), then h = LayerNorm(h + fc.2(act(fc.0 h))); attention scores",
         "scaled by 1/sqrt(d_k), future keys and keys holding token 0 set to -1e9",
         "(so a query whose keys are all masked attends uniformly to all L",
-        "positions: row 0 of every token batch starts with token 0); LayerNorm eps",
+        "positions, future ones included: row 0 of every token batch starts with",
+        "token 0, and in gpt_silu_conv the next layer's conv carries that",
+        "position's output into the logits); LayerNorm eps",
         "1e-5; logits = projection(h at the last position); loss = mean",
         "cross-entropy against `labels`. Conv weights are",
         "`decoder.layers.{i}.dec_self_attn.conv1d.weight` [d_model, 1, K], the last",
@@ -637,15 +639,16 @@ def cmd_batch(out, ckpt, B, L, seed):
 # selftest: independent formulations and properties that must hold.
 
 def plain_gpt_logits(p, cfg, tokens, pad_mask=True):
-    """The token GPT with conv 0 written with explicit loops over sequences,
-    heads and queries: softmax over the allowed keys only (uniform over all L
-    keys when none is allowed), LayerNorm and the activation spelled out.
-    pad_mask=False drops the token-0 rule (a deliberately wrong model)."""
-    assert cfg["conv"] == 0
+    """The token GPT written with explicit loops over sequences, heads and
+    queries: softmax over the allowed keys only (equal weights on all L
+    positions when none is allowed); LayerNorm, the activations and the conv
+    (a sum over the taps that reach back from t) spelled out. pad_mask=False drops the
+    token-0 rule (a deliberately wrong model)."""
     B, L = tokens.shape
-    H, dk, dv = cfg["n_heads"], cfg["d_k"], cfg["d_v"]
+    H, dk, dv, K = cfg["n_heads"], cfg["d_k"], cfg["d_v"], cfg["conv"]
+    silu = lambda x: x / (1 + torch.exp(-x))                  # noqa: E731
     act = {"relu": lambda x: torch.where(x > 0, x, torch.zeros_like(x)),
-           "silu": lambda x: x / (1 + torch.exp(-x))}[cfg["activation"]]
+           "silu": silu}[cfg["activation"]]
 
     def layer_norm(x, w, b):
         mu = x.sum() / x.numel()
@@ -658,18 +661,25 @@ def plain_gpt_logits(p, cfg, tokens, pad_mask=True):
         for i in range(cfg["n_layers"]):
             a = f"decoder.layers.{i}.dec_self_attn."
             Wq, Wk, Wv = p[a + "W_Q.weight"], p[a + "W_K.weight"], p[a + "W_V.weight"]
+            us = hs
+            if K:                   # tap j of K multiplies the input j - (K-1) steps back
+                w_c, b_c = p[a + "conv1d.weight"][:, 0], p[a + "conv1d.bias"]
+                us = [silu(b_c + sum(w_c[:, j] * hs[t + j - (K - 1)]
+                                     for j in range(K) if t + j >= K - 1)) for t in range(L)]
             new = []
             for t in range(L):
                 heads = []
                 for hh in range(H):
                     rq, rv = slice(hh * dk, (hh + 1) * dk), slice(hh * dv, (hh + 1) * dv)
-                    q = Wq[rq] @ hs[t]
-                    keys = [s for s in range(t + 1)
-                            if not (pad_mask and int(tokens[bi, s]) == 0)] or list(range(L))
-                    sc = torch.stack([(Wk[rq] @ hs[s]) @ q for s in keys]) / dk ** 0.5
-                    w = torch.exp(sc - sc.max())
-                    w = w / w.sum()
-                    heads.append(sum(w[j] * (Wv[rv] @ hs[s]) for j, s in enumerate(keys)))
+                    keys = [s for s in range(t + 1) if not (pad_mask and int(tokens[bi, s]) == 0)]
+                    if keys:
+                        q = Wq[rq] @ us[t]
+                        sc = torch.stack([(Wk[rq] @ us[s]) @ q for s in keys]) / dk ** 0.5
+                        w = torch.exp(sc - sc.max())
+                        w = w / w.sum()
+                    else:           # every score -1e9: equal weights on all L positions
+                        keys, w = list(range(L)), torch.full((L,), 1.0 / L)
+                    heads.append(sum(w[j] * (Wv[rv] @ us[s]) for j, s in enumerate(keys)))
                 z = hs[t] + p[a + "fc.weight"] @ torch.cat(heads)
                 new.append(layer_norm(z, p[a + "layernorm.weight"], p[a + "layernorm.bias"]))
             f = f"decoder.layers.{i}.pos_ffn."
@@ -713,10 +723,12 @@ def cmd_selftest(full=False):
         results.append(ok)
         print(f"selftest {'ok  ' if ok else 'FAIL'} {name}: {detail}")
 
-    # 1. The token GPT against the plain loops (conv 0), loss, logits, grads.
+    # 1. The token GPT against the plain loops: loss, logits, grads.
     for tag, cfg, B, L in (("relu 1 layer 2 heads", gpt_config(11, 7, 6, 4, 3, 2, 9, 1, "relu", 0), 3, 7),
                            ("relu 2 layers 3 heads", gpt_config(9, 6, 6, 2, 3, 3, 7, 2, "relu", 0), 2, 5),
-                           ("silu 1 layer 1 head", gpt_config(8, 4, 5, 5, 4, 1, 6, 1, "silu", 0), 3, 4)):
+                           ("silu 1 layer 1 head", gpt_config(8, 4, 5, 5, 4, 1, 6, 1, "silu", 0), 3, 4),
+                           ("silu conv 4, 2 layers 2 heads", gpt_config(9, 6, 6, 3, 2, 2, 7, 2, "silu", 4), 2, 6),
+                           ("relu conv 3 > L 2", gpt_config(7, 3, 4, 2, 2, 2, 5, 1, "relu", 3), 3, 2)):
         params = fixture_init(cfg, torch.Generator().manual_seed(L))
         batch = token_batch(B, L, cfg["vocab_size"], 100 + L)
         loss, logits, grads = run(params, cfg, batch)
