@@ -37,7 +37,6 @@
 #define TOL_SUM 3e-5
 #define TOL_MODEL 2e-4
 
-const ach_kernels *ach_fast_kernels_isa(const char *isa); /* kernels_fast.c, for tests */
 
 static ach_rng rng;
 

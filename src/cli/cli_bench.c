@@ -39,6 +39,9 @@ const char *cli_bench_help =
     "                            (~200 distinct tokens per batch: the slowest case\n"
     "                            for the per-token first block below)\n"
     "  --kernels fast|reference  CPU kernel table (default fast)\n"
+    "  --isa avx512|avx2|generic the fast kernels' SIMD instance (default: the\n"
+    "                            widest this CPU runs), e.g. AVX2's figures on an\n"
+    "                            AVX-512 machine\n"
     "  --backend cpu|cuda        CPU kernels (default) or the GPU (achilles-cuda\n"
     "                            only); default $ACHILLES_BACKEND, else cpu\n"
     "\n"
@@ -56,7 +59,14 @@ const char *cli_bench_help =
     "encoding the first block's input rows are embedding rows, so its pre-norm\n"
     "and in_proj run once per distinct token, forward and backward (84 distinct\n"
     "tokens in a composite batch, ~200 in a uniform one). Of the count, ~54% is\n"
-    "not executed at 2 layers, ~22% at 5.\n";
+    "not executed at 2 layers, ~22% at 5.\n"
+    "\n"
+    "Mamba-1 with the fast kernels also prints its derived limit (bench/RESULTS.md\n"
+    "derives it): the sequences/s if the step did nothing but the selective scan's\n"
+    "exps (2 per state element, token and layer: forward, and the backward's\n"
+    "recomputation) and FMAs (15: 4 forward, 3 recomputing, 8 in the reverse walk)\n"
+    "and the GEMMs' FMAs, at the exp and FMA rates measured on one core just before\n"
+    "(ach_fast_rates, 50 ms of CPU time each), times the threads.\n";
 
 static double now(void)
 {
@@ -108,6 +118,28 @@ static int distinct(const int *tok, size_t n, int V)
     return d;
 }
 
+/* Per state element, token and layer of a Mamba-1 training step: the
+ * selective scan's exps and FMAs (vector lanes), as counted in the help
+ * text and bench/RESULTS.md */
+#define M1_SCAN_EXPS 2
+#define M1_SCAN_FMAS 15
+
+/* Mamba-1's derived limit in sequences/s on nt threads (the help text),
+ * or 0 when k has no rates; the rates measured are returned. */
+static double mamba1_limit(const ach_config *c, const ach_kernels *k, int B, int L, int nt, double *exps_per_s,
+                           double *fmas_per_s)
+{
+    double R = (double)B * L, D = c->d_model, N = c->d_state, V = c->vocab_size, Di = cfg_d_inner(c);
+    double Rk = c->dt_rank, X = Rk + 2 * N;
+    ach_fast_rates(k, exps_per_s, fmas_per_s);
+    if (*exps_per_s <= 0 || *fmas_per_s <= 0) return 0;
+    double elems = c->n_layer * R * Di * N;
+    /* forward and the two backward products: in_proj, x_proj, dt_proj, out_proj, the head's logits */
+    double gemm_fmas = 3 * (c->n_layer * R * (D * 2 * Di + Di * X + Rk * Di + Di * D) + B * D * V);
+    double sec = elems * (M1_SCAN_EXPS / *exps_per_s + M1_SCAN_FMAS / *fmas_per_s) + gemm_fmas / *fmas_per_s;
+    return nt * B / sec;
+}
+
 /* Forward FLOPs of one step (see the help text). */
 static double forward_flops(const ach_config *c, int B, int L)
 {
@@ -129,7 +161,7 @@ int cli_bench(int argc, char **argv)
     ach_config cfg;
     ach_arch arch = ARCH_MAMBA2;
     int layers = 2, B = 2048, L = 8, threads = 0, steps = 10, fast = 1, kernels_given = 0, task_tokens = 1;
-    const char *backend = NULL;
+    const char *backend = NULL, *isa = NULL;
     char err[512];
     if (ach_backend_arg(&argc, argv, &backend, err, sizeof err))
         return cli_usage_error(cli_bench_help, "bench: %s", err);
@@ -151,6 +183,9 @@ int cli_bench(int argc, char **argv)
             if (!strcmp(v, "fast")) fast = 1;
             else if (!strcmp(v, "reference")) fast = 0;
             else bad = 1;
+        } else if (!strcmp(a, "--isa")) {
+            isa = v;
+            bad = strcmp(v, "avx512") && strcmp(v, "avx2") && strcmp(v, "generic");
         } else if (!strcmp(a, "--tokens")) {
             if (!strcmp(v, "task")) task_tokens = 1;
             else if (!strcmp(v, "uniform")) task_tokens = 0;
@@ -171,14 +206,22 @@ int cli_bench(int argc, char **argv)
     cfg.n_layer = layers;
     cfg.seed = 1;
     const ach_kernels *k = fast ? ach_fast_kernels() : &ach_cpu_kernels;
+    if (isa && !fast) return cli_usage_error(cli_bench_help, "bench: --isa picks the fast kernels' instance; drop "
+                                             "it with --kernels reference%s", "");
+    if (isa && !(k = ach_fast_kernels_isa(isa))) {
+        fprintf(stderr, "achilles: bench: --isa %s: this CPU cannot run it (or this build has no such instance)\n",
+                isa);
+        return 1;
+    }
     const ach_kernels *bk = ach_backend(backend, err, sizeof err);
     if (!bk) {
         fprintf(stderr, "achilles: bench: %s\n", err);
         return 1;
     }
     int gpu = bk != ach_fast_kernels();
-    if (gpu && kernels_given) return cli_usage_error(cli_bench_help, "bench: --kernels picks CPU kernels; drop it "
-                                                     "with the cuda backend%s", "");
+    if (gpu && (kernels_given || isa))
+        return cli_usage_error(cli_bench_help, "bench: --kernels and --isa pick CPU kernels; drop them with the cuda "
+                               "backend%s", "");
     if (gpu) k = bk;
     int *tok = malloc((size_t)B * L * sizeof *tok), *lab = malloc((size_t)B * sizeof *lab);
     if (!tok || !lab || bench_batch(task_tokens, B, L, cfg.vocab_size, tok, lab, err, sizeof err)) {
@@ -228,10 +271,21 @@ int cli_bench(int argc, char **argv)
     printf("  training sequences/s: %.0f\n", B / per);
     printf("  %.3f GFLOP/step, achieved %.1f GFLOP/s\n", flops * 1e-9, flops * 1e-9 / per);
     printf("  peak memory (ru_maxrss): %.0f MiB\n", rss);
+    char limit[64] = "";
+    double exps_per_s, fmas_per_s, lim = arch == ARCH_MAMBA1 && fast && !gpu
+                                             ? mamba1_limit(&cfg, k, B, L, nt, &exps_per_s, &fmas_per_s)
+                                             : 0;
+    if (lim > 0) {
+        printf("  derived limit: %.0f sequences/s (per core %.2f G exps/s, %.1f G FMA lanes/s); measured %.0f%% "
+               "of it (1/%.2f)\n",
+               lim, exps_per_s * 1e-9, fmas_per_s * 1e-9, 100 * B / per / lim, lim * per / B);
+        snprintf(limit, sizeof limit, " limit_seq_per_s=%.1f", lim);
+    }
     printf("RESULT impl=achilles-%s arch=%s layers=%d batch=%d length=%d threads=%d step_ms=%.3f seq_per_s=%.1f "
-           "gflops=%.2f maxrss_mib=%.0f tokens=%s\n",
+           "gflops=%.2f maxrss_mib=%.0f isa=%s%s tokens=%s\n",
            gpu ? "cuda" : fast ? "fast" : "reference", cfg_arch_name(arch), layers, B, L, nt, 1e3 * per, B / per,
-           flops * 1e-9 / per, rss, task_tokens ? "task" : "uniform");
+           flops * 1e-9 / per, rss, gpu || !fast ? "-" : !strncmp(k->name, "fast-", 5) ? k->name + 5 : k->name, limit,
+           task_tokens ? "task" : "uniform");
     free(tok);
     free(lab);
     ach_optim_free(&o, &m);

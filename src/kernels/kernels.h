@@ -217,4 +217,12 @@ size_t mamba2_ssd_work(int L);
 extern const ach_kernels ach_cpu_kernels;
 /* SIMD + thread-pool kernels (kernels_fast.c), bit-identical at any thread count. */
 const ach_kernels *ach_fast_kernels(void);
+/* The fast kernels' instance for "avx512", "avx2" or "generic", or NULL if
+ * this CPU cannot run it (tests, `achilles bench --isa`). */
+const ach_kernels *ach_fast_kernels_isa(const char *isa);
+/* For `achilles bench`'s Mamba-1 limit: on one core, the rate of the fast
+ * instance k's Mamba-1 decay exp (exps/s) and of its FMAs (vector lanes/s),
+ * each timed over 50 ms of the calling thread's CPU time on data in L1;
+ * both 0 when k is not a fast instance (the float64 build, the reference). */
+void ach_fast_rates(const ach_kernels *k, double *exps_per_s, double *fmas_per_s);
 #endif

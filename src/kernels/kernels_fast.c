@@ -35,12 +35,15 @@
 
 #ifdef ACH_F64
 const ach_kernels *ach_fast_kernels(void) { return &ach_cpu_kernels; }
+const ach_kernels *ach_fast_kernels_isa(const char *isa) { return NULL; }
+void ach_fast_rates(const ach_kernels *k, double *exps_per_s, double *fmas_per_s) { *exps_per_s = *fmas_per_s = 0; }
 #elif !defined(ACH_FAST_BODY)
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mathfn.h"
 #include "threads.h"
@@ -183,9 +186,9 @@ typedef struct {
 
 typedef struct {
     float *y, *du, *ddt, *dBm, *dCm, *part, *dA_log, *dD;
-    const float *u, *dt, *A, *Bm, *Cm, *D, *dy;
+    const float *u, *dt, *A, *A2, *A2min, *Bm, *Cm, *D, *dy; /* A2: A log2 e, A2min: its least per channel */
     int ldbc, B, L, Di, N, Npad, nchunks;
-} scan_ctx;
+} scan_ctx; /* the Mamba-1 scan (fast_scan1.c) */
 
 typedef struct {
     const ach_mamba2_block *mx;
@@ -377,9 +380,17 @@ const ach_kernels *ach_fast_kernels(void)
     return table_best;
 }
 
-/* For tests and benchmarks (not in kernels.h): the instance for "avx512",
- * "avx2" or "generic", or NULL if this CPU cannot run it. */
-const ach_kernels *ach_fast_kernels_isa(const char *isa);
+void ach_fast_rates(const ach_kernels *k, double *exps_per_s, double *fmas_per_s)
+{
+    pthread_once(&tables_once, build_tables);
+#ifdef ACH_X86
+    if (k == &table_avx512) return rates_avx512(exps_per_s, fmas_per_s);
+    if (k == &table_avx2) return rates_avx2(exps_per_s, fmas_per_s);
+#endif
+    if (k == &table_generic) return rates_generic(exps_per_s, fmas_per_s);
+    *exps_per_s = *fmas_per_s = 0;
+}
+
 const ach_kernels *ach_fast_kernels_isa(const char *isa)
 {
     pthread_once(&tables_once, build_tables);
@@ -2471,171 +2482,7 @@ static void F(mamba2_train)(const ach_mamba2_block *blocks, int n, const ach_lm_
 }
 
 /* ---- Mamba-1 selective scan ---- */
-static float *F(scan_A)(const float *A_log, int Di, int N, int Npad)
-{
-    float *A = sbuf(S_MISC, (size_t)Di * Npad);
-    for (int d = 0; d < Di; d++)
-        for (int n = 0; n < Npad; n++) A[(size_t)d * Npad + n] = n < N ? -r_exp(A_log[(size_t)d * N + n]) : 0;
-    return A;
-}
-
-/* softplus(dt) (and sigmoid(dt), its derivative, when sig) for rows [r0, r1) */
-static void F(scan_delta)(float *delta, float *sig, const float *dt, size_t n)
-{
-    for (size_t i = 0; i < n; i += VL) {
-        int nl = n - i < VL ? (int)(n - i) : VL;
-        V x = F(ldk)(dt + i, nl);
-        F(stk)(delta + i, F(vsoftplus)(x), nl);
-        if (sig) F(stk)(sig + i, F(sel)(x > F(bc)(20.0f), F(bc)(1.0f), F(vsigmoid)(x)), nl);
-    }
-}
-
-static void F(scanf_task)(void *vc, int task)
-{
-    const scan_ctx *c = vc;
-    int L = c->L, Di = c->Di, N = c->N, Np = c->Npad, ns = ch_seqs(L), b0 = task * ns;
-    int b1 = b0 + ns < c->B ? b0 + ns : c->B;
-    size_t rows = (size_t)(b1 - b0) * L, R0 = (size_t)b0 * L;
-    float *delta = tbuf(T_W1, rows * Di), *h = tbuf(T_W2, Np);
-    F(scan_delta)(delta, NULL, c->dt + R0 * Di, rows * Di);
-    for (int b = b0; b < b1; b++)
-        for (int d = 0; d < Di; d++) {
-            const float *a = c->A + (size_t)d * Np;
-            memset(h, 0, Np * sizeof *h);
-            for (int t = 0; t < L; t++) {
-                size_t row = (size_t)b * L + t, i = row * Di + d;
-                float dl = delta[(row - R0) * Di + d], ut = c->u[i];
-                const float *Bt = c->Bm + row * c->ldbc, *Ct = c->Cm + row * c->ldbc;
-                V acc = (V){0}, dlv = F(bc)(dl), duv = F(bc)(dl * ut);
-                for (int n = 0; n < N; n += VL) {
-                    int nl = N - n < VL ? N - n : VL;
-                    V dA = F(vexp)(dlv * F(ld)(a + n));
-                    V hv = F(fma)(dA, F(ld)(h + n), duv * F(ldk)(Bt + n, nl));
-                    F(st)(h + n, hv);
-                    acc = F(fma)(F(ldk)(Ct + n, nl), hv, acc);
-                }
-                c->y[i] = F(hsum)(acc) + c->D[d] * ut;
-            }
-        }
-}
-
-static void F(mamba1_scan_forward)(real *y, const real *u, const real *dt, const real *A_log, const real *Bm,
-                                   const real *Cm, int ldbc, const real *D, const unsigned char *block, int B, int L,
-                                   int Di, int N, real *work)
-{
-    if (block) {
-        ach_cpu_kernels.mamba1_scan_forward(y, u, dt, A_log, Bm, Cm, ldbc, D, block, B, L, Di, N, work);
-        return;
-    }
-    enter();
-    scan_ctx c = {.y = y, .u = u, .dt = dt, .Bm = Bm, .Cm = Cm, .ldbc = ldbc, .D = D, .B = B, .L = L, .Di = Di,
-                  .N = N, .Npad = round_up(N, VL)};
-    c.A = F(scan_A)(A_log, Di, N, c.Npad);
-    ach_parallel_for(ceil_div(B, ch_seqs(L)), F(scanf_task), &c);
-    leave();
-}
-
-static void F(scanb_task)(void *vc, int task)
-{
-    const scan_ctx *c = vc;
-    int L = c->L, Di = c->Di, N = c->N, Np = c->Npad, ns = ch_seqs(L), b0 = task * ns;
-    int b1 = b0 + ns < c->B ? b0 + ns : c->B;
-    size_t rows = (size_t)(b1 - b0) * L, R0 = (size_t)b0 * L;
-    float *delta = tbuf(T_W1, rows * Di), *sig = tbuf(T_W2, rows * Di);
-    float *hs = tbuf(T_W3, (size_t)(2 * L + 1) * Np), *dAs = hs + (size_t)L * Np, *gh = dAs + (size_t)L * Np;
-    float *pal = c->part + (size_t)task * ((size_t)Di * Np + round_up(Di, VL)), *pD = pal + (size_t)Di * Np;
-    memset(pal, 0, ((size_t)Di * Np + round_up(Di, VL)) * sizeof *pal);
-    F(scan_delta)(delta, sig, c->dt + R0 * Di, rows * Di);
-    for (int b = b0; b < b1; b++)
-        for (int d = 0; d < Di; d++) {
-            const float *a = c->A + (size_t)d * Np;
-            float *gal = pal + (size_t)d * Np;
-            for (int t = 0; t < L; t++) { /* recompute the states */
-                size_t row = (size_t)b * L + t, i = row * Di + d;
-                float dl = delta[(row - R0) * Di + d];
-                const float *Bt = c->Bm + row * c->ldbc;
-                V dlv = F(bc)(dl), duv = F(bc)(dl * c->u[i]);
-                float *h = hs + (size_t)t * Np, *dA = dAs + (size_t)t * Np;
-                for (int n = 0; n < N; n += VL) {
-                    int nl = N - n < VL ? N - n : VL;
-                    V e = F(vexp)(dlv * F(ld)(a + n));
-                    V prev = t ? F(ld)(h - Np + n) : (V){0};
-                    F(st)(dA + n, e);
-                    F(st)(h + n, F(fma)(e, prev, duv * F(ldk)(Bt + n, nl)));
-                }
-            }
-            memset(gh, 0, Np * sizeof *gh);
-            for (int t = L - 1; t >= 0; t--) {
-                size_t row = (size_t)b * L + t, i = row * Di + d, li = (row - R0) * Di + d;
-                const float *Bt = c->Bm + row * c->ldbc, *Ct = c->Cm + row * c->ldbc;
-                float *dBt = c->dBm + row * c->ldbc, *dCt = c->dCm + row * c->ldbc;
-                const float *h = hs + (size_t)t * Np, *dA = dAs + (size_t)t * Np;
-                float g = c->dy[i], ut = c->u[i], dl = delta[li];
-                V gv = F(bc)(g), utv = F(bc)(ut), dlv = F(bc)(dl), dluv = F(bc)(dl * ut);
-                V gdv = (V){0}, guv = (V){0};
-                pD[d] += g * ut;
-                for (int n = 0; n < N; n += VL) {
-                    int nl = N - n < VL ? N - n : VL;
-                    V av = F(ld)(a + n), e = F(ld)(dA + n), hv = F(ld)(h + n);
-                    V prev = t ? F(ld)(h - Np + n) : (V){0};
-                    V Bv = F(ldk)(Bt + n, nl), Cv = F(ldk)(Ct + n, nl);
-                    F(stk)(dCt + n, F(fma)(gv, hv, F(ldk)(dCt + n, nl)), nl);
-                    V ghn = F(fma)(gv, Cv, F(ld)(gh + n));
-                    V pe = prev * e;
-                    gdv = F(fma)(ghn, F(fma)(pe, av, Bv * utv), gdv);
-                    F(st)(gal + n, F(fma)(ghn * pe, dlv * av, F(ld)(gal + n)));
-                    F(stk)(dBt + n, F(fma)(ghn, dluv, F(ldk)(dBt + n, nl)), nl);
-                    guv = F(fma)(ghn, Bv, guv);
-                    F(st)(gh + n, ghn * e);
-                }
-                c->du[i] += g * c->D[d] + dl * F(hsum)(guv);
-                c->ddt[i] += F(hsum)(gdv) * sig[li];
-            }
-        }
-}
-
-static void F(scanb_reduce)(void *vc, int t)
-{
-    const scan_ctx *c = vc;
-    int Np = c->Npad, Di = c->Di, N = c->N;
-    size_t stride = (size_t)Di * Np + round_up(Di, VL);
-    int d0 = t * 8, d1 = d0 + 8 < Di ? d0 + 8 : Di;
-    for (int d = d0; d < d1; d++) {
-        for (int n = 0; n < N; n += VL) {
-            int nl = N - n < VL ? N - n : VL;
-            V s = F(ld)(c->part + (size_t)d * Np + n);
-            for (int k = 1; k < c->nchunks; k++) s += F(ld)(c->part + k * stride + (size_t)d * Np + n);
-            float *dst = c->dA_log + (size_t)d * N + n;
-            F(stk)(dst, F(ldk)(dst, nl) + s, nl);
-        }
-        float s = c->part[(size_t)Di * Np + d];
-        for (int k = 1; k < c->nchunks; k++) s += c->part[k * stride + (size_t)Di * Np + d];
-        c->dD[d] += s;
-    }
-}
-
-static void F(mamba1_scan_backward)(real *du, real *ddt, real *dA_log, real *dBm, real *dCm, real *dD,
-                                    const real *dy, const real *u, const real *dt, const real *A_log,
-                                    const real *Bm, const real *Cm, int ldbc, const real *D,
-                                    const unsigned char *block, int B, int L, int Di, int N, real *work)
-{
-    if (block) {
-        ach_cpu_kernels.mamba1_scan_backward(du, ddt, dA_log, dBm, dCm, dD, dy, u, dt, A_log, Bm, Cm, ldbc, D, block,
-                                             B, L, Di, N, work);
-        return;
-    }
-    if (B <= 0 || L <= 0) return; /* no rows: nothing to add (the partials would be unset) */
-    enter();
-    scan_ctx c = {.du = du, .ddt = ddt, .dBm = dBm, .dCm = dCm, .dy = dy, .u = u, .dt = dt, .Bm = Bm, .Cm = Cm,
-                  .ldbc = ldbc, .D = D, .B = B, .L = L, .Di = Di, .N = N, .Npad = round_up(N, VL)};
-    c.A = F(scan_A)(A_log, Di, N, c.Npad);
-    c.nchunks = ceil_div(B, ch_seqs(L));
-    c.part = sbuf(S_PART, (size_t)c.nchunks * ((size_t)Di * c.Npad + round_up(Di, VL)));
-    ach_parallel_for(c.nchunks, F(scanb_task), &c);
-    c.dA_log = dA_log, c.dD = dD;
-    ach_parallel_for(ceil_div(Di, 8), F(scanb_reduce), &c);
-    leave();
-}
+#include "fast_scan1.c"
 
 /* ---- cross-entropy, embedding, AdamW ---- */
 #define CE_ROWS 64
