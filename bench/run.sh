@@ -5,7 +5,8 @@
 # path at its slowest) and bench/torch_bench.py (Debian's python3-torch,
 # both conv variants, and for Mamba-1 both selective scans: the custom
 # autograd.Function and the plain selective_scan_ref loop; its speed does
-# not depend on the tokens) on both mixers at 2 and 5 layers, 1 and 2
+# not depend on the tokens; OpenBLAS, where it is the BLAS, held to the
+# same threads) on both mixers at 2 and 5 layers, 1 and 2
 # threads, batch 2048 x 8, and prints a table of training sequences/s with
 # the ratios to the fastest PyTorch variant of the same run. Raw RESULT
 # lines go to build/bench-results.txt.
@@ -77,7 +78,7 @@ for arch in $ARCHS; do
                             custom) set -- --scan custom ${M1_BLOCK:+--block "$M1_BLOCK"}; ts=${TORCH_STEPS:-3} ;;
                             ref) set -- --scan ref; ts=${TORCH_STEPS:-1} ;;
                             esac
-                            "$PY" bench/torch_bench.py --arch "$arch" --layers "$layers" --threads "$t" --steps "$ts" \
+                            OPENBLAS_NUM_THREADS=$t "$PY" bench/torch_bench.py --arch "$arch" --layers "$layers" --threads "$t" --steps "$ts" \
                                 --conv "$conv" "$@" | grep '^RESULT' >> "$out"
                         done
                     done

@@ -8,17 +8,21 @@
  * element (Di x N = 8,192 at the paper's sizes) an exp and a few FMAs
  * forward, the same again to recompute the states backward (storing them
  * would take 8 KiB per token and layer), and the reverse walk's FMAs.
- * So the work is arranged around op counts:
+ * So the work is arranged around op counts (bench/RESULTS.md counts 2
+ * exps and 15 FMAs per element as the limit):
  * - the decay exp(delta A) = 2^(delta A log2 e) with A log2 e stored, by
- *   vexp2_neg below: 9 vector ops with AVX-512, 13 with AVX2, against 18
- *   and 20 for the general vexp;
- * - the backward recomputes a sequence's L steps for one channel into two
- *   small buffers (the decays e_t and e_t h_{t-1}, L x N floats each, in
- *   L1) and walks them back, taking h_t = e_t h_{t-1} + delta_t u_t B_t
- *   again from what it loads (one FMA against a load and a store);
- * - the reverse step keeps dA's sum without its factor A (applied once per
- *   element in the reduction) and takes ddelta's B u term from du's sum:
- *   8 FMAs or multiplies per state vector, and two horizontal sums per
+ *   vexp2_neg below: 8 vector ops with AVX-512 (7 without its clamp), 12
+ *   with AVX2, against 18 and 20 for the general vexp;
+ * - a channel's state is walked over a sequence's steps a chunk of up to
+ *   SCAN_CV vectors at a time, the chunk in registers, on B and C copied
+ *   per sequence and padded to whole chunks (aligned, no tails); dB and
+ *   dC are summed over the channels in L1 and added to memory once per
+ *   sequence;
+ * - the backward recomputes a chunk's L steps into small buffers in L1
+ *   (e_t, e_t h_{t-1}, h_t) and walks them back with gh and dA's sums in
+ *   registers: 8 FMAs or multiplies per state vector (dA's sum is kept
+ *   without its factor A, applied once per element in the reduction, and
+ *   ddelta's B u term comes from du's sum), and two horizontal sums per
  *   token and channel;
  * - tasks are sequences (ch_seqs), so everything a task touches but the
  *   A_log gradient's partial sums stays in L1 and L2.
