@@ -5,13 +5,13 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "kind.h"
+#include "preset_json.h"
 #include "rng.h"
 
 #ifndef ACH_DATADIR
@@ -21,119 +21,18 @@
 #define MAX_SHIFT (1 << 20)
 #define MAX_PER_PAIR 1000000000000LL /* 1e12: exact in a double, far below the 2^56 stream bits */
 
-/* Where messages go: every error is "<file>: field '<path>': <problem>". */
-typedef struct {
-    const char *where;
-    char *err;
-    size_t errlen;
-} ctx;
-
-static int fail(ctx *c, const char *field, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(ctx *c, const char *field, const char *fmt, ...)
-{
-    char why[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    snprintf(c->err, c->errlen, "%s: field '%s': %s", c->where, field, why);
-    return -1;
-}
-
-/* Rejects unknown and repeated keys, so a typo never silently means "default". */
-static int check_keys(ctx *c, const cJSON *o, const char *path, const char *const *allowed)
-{
-    for (const cJSON *it = o->child; it; it = it->next) {
-        char f[200];
-        snprintf(f, sizeof f, "%s%s%s", path, *path ? "." : "", it->string);
-        int known = 0;
-        for (const char *const *a = allowed; *a; a++) known |= !strcmp(*a, it->string);
-        if (!known) {
-            snprintf(c->err, c->errlen, "%s: unknown field '%s'", c->where, f);
-            return -1;
-        }
-        for (const cJSON *p = o->child; p != it; p = p->next)
-            if (!strcmp(p->string, it->string)) {
-                snprintf(c->err, c->errlen, "%s: field '%s' appears twice", c->where, f);
-                return -1;
-            }
-    }
-    return 0;
-}
-
-static const cJSON *member(const cJSON *o, const char *key) { return cJSON_GetObjectItemCaseSensitive(o, key); }
-
-static int want_object(ctx *c, const cJSON *v, const char *field)
-{
-    if (!v) return fail(c, field, "missing");
-    if (!cJSON_IsObject(v)) return fail(c, field, "expected an object");
-    return 0;
-}
-
-/* An integral JSON number in [lo, hi]. */
-static int get_ll(ctx *c, const cJSON *v, const char *field, long long lo, long long hi, long long *out)
-{
-    if (!v) return fail(c, field, "missing");
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || fabs(v->valuedouble) > 9e15)
-        return fail(c, field, "expected an integer");
-    long long x = (long long)v->valuedouble;
-    if (x < lo || x > hi) return fail(c, field, "%lld is out of range [%lld, %lld]", x, lo, hi);
-    *out = x;
-    return 0;
-}
-
-static int get_int(ctx *c, const cJSON *v, const char *field, int lo, int hi, int *out)
-{
-    long long x;
-    if (get_ll(c, v, field, lo, hi, &x)) return -1;
-    *out = (int)x;
-    return 0;
-}
-
-static int get_string(ctx *c, const cJSON *v, const char *field, const char **out)
-{
-    if (!v) return fail(c, field, "missing");
-    if (!cJSON_IsString(v)) return fail(c, field, "expected a string");
-    *out = v->valuestring;
-    return 0;
-}
-
-/* One of the given words; the index is returned in *out. */
-static int get_enum(ctx *c, const cJSON *v, const char *field, const char *const *words, int *out)
-{
-    const char *s = NULL;
-    if (get_string(c, v, field, &s)) return -1;
-    char list[200] = "";
-    for (int i = 0; words[i]; i++) {
-        if (!strcmp(s, words[i])) {
-            *out = i;
-            return 0;
-        }
-        snprintf(list + strlen(list), sizeof list - strlen(list), "%s'%s'", i ? ", " : "", words[i]);
-    }
-    return fail(c, field, "'%s' is not one of %s", s, list);
-}
-
-static int get_bool(ctx *c, const cJSON *v, const char *field, int *out)
-{
-    if (!v) return 0; /* optional, default false */
-    if (!cJSON_IsBool(v)) return fail(c, field, "expected true or false");
-    *out = cJSON_IsTrue(v);
-    return 0;
-}
-
 /* {"from": a, "below": b}: the half-open range [a, b), non-empty, inside [0, max]. */
-static int get_range(ctx *c, const cJSON *o, const char *field, int max, const char *maxname, int *lo, int *hi)
+static int get_range(preset_ctx *c, const cJSON *o, const char *field, int max, const char *maxname, int *lo, int *hi)
 {
     static const char *const keys[] = {"from", "below", NULL};
     char f[200];
-    if (want_object(c, o, field) || check_keys(c, o, field, keys)) return -1;
+    if (preset_object(c, o, field) || preset_keys(c, o, field, keys)) return -1;
     snprintf(f, sizeof f, "%s.from", field);
-    if (get_int(c, member(o, "from"), f, 0, max, lo)) return -1;
+    if (preset_int(c, preset_member(o, "from"), f, 0, max, lo)) return -1;
     snprintf(f, sizeof f, "%s.below", field);
-    if (get_int(c, member(o, "below"), f, 0, 1 << 30, hi)) return -1;
-    if (*hi > max) return fail(c, f, "%d is beyond %s (%d)", *hi, maxname, max);
-    if (*hi <= *lo) return fail(c, f, "the range [%d, %d) is empty", *lo, *hi);
+    if (preset_int(c, preset_member(o, "below"), f, 0, 1 << 30, hi)) return -1;
+    if (*hi > max) return preset_fail(c, f, "%d is beyond %s (%d)", *hi, maxname, max);
+    if (*hi <= *lo) return preset_fail(c, f, "the range [%d, %d) is empty", *lo, *hi);
     return 0;
 }
 
@@ -151,43 +50,43 @@ int task_pair_index(const ach_task *t, int a1, int a2)
 }
 
 /* [a1, a2] of declared anchors: the pair's index, or -1 with a message. */
-static int get_pair(ctx *c, const ach_task *t, const cJSON *v, const char *field, int *k)
+static int get_pair(preset_ctx *c, const ach_task *t, const cJSON *v, const char *field, int *k)
 {
-    if (!v) return fail(c, field, "missing");
-    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2) return fail(c, field, "expected [a1, a2], two anchor tokens");
+    if (!v) return preset_fail(c, field, "missing");
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2) return preset_fail(c, field, "expected [a1, a2], two anchor tokens");
     int a[2];
     for (int i = 0; i < 2; i++) {
         char f[200];
         snprintf(f, sizeof f, "%s[%d]", field, i);
-        if (get_int(c, cJSON_GetArrayItem(v, i), f, -MAX_SHIFT, MAX_SHIFT, &a[i])) return -1;
-        if (anchor_index(t, a[i]) < 0) return fail(c, f, "%d is not one of the declared anchors", a[i]);
+        if (preset_int(c, cJSON_GetArrayItem(v, i), f, -MAX_SHIFT, MAX_SHIFT, &a[i])) return -1;
+        if (anchor_index(t, a[i]) < 0) return preset_fail(c, f, "%d is not one of the declared anchors", a[i]);
     }
     *k = task_pair_index(t, a[0], a[1]);
     return 0;
 }
 
-static int parse_anchors(ctx *c, ach_task *t, const cJSON *arr)
+static int parse_anchors(preset_ctx *c, ach_task *t, const cJSON *arr)
 {
     static const char *const keys[] = {"token", "shift", NULL};
-    if (!arr) return fail(c, "anchors", "missing");
-    if (!cJSON_IsArray(arr)) return fail(c, "anchors", "expected an array of {\"token\", \"shift\"}");
+    if (!arr) return preset_fail(c, "anchors", "missing");
+    if (!cJSON_IsArray(arr)) return preset_fail(c, "anchors", "expected an array of {\"token\", \"shift\"}");
     int n = cJSON_GetArraySize(arr);
-    if (n < 1 || n > TASK_MAX_ANCHORS) return fail(c, "anchors", "%d anchors; expected 1 to %d", n, TASK_MAX_ANCHORS);
+    if (n < 1 || n > TASK_MAX_ANCHORS) return preset_fail(c, "anchors", "%d anchors; expected 1 to %d", n, TASK_MAX_ANCHORS);
     t->nanchors = 0;
     for (int i = 0; i < n; i++) {
         const cJSON *a = cJSON_GetArrayItem(arr, i);
         char f[64], g[96];
         snprintf(f, sizeof f, "anchors[%d]", i);
-        if (want_object(c, a, f) || check_keys(c, a, f, keys)) return -1;
+        if (preset_object(c, a, f) || preset_keys(c, a, f, keys)) return -1;
         snprintf(g, sizeof g, "%s.token", f);
         int tok, sh;
-        if (get_int(c, member(a, "token"), g, 0, t->vocab_size - 1, &tok)) return -1;
-        if (anchor_index(t, tok) >= 0) return fail(c, g, "anchor %d is declared twice", tok);
+        if (preset_int(c, preset_member(a, "token"), g, 0, t->vocab_size - 1, &tok)) return -1;
+        if (anchor_index(t, tok) >= 0) return preset_fail(c, g, "anchor %d is declared twice", tok);
         /* An anchor that could also be drawn as key or noise would make sequences ambiguous. */
         if ((tok >= t->key_lo && tok < t->key_hi) || (tok >= t->noise_lo && tok < t->noise_hi))
-            return fail(c, g, "anchor %d lies inside the key or noise token range", tok);
+            return preset_fail(c, g, "anchor %d lies inside the key or noise token range", tok);
         snprintf(g, sizeof g, "%s.shift", f);
-        if (get_int(c, member(a, "shift"), g, -MAX_SHIFT, MAX_SHIFT, &sh)) return -1;
+        if (preset_int(c, preset_member(a, "shift"), g, -MAX_SHIFT, MAX_SHIFT, &sh)) return -1;
         t->anchor[i] = tok;
         t->anchor_shift[i] = sh;
         t->nanchors = i + 1;
@@ -206,12 +105,12 @@ static int parse_anchors(ctx *c, ach_task *t, const cJSON *arr)
 
 /* special_pairs overrides the trained shift; `direct` remembers which
  * overrides named the pair itself (not via a mirror's both_orders). */
-static int parse_special(ctx *c, ach_task *t, const cJSON *arr, int *direct)
+static int parse_special(preset_ctx *c, ach_task *t, const cJSON *arr, int *direct)
 {
     static const char *const keys[] = {"pair", "shift", "both_orders", "note", NULL};
     int set[TASK_MAX_PAIRS] = {0};
     if (!arr || cJSON_IsNull(arr)) return 0;
-    if (!cJSON_IsArray(arr)) return fail(c, "special_pairs", "expected an array");
+    if (!cJSON_IsArray(arr)) return preset_fail(c, "special_pairs", "expected an array");
     int n = cJSON_GetArraySize(arr);
     for (int i = 0; i < n; i++) {
         const cJSON *s = cJSON_GetArrayItem(arr, i);
@@ -219,15 +118,15 @@ static int parse_special(ctx *c, ach_task *t, const cJSON *arr, int *direct)
         const char *note = NULL;
         int k, sh, both = 0;
         snprintf(f, sizeof f, "special_pairs[%d]", i);
-        if (want_object(c, s, f) || check_keys(c, s, f, keys)) return -1;
+        if (preset_object(c, s, f) || preset_keys(c, s, f, keys)) return -1;
         snprintf(g, sizeof g, "%s.pair", f);
-        if (get_pair(c, t, member(s, "pair"), g, &k)) return -1;
+        if (get_pair(c, t, preset_member(s, "pair"), g, &k)) return -1;
         snprintf(g, sizeof g, "%s.shift", f);
-        if (get_int(c, member(s, "shift"), g, -MAX_SHIFT, MAX_SHIFT, &sh)) return -1;
+        if (preset_int(c, preset_member(s, "shift"), g, -MAX_SHIFT, MAX_SHIFT, &sh)) return -1;
         snprintf(g, sizeof g, "%s.both_orders", f);
-        if (get_bool(c, member(s, "both_orders"), g, &both)) return -1;
+        if (preset_bool(c, preset_member(s, "both_orders"), g, &both)) return -1;
         snprintf(g, sizeof g, "%s.note", f);
-        if (member(s, "note") && get_string(c, member(s, "note"), g, &note)) return -1;
+        if (preset_member(s, "note") && preset_string(c, preset_member(s, "note"), g, &note)) return -1;
         int mirror = task_pair_index(t, t->pairs[k].a2, t->pairs[k].a1);
         for (int side = 0; side < (both && mirror != k ? 2 : 1); side++) {
             int q = side ? mirror : k;
@@ -235,7 +134,7 @@ static int parse_special(ctx *c, ach_task *t, const cJSON *arr, int *direct)
                 char name[32];
                 task_pair_name(t, q, name, sizeof name);
                 snprintf(g, sizeof g, "%s.pair", f);
-                return fail(c, g, "pair %s already has a special shift", name);
+                return preset_fail(c, g, "pair %s already has a special shift", name);
             }
             set[q] = 1;
             t->pairs[q].shift = sh;
@@ -246,7 +145,7 @@ static int parse_special(ctx *c, ach_task *t, const cJSON *arr, int *direct)
     return 0;
 }
 
-static int parse_held_out(ctx *c, ach_task *t, const cJSON *arr, const int *direct)
+static int parse_held_out(preset_ctx *c, ach_task *t, const cJSON *arr, const int *direct)
 {
     static const char *const keys[] = {"pair", "test_label", "composite_shift", "symmetric_shift", "note", NULL};
     static const char *const labels[] = {"composite", "symmetric", NULL};
@@ -256,7 +155,7 @@ static int parse_held_out(ctx *c, ach_task *t, const cJSON *arr, const int *dire
     for (int k = 0; k < t->npairs; k++)
         t->pairs[k].sym_shift = trained[task_pair_index(t, t->pairs[k].a2, t->pairs[k].a1)];
     if (!arr || cJSON_IsNull(arr)) return 0;
-    if (!cJSON_IsArray(arr)) return fail(c, "held_out", "expected an array");
+    if (!cJSON_IsArray(arr)) return preset_fail(c, "held_out", "expected an array");
     int n = cJSON_GetArraySize(arr);
     for (int i = 0; i < n; i++) {
         const cJSON *h = cJSON_GetArrayItem(arr, i);
@@ -264,32 +163,32 @@ static int parse_held_out(ctx *c, ach_task *t, const cJSON *arr, const int *dire
         const char *note = NULL;
         int k, which, v;
         snprintf(f, sizeof f, "held_out[%d]", i);
-        if (want_object(c, h, f) || check_keys(c, h, f, keys)) return -1;
+        if (preset_object(c, h, f) || preset_keys(c, h, f, keys)) return -1;
         snprintf(g, sizeof g, "%s.pair", f);
-        if (get_pair(c, t, member(h, "pair"), g, &k)) return -1;
+        if (get_pair(c, t, preset_member(h, "pair"), g, &k)) return -1;
         ach_pair *p = &t->pairs[k];
         task_pair_name(t, k, name, sizeof name);
-        if (p->held_out) return fail(c, g, "pair %s is held out twice", name);
+        if (p->held_out) return preset_fail(c, g, "pair %s is held out twice", name);
         if (direct[k])
-            return fail(c, g, "pair %s is held out, so it cannot have a special shift of its own (give its mirror both_orders)",
+            return preset_fail(c, g, "pair %s is held out, so it cannot have a special shift of its own (give its mirror both_orders)",
                         name);
         snprintf(g, sizeof g, "%s.test_label", f);
-        if (get_enum(c, member(h, "test_label"), g, labels, &which)) return -1;
+        if (preset_enum(c, preset_member(h, "test_label"), g, labels, &which)) return -1;
         /* The stated answers are optional; when present they must agree with the anchors. */
         snprintf(g, sizeof g, "%s.composite_shift", f);
-        if (member(h, "composite_shift")) {
-            if (get_int(c, member(h, "composite_shift"), g, -MAX_SHIFT, MAX_SHIFT, &v)) return -1;
+        if (preset_member(h, "composite_shift")) {
+            if (preset_int(c, preset_member(h, "composite_shift"), g, -MAX_SHIFT, MAX_SHIFT, &v)) return -1;
             if (v != p->comp_shift)
-                return fail(c, g, "%d, but the anchors' shifts add up to %d for pair %s", v, p->comp_shift, name);
+                return preset_fail(c, g, "%d, but the anchors' shifts add up to %d for pair %s", v, p->comp_shift, name);
         }
         snprintf(g, sizeof g, "%s.symmetric_shift", f);
-        if (member(h, "symmetric_shift")) {
-            if (get_int(c, member(h, "symmetric_shift"), g, -MAX_SHIFT, MAX_SHIFT, &v)) return -1;
+        if (preset_member(h, "symmetric_shift")) {
+            if (preset_int(c, preset_member(h, "symmetric_shift"), g, -MAX_SHIFT, MAX_SHIFT, &v)) return -1;
             if (v != p->sym_shift)
-                return fail(c, g, "%d, but the mirror of pair %s is trained with shift %d", v, name, p->sym_shift);
+                return preset_fail(c, g, "%d, but the mirror of pair %s is trained with shift %d", v, name, p->sym_shift);
         }
         snprintf(g, sizeof g, "%s.note", f);
-        if (member(h, "note") && get_string(c, member(h, "note"), g, &note)) return -1;
+        if (preset_member(h, "note") && preset_string(c, preset_member(h, "note"), g, &note)) return -1;
         p->held_out = 1;
         p->special = 0;
         p->shift = which ? p->sym_shift : p->comp_shift;
@@ -311,7 +210,7 @@ static int residue(const ach_task *t, int p)
     return (int)(r < 0 ? r + t->key_mod : r);
 }
 
-static int parse_split(ctx *c, ach_task *t, const cJSON *o, int s)
+static int parse_split(preset_ctx *c, ach_task *t, const cJSON *o, int s)
 {
     static const char *const keys[] = {"pairs", "per_pair", "key_vs_position", NULL};
     static const char *const rules[] = {"any", "differs", "equals", NULL};
@@ -321,21 +220,21 @@ static int parse_split(ctx *c, ach_task *t, const cJSON *o, int s)
     long long per;
     int rule;
     snprintf(f, sizeof f, "splits.%s", names[s]);
-    if (want_object(c, o, f) || check_keys(c, o, f, keys)) return -1;
+    if (preset_object(c, o, f) || preset_keys(c, o, f, keys)) return -1;
     snprintf(g, sizeof g, "%s.per_pair", f);
-    if (get_ll(c, member(o, "per_pair"), g, 0, MAX_PER_PAIR, &per)) return -1;
+    if (preset_ll(c, preset_member(o, "per_pair"), g, 0, MAX_PER_PAIR, &per)) return -1;
     sp->per_pair = (uint64_t)per;
     snprintf(g, sizeof g, "%s.key_vs_position", f);
-    if (get_enum(c, member(o, "key_vs_position"), g, rules, &rule)) return -1;
+    if (preset_enum(c, preset_member(o, "key_vs_position"), g, rules, &rule)) return -1;
     sp->key_rule = (ach_key_rule)rule;
     for (int p = t->pos_lo; p < t->pos_hi; p++) {
         int first, eq = keys_with_residue(t, residue(t, p), &first), n = t->key_hi - t->key_lo;
         if ((rule == KEY_EQUALS && !eq) || (rule == KEY_DIFFERS && eq == n))
-            return fail(c, g, "no key in [%d, %d) has key mod %d %s (p + %d) mod %d at p = %d", t->key_lo, t->key_hi,
+            return preset_fail(c, g, "no key in [%d, %d) has key mod %d %s (p + %d) mod %d at p = %d", t->key_lo, t->key_hi,
                         t->key_mod, rule == KEY_EQUALS ? "==" : "!=", t->key_offset, t->key_mod, p);
     }
     snprintf(g, sizeof g, "%s.pairs", f);
-    const cJSON *pv = member(o, "pairs");
+    const cJSON *pv = preset_member(o, "pairs");
     sp->npairs = 0;
     if (cJSON_IsString(pv) && (!strcmp(pv->valuestring, "all") || !strcmp(pv->valuestring, "seen"))) {
         int seen = !strcmp(pv->valuestring, "seen");
@@ -343,7 +242,7 @@ static int parse_split(ctx *c, ach_task *t, const cJSON *o, int s)
             if (!(seen && t->pairs[k].held_out)) sp->pairs[sp->npairs++] = k;
     } else if (cJSON_IsArray(pv)) {
         int n = cJSON_GetArraySize(pv);
-        if (n > t->npairs) return fail(c, g, "%d pairs, but the anchors make only %d", n, t->npairs);
+        if (n > t->npairs) return preset_fail(c, g, "%d pairs, but the anchors make only %d", n, t->npairs);
         for (int i = 0; i < n; i++) {
             char h[96];
             int k;
@@ -351,19 +250,19 @@ static int parse_split(ctx *c, ach_task *t, const cJSON *o, int s)
             if (get_pair(c, t, cJSON_GetArrayItem(pv, i), h, &k)) return -1;
             task_pair_name(t, k, name, sizeof name);
             for (int j = 0; j < sp->npairs; j++)
-                if (sp->pairs[j] == k) return fail(c, h, "pair %s is listed twice", name);
+                if (sp->pairs[j] == k) return preset_fail(c, h, "pair %s is listed twice", name);
             sp->pairs[sp->npairs++] = k;
         }
     } else if (!pv) {
-        return fail(c, g, "missing");
+        return preset_fail(c, g, "missing");
     } else {
-        return fail(c, g, "expected \"all\", \"seen\" or an array of [a1, a2] pairs");
+        return preset_fail(c, g, "expected \"all\", \"seen\" or an array of [a1, a2] pairs");
     }
     for (int j = 0; j < sp->npairs; j++) {
         ach_pair *p = &t->pairs[sp->pairs[j]];
         if (s == TASK_TRAIN && p->held_out) {
             task_pair_name(t, sp->pairs[j], name, sizeof name);
-            return fail(c, g, "pair %s is held out, so it cannot be in the train split", name);
+            return preset_fail(c, g, "pair %s is held out, so it cannot be in the train split", name);
         }
         p->in_split[s] = 1;
     }
@@ -371,7 +270,7 @@ static int parse_split(ctx *c, ach_task *t, const cJSON *o, int s)
 }
 
 /* Every label any split can produce (and both answers of a held-out pair) must be a token. */
-static int check_labels(ctx *c, const ach_task *t)
+static int check_labels(preset_ctx *c, const ach_task *t)
 {
     if (t->label_modulus) return 0; /* labels are in [0, m) and m <= vocab_size was checked */
     for (int k = 0; k < t->npairs; k++) {
@@ -383,10 +282,10 @@ static int check_labels(ctx *c, const ach_task *t)
             char name[32];
             task_pair_name(t, k, name, sizeof name);
             if (lo < 0)
-                return fail(c, "vocab_size", "label %lld (pair %s: key %d %+d) is negative; set label_modulus or move the keys",
+                return preset_fail(c, "vocab_size", "label %lld (pair %s: key %d %+d) is negative; set label_modulus or move the keys",
                             lo, name, t->key_lo, shifts[i]);
             if (hi >= t->vocab_size)
-                return fail(c, "vocab_size", "label %lld (pair %s: key %d %+d) does not fit in the vocabulary of %d", hi,
+                return preset_fail(c, "vocab_size", "label %lld (pair %s: key %d %+d) does not fit in the vocabulary of %d", hi,
                             name, t->key_hi - 1, shifts[i], t->vocab_size);
         }
     }
@@ -401,37 +300,32 @@ static int composite_parse(ach_task *t, const cJSON *o, const char *where, char 
                                        "held_out", "key_rule", "splits", NULL};
     static const char *const rule_keys[] = {"modulus", "position_offset", NULL};
     static const char *const split_keys[] = {"train", "test", NULL};
-    ctx c = {where, err, errlen};
-    const char *s = NULL;
+    preset_ctx c = {where, err, errlen};
     int direct[TASK_MAX_PAIRS] = {0};
-    if (check_keys(&c, o, "", keys)) return -1;
-    if (get_string(&c, member(o, "name"), "name", &s)) return -1;
-    if (!*s || strlen(s) >= sizeof t->name) return fail(&c, "name", "expected 1 to %zu characters", sizeof t->name - 1);
-    snprintf(t->name, sizeof t->name, "%s", s);
-    if (get_string(&c, member(o, "description"), "description", &s)) return -1;
-    if (!(t->description = strdup(s))) return fail(&c, "description", "out of memory");
-    if (get_int(&c, member(o, "seq_len"), "seq_len", 3, 4096, &t->seq_len) ||
-        get_int(&c, member(o, "vocab_size"), "vocab_size", 2, 1 << 20, &t->vocab_size) ||
-        get_range(&c, member(o, "key_tokens"), "key_tokens", t->vocab_size, "vocab_size", &t->key_lo, &t->key_hi) ||
-        get_range(&c, member(o, "noise_tokens"), "noise_tokens", t->vocab_size, "vocab_size", &t->noise_lo, &t->noise_hi) ||
-        get_range(&c, member(o, "key_positions"), "key_positions", t->seq_len - 2, "seq_len - 2, so both anchors fit",
+    if (preset_keys(&c, o, "", keys)) return -1;
+    if (preset_name_description(&c, t, o)) return -1;
+    if (preset_int(&c, preset_member(o, "seq_len"), "seq_len", 3, 4096, &t->seq_len) ||
+        preset_int(&c, preset_member(o, "vocab_size"), "vocab_size", 2, 1 << 20, &t->vocab_size) ||
+        get_range(&c, preset_member(o, "key_tokens"), "key_tokens", t->vocab_size, "vocab_size", &t->key_lo, &t->key_hi) ||
+        get_range(&c, preset_member(o, "noise_tokens"), "noise_tokens", t->vocab_size, "vocab_size", &t->noise_lo, &t->noise_hi) ||
+        get_range(&c, preset_member(o, "key_positions"), "key_positions", t->seq_len - 2, "seq_len - 2, so both anchors fit",
                   &t->pos_lo, &t->pos_hi))
         return -1;
-    const cJSON *m = member(o, "label_modulus");
-    if (m && !cJSON_IsNull(m) && get_int(&c, m, "label_modulus", 1, t->vocab_size, &t->label_modulus)) return -1;
-    if (parse_anchors(&c, t, member(o, "anchors")) || parse_special(&c, t, member(o, "special_pairs"), direct) ||
-        parse_held_out(&c, t, member(o, "held_out"), direct))
+    const cJSON *m = preset_member(o, "label_modulus");
+    if (m && !cJSON_IsNull(m) && preset_int(&c, m, "label_modulus", 1, t->vocab_size, &t->label_modulus)) return -1;
+    if (parse_anchors(&c, t, preset_member(o, "anchors")) || parse_special(&c, t, preset_member(o, "special_pairs"), direct) ||
+        parse_held_out(&c, t, preset_member(o, "held_out"), direct))
         return -1;
-    const cJSON *kr = member(o, "key_rule");
-    if (want_object(&c, kr, "key_rule") || check_keys(&c, kr, "key_rule", rule_keys) ||
-        get_int(&c, member(kr, "modulus"), "key_rule.modulus", 1, 1 << 20, &t->key_mod))
+    const cJSON *kr = preset_member(o, "key_rule");
+    if (preset_object(&c, kr, "key_rule") || preset_keys(&c, kr, "key_rule", rule_keys) ||
+        preset_int(&c, preset_member(kr, "modulus"), "key_rule.modulus", 1, 1 << 20, &t->key_mod))
         return -1;
-    if (member(kr, "position_offset") &&
-        get_int(&c, member(kr, "position_offset"), "key_rule.position_offset", -(1 << 20), 1 << 20, &t->key_offset))
+    if (preset_member(kr, "position_offset") &&
+        preset_int(&c, preset_member(kr, "position_offset"), "key_rule.position_offset", -(1 << 20), 1 << 20, &t->key_offset))
         return -1;
-    const cJSON *sp = member(o, "splits");
-    if (want_object(&c, sp, "splits") || check_keys(&c, sp, "splits", split_keys) ||
-        parse_split(&c, t, member(sp, "train"), TASK_TRAIN) || parse_split(&c, t, member(sp, "test"), TASK_TEST) ||
+    const cJSON *sp = preset_member(o, "splits");
+    if (preset_object(&c, sp, "splits") || preset_keys(&c, sp, "splits", split_keys) ||
+        parse_split(&c, t, preset_member(sp, "train"), TASK_TRAIN) || parse_split(&c, t, preset_member(sp, "test"), TASK_TEST) ||
         check_labels(&c, t))
         return -1;
     return 0;
