@@ -112,13 +112,14 @@ static void kind_field(void)
     if (!rc) task_free(&b);
     snprintf(with, n + 64, "{\"kind\": \"nonsense\", %s", brace + 1);
     rc = task_from_json(&b, with, "bad-kind.json", err, sizeof err);
-    ok(rc && strstr(err, "bad-kind.json: field 'kind': 'nonsense' is not a task kind ('composite')"),
+    ok(rc && strstr(err, "bad-kind.json: field 'kind': 'nonsense' is not a task kind ('composite', 'dense_ar')"),
        "\"kind\": \"nonsense\" is an error naming the file and the field");
     diag("%s", err);
     snprintf(with, n + 64, "{\"kind\": 3, %s", brace + 1);
     rc = task_from_json(&b, with, "num-kind.json", err, sizeof err);
     ok(rc && strstr(err, "num-kind.json: field 'kind': expected a string"), "\"kind\": 3 is an error too");
-    ok(task_kind_find("composite") == &task_kind_composite && !task_kind_find("nonsense"), "task_kind_find");
+    ok(task_kind_find("composite") == &task_kind_composite && task_kind_find("dense_ar") == &task_kind_dense_ar &&
+       !task_kind_find("nonsense"), "task_kind_find");
     free(with);
     free(text);
     task_free(&a);

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-const ach_task_kind *const task_kinds[] = {&task_kind_composite, NULL};
+const ach_task_kind *const task_kinds[] = {&task_kind_composite, &task_kind_dense_ar, NULL};
 
 const ach_task_kind *task_kind_find(const char *name)
 {
@@ -53,6 +53,19 @@ void task_example(const ach_task *t, uint64_t seed, int split, uint64_t i, int32
                   ach_seq_info *info)
 {
     t->kind->example(t, seed, split, i, tokens, label, info);
+}
+
+void task_vectors(const ach_task *t, uint64_t seed, int split, uint64_t i, float *x)
+{
+    t->kind->vectors(t, seed, split, i, x);
+}
+
+int task_trainable(const ach_task *t, char *err, size_t errlen)
+{
+    if (t->kind->shape == EXAMPLE_TOKENS) return 0;
+    snprintf(err, errlen, "%s: task kind %s needs a model family that takes vectors; none is built yet", t->path,
+             t->kind->name);
+    return -1;
 }
 
 double task_metric(const ach_named_metrics *m, const char *name)

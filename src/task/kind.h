@@ -6,7 +6,9 @@
  *
  * The contract, for every kind:
  * - splits have names; split 0 ("train") is the one trained on and split 1
- *   ("test") the one evaluated each epoch (task.h's TASK_TRAIN, TASK_TEST);
+ *   the one evaluated during training (task.h's TASK_TRAIN, TASK_TEST: the
+ *   composite's "test", dense_ar's "val"); a split 2, where a kind has one,
+ *   is evaluated once at the end (dense_ar's "test");
  * - example i of split s under seed k is a pure function of (preset, k, s, i):
  *   no other sequence, thread count or call order changes it;
  * - its scorer turns a split's predictions into named metric values (below).
@@ -21,10 +23,13 @@
 
 struct cJSON;
 
-/* What one example is. Token kinds give tokens[seq_len] and one integer
- * label; a kind of float vectors (an [L, D] input with target vectors)
- * will add its shape here and its outputs to the example op. */
-typedef enum { EXAMPLE_TOKENS = 0 } ach_example_shape;
+/* What one example is; a trainer tells kinds apart by their table's shape.
+ * EXAMPLE_TOKENS: tokens[seq_len] and one integer label, from `example`.
+ * EXAMPLE_VECTORS: an [L, D] float sequence (L = seq_len, D = vec_dim of
+ * the ach_task), from `vectors`; it has no label: the targets of the AR and
+ * MDM losses are the sequence itself. A kind fills the op of its shape and
+ * leaves the other NULL. */
+typedef enum { EXAMPLE_TOKENS = 0, EXAMPLE_VECTORS = 1 } ach_example_shape;
 
 typedef struct {
     const char *name;        /* the key in metrics.jsonl, summary.json, training_log.csv */
@@ -62,6 +67,8 @@ typedef struct ach_task_kind {
     /* Example i of a split: tokens[seq_len], *label, and *info if not NULL. */
     void (*example)(const ach_task *t, uint64_t seed, int split, uint64_t i, int32_t *tokens, int32_t *label,
                     ach_seq_info *info);
+    /* Example i of a split as x[seq_len * vec_dim], row-major [L, D]. */
+    void (*vectors)(const ach_task *t, uint64_t seed, int split, uint64_t i, float *x);
     /* The scorer. Its metrics, in the order records write them; group_key
      * names the per-group map in JSON records (NULL: none) and group_column
      * prefixes its CSV columns. */
@@ -70,15 +77,15 @@ typedef struct ach_task_kind {
     const char *group_key, *group_column;
     /* A zeroed accumulator of score_size bytes takes batches: n examples'
      * labels and info as example() made them, the predictions, and the
-     * batch's summed loss; score_end fills every field of *out from it,
-     * kind included. */
+     * batch's summed loss (a vector kind's labels, info and pred are NULL);
+     * score_end fills every field of *out from it, kind included. */
     size_t score_size;
     void (*score_add)(const ach_task *t, void *acc, const int32_t *labels, const ach_seq_info *info,
                       const int32_t *pred, int n, double loss_sum);
     void (*score_end)(const ach_task *t, int split, const void *acc, ach_named_metrics *out);
 } ach_task_kind;
 
-extern const ach_task_kind task_kind_composite;
+extern const ach_task_kind task_kind_composite, task_kind_dense_ar;
 /* Every kind, NULL-terminated. */
 extern const ach_task_kind *const task_kinds[];
 
@@ -98,6 +105,10 @@ uint64_t task_nexamples(const ach_task *t, int split);
 const char *task_split_name(const ach_task *t, int split);
 void task_example(const ach_task *t, uint64_t seed, int split, uint64_t i, int32_t *tokens, int32_t *label,
                   ach_seq_info *info);
+void task_vectors(const ach_task *t, uint64_t seed, int split, uint64_t i, float *x);
+/* 0 when the training run can train on t, else -1 with a message: it
+ * trains token kinds only, until a model family takes vectors. */
+int task_trainable(const ach_task *t, char *err, size_t errlen);
 
 /* The named value of m, NaN when m's kind has no metric of that name. */
 double task_metric(const ach_named_metrics *m, const char *name);

@@ -439,7 +439,9 @@ int task_load(ach_task *t, const char *name, char *err, size_t errlen)
 void task_free(ach_task *t)
 {
     free(t->description);
+    free(t->kind_data);
     t->description = NULL;
+    t->kind_data = NULL;
 }
 
 uint64_t task_split_size(const ach_task *t, int split)

@@ -56,6 +56,8 @@ typedef struct {
     char *description;     /* malloc'd */
     char path[1024];       /* the file it came from */
     int seq_len, vocab_size;
+    int vec_dim;           /* D of a vector kind's [seq_len, D] examples; 0 for token kinds */
+    void *kind_data;       /* a kind's own state, one malloc'd block (task_free frees it) */
     int label_modulus;     /* 0: none */
     int key_lo, key_hi;    /* key tokens in [key_lo, key_hi) */
     int noise_lo, noise_hi;

@@ -585,6 +585,7 @@ int ach_run_create(ach_run *r, const ach_runcfg *cfg, const char *dir, const ach
     if (runcfg_validate(cfg, err, errlen) ||
         task_load_with(&r->task, cfg->preset, cfg->seq_len, cfg->key_offset, &preset, err, errlen))
         return -1;
+    if (task_trainable(&r->task, err, errlen)) return task_free(&r->task), free(preset), -1;
     path_in(r, path, sizeof path, "config.json");
     if (!stat(path, &st)) {
         snprintf(err, errlen, "%s: already holds a run (config.json); resume it with 'achilles train --resume %s' or "
