@@ -2,7 +2,10 @@
  * against the generator, every tensor of every sequence bit for bit, and its
  * metadata against the loaded preset. Reads it with the library's reader.
  *
- *   data_export PRESET train|test SEED FILE.safetensors
+ *   data_export PRESET SPLIT SEED FILE.safetensors
+ *
+ * A dense_ar preset's file holds one tensor, vectors [N, L, D], checked
+ * against task_vectors; SEED is then the preset's data seed.
  *
  * Prints "checked N sequences" and exits 0, or prints each problem (the
  * first few mismatches of each tensor) and exits 1. */
@@ -12,8 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dense_ar.h"
+#include "kind.h"
 #include "safetensors.h"
-#include "task.h"
 
 static int problems;
 
@@ -69,13 +73,41 @@ static char *names_json(const ach_task *t, int held_only)
     return s;
 }
 
+/* The vectors [n, L, D] of a dense_ar split, bit for bit. */
+static void check_vectors(const ach_task *t, int split, const st_file *f, const char *seed)
+{
+    uint64_t n = task_nexamples(t, split);
+    size_t len = (size_t)t->seq_len * t->vec_dim;
+    const st_tensor *v = st_find(f, "vectors");
+    if (f->n != 1) problem("%d tensors, not 1", f->n);
+    if (!v || v->dtype != ST_F32 || v->ndim != 3 || v->shape[0] != (int64_t)n || v->shape[1] != t->seq_len ||
+        v->shape[2] != t->vec_dim) {
+        problem("no float32 tensor 'vectors' [%llu, %d, %d]", (unsigned long long)n, t->seq_len, t->vec_dim);
+        return;
+    }
+    meta_is(f, "preset", t->name);
+    meta_is(f, "kind", "dense_ar");
+    meta_is(f, "split", task_split_name(t, split));
+    meta_is(f, "seed", seed);
+    if (f->nmeta != 4) problem("%d metadata entries, not 4", f->nmeta);
+    const float *got = st_data(f, v);
+    float *want = malloc(len * sizeof *want);
+    long long bad = 0;
+    for (uint64_t i = 0; want && i < n; i++) {
+        task_vectors(t, 0, split, i, want);
+        if (memcmp(got + i * len, want, len * sizeof *want) && bad++ < 3)
+            problem("vectors differ from the generator at sequence %llu", (unsigned long long)i);
+    }
+    free(want);
+    if (!problems) printf("checked %llu sequences\n", (unsigned long long)n);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 5 || (strcmp(argv[2], "train") && strcmp(argv[2], "test"))) {
-        fprintf(stderr, "usage: data_export PRESET train|test SEED FILE.safetensors\n");
+    if (argc != 5) {
+        fprintf(stderr, "usage: data_export PRESET SPLIT SEED FILE.safetensors\n");
         return 2;
     }
-    int split = strcmp(argv[2], "train") ? TASK_TEST : TASK_TRAIN;
     uint64_t seed = strtoull(argv[3], NULL, 10);
     ach_task t;
     st_file f;
@@ -83,6 +115,18 @@ int main(int argc, char **argv)
     if (task_load(&t, argv[1], err, sizeof err) || st_load(argv[4], &f, err, sizeof err)) {
         printf("problem: %s\n", err);
         return 1;
+    }
+    int split = 0;
+    while (split < t.kind->nsplits && strcmp(task_split_name(&t, split), argv[2])) split++;
+    if (split == t.kind->nsplits) {
+        printf("problem: %s has no split %s\n", t.name, argv[2]);
+        return 1;
+    }
+    if (t.kind->shape == EXAMPLE_VECTORS) {
+        check_vectors(&t, split, &f, argv[3]);
+        st_free(&f);
+        task_free(&t);
+        return problems ? 1 : 0;
     }
     uint64_t n = task_split_size(&t, split);
     int len = t.seq_len;

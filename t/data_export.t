@@ -156,6 +156,38 @@ is_deeply([tmp_files($dir)], [], 'no temporary file is left behind');
     unlink "$dir/composite.safetensors", "$dir/composite.csv";
 }
 
+# A dense_ar split (vectors): float32 [N, L, D], the generator's floats bit
+# for bit; the metadata names the preset's data seed. Token formats and
+# --counts are usage errors for it.
+{
+    my $file = "$dir/dense-val.safetensors";
+    my ($st, $out, $err) = run($ach, 'data', '--preset', 'dense-ar-small', '--split', 'val', '--export', $file);
+    is($st, 0, 'dense-ar-small val as safetensors') or diag $err;
+    is($out, "wrote $file: 2000 sequences of dense-ar-small's val split (data seed 0) as safetensors\n",
+       '... one line says what was written');
+    ($st, $out) = run($check, 'dense-ar-small', 'val', 0, $file);
+    is($out, "checked 2000 sequences\n", '... all 2000 match the generator bit for bit');
+    my $raw = slurp($file);
+    my $hlen = unpack('Q<', substr($raw, 0, 8));
+    my $h = decode_json(substr($raw, 8, $hlen));
+    is_deeply($h->{vectors}{shape}, [2000, 32, 64], '... vectors is [N, L, D]');
+    is($h->{vectors}{dtype}, 'F32', '... float32');
+    is(length($raw), 8 + $hlen + 2000 * 32 * 64 * 4, '... and nothing else');
+    my @x0 = unpack('f<64', substr($raw, 8 + $hlen, 256));
+    my $norm = 0;
+    $norm += $_ * $_ for @x0;
+    ok(abs(sqrt($norm) - 1) < 1e-6 && $x0[0] < 0, "... x_0 of sequence 0 has unit norm and x_0[0] < 0 (val)");
+    ($st, $out) = run($check, 'dense-ar-small', 'test', 0, $file);
+    is($st, 1, 'the checker fails on another split') ;
+    for my $args (['--export', "$dir/dense.csv"], ['--export', "$dir/dense.jsonl"], ['--counts']) {
+        ($st, $out, $err) = run($ach, 'data', '--preset', 'dense-ar-small', @$args);
+        is($st, 2, "dense_ar with @$args: usage error");
+        like($err, qr/dense-ar-small is a dense_ar preset, of vectors: (it exports as \.safetensors only|it has no pairs to count)/,
+             "... says why");
+    }
+    ok(!-e "$dir/dense.csv", '... and writes nothing');
+}
+
 # Errors.
 for my $file ('x.txt', 'x', 'x.CSV', 'x.safetensors.bak') {
     my ($st, $out, $err) = run($ach, 'data', '--preset', $preset, '--export', "$dir/$file");

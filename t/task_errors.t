@@ -149,6 +149,19 @@ like($out, qr/^total +28800$/m, 'counts: total');
 my ($st2, $out2) = run($ach, 'data', '--seed', '7', '--show', '3');
 is($out, $out2, 'the same seed prints the same sequences');
 
+# A dense_ar preset is described: its process, its splits, some vectors.
+($st, $out, $err) = run($ach, 'data', '--preset', 'dense-ar-small', '--split', 'val', '--show', '2');
+is($st, 0, 'data on dense-ar-small') or diag $err;
+like($out, qr/^kind dense_ar: 32 unit vectors of dimension 64; 8 matrices, sigma 0\.05, gain 1, alpha 0; block shuffle in 4 chunks of 8; data seed 0$/m,
+     'dense_ar: the process in one line');
+like($out, qr/^split train +50000 sequences, x_0\[0\] > 0\nsplit val +2000 sequences, x_0\[0\] < 0  \(shown\)\nsplit test +2000 sequences, x_0\[0\] < 0$/m,
+     'dense_ar: the three splits, their sizes and sign rules');
+my @x0 = $out =~ /^ +\d+  x_0 +(-\d\.\d{4}) /mg;
+is(scalar @x0, 2, 'dense_ar: --show 2 prints two sequences, x_0 first coordinate negative in val');
+($st, $out, $err) = run($ach, 'data', '--preset', 'dense-ar-small', '--split', 'valid');
+is($st, 2, 'dense_ar: an unknown split is a usage error');
+like($err, qr/has the splits train, val, test/, '... listing the kind\'s splits');
+
 # A dense_ar preset loads, but no model family takes vectors yet: training says so.
 ($st, $out, $err) = run($ach, 'train', 'preset=dense-ar-small', '--out', "$dir/dense-run");
 is($st, 1, 'train on dense_ar: exit 1');

@@ -1,10 +1,12 @@
-/* `achilles data`: look at a task preset's sequences and per-pair counts. */
+/* `achilles data`: look at a task preset's sequences and per-pair counts,
+ * or export a split; a dense_ar preset is described and its vectors shown. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "dense_ar.h"
 #include "fsutil.h"
 #include "safetensors.h"
 #include "kind.h"
@@ -16,22 +18,26 @@ const char *cli_data_help =
     "\n"
     "Prints sequences of a task preset's split, the key in [brackets] and the anchors\n"
     "in <angle brackets>, with their pair and label (a held-out pair shows both its\n"
-    "composite and symmetric answers).\n"
+    "composite and symmetric answers). A dense_ar preset (vectors) is described:\n"
+    "its process, its splits, and the first coordinates of some sequences' vectors.\n"
     "\n"
     "  --preset P               a name in the data directory or a path to a JSON file\n"
     "                           (default composite)\n"
     "  --split NAME             which split, by the name the preset's kind gives it\n"
-    "                           (composite: train or test; default train)\n"
-    "  --seed S                 data seed (default 0)\n"
+    "                           (composite: train or test; dense_ar: train, val or\n"
+    "                           test; default train)\n"
+    "  --seed S                 data seed (default 0; a dense_ar preset has its own)\n"
     "  --show N                 sequences to print, evenly spaced through the split\n"
-    "                           (default one per pair)\n"
+    "                           (default one per pair; dense_ar: 3)\n"
     "  --counts                 generate the whole split and print the sequences per pair\n"
+    "                           (token kinds)\n"
     "  --export FILE            write the whole split to FILE instead, for other tools;\n"
     "                           the extension picks the format: .safetensors (int32\n"
     "                           tensors tokens [N, L], labels, pair, key_pos, label_comp,\n"
-    "                           label_sym [N]; pair names in the metadata), .csv (a\n"
-    "                           header, then a row per sequence) or .jsonl (an object\n"
-    "                           per line)\n";
+    "                           label_sym [N]; pair names in the metadata; dense_ar:\n"
+    "                           float32 vectors [N, L, D]), .csv (a header, then a row\n"
+    "                           per sequence) or .jsonl (an object per line); the last\n"
+    "                           two for token kinds\n";
 
 /* "key + 10", "key - 6 mod 100" */
 static void rule_text(const ach_task *t, int shift, char *buf, size_t n)
@@ -182,6 +188,34 @@ out:
     return rc;
 }
 
+/* A dense_ar split as one float32 tensor "vectors" [N, L, D], the
+ * generator's floats unchanged; the metadata names the preset, the split
+ * and the preset's data seed. */
+static int export_vectors(const ach_task *t, int split, const char *path, char *err, size_t errlen)
+{
+    const ach_dense_ar *d = dense_ar_of(t);
+    uint64_t n = task_nexamples(t, split);
+    size_t len = (size_t)d->len * d->dim;
+    if (n > SIZE_MAX / sizeof(float) / len) {
+        snprintf(err, errlen, "%s: the split is too large to hold in memory", path);
+        return -1;
+    }
+    float *x = malloc((size_t)n * len * sizeof *x + 1); /* + 1: an empty split */
+    if (!x) {
+        snprintf(err, errlen, "%s: out of memory (the split is %.3g GB)", path, (double)n * len * sizeof *x / 1e9);
+        return -1;
+    }
+    for (uint64_t i = 0; i < n; i++) task_vectors(t, 0, split, i, x + i * len);
+    const st_entry e[] = {{"vectors", ST_F32, 3, {(int64_t)n, d->len, d->dim}, x}};
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)d->seed);
+    const char *mk[] = {"preset", "kind", "split", "seed"};
+    const char *mv[] = {t->name, t->kind->name, task_split_name(t, split), seed};
+    int rc = st_save(path, e, 1, mk, mv, 4, err, errlen);
+    free(x);
+    return rc;
+}
+
 /* CSV or JSONL, streamed a sequence at a time into PATH.tmp. Pair names can
  * hold a comma ("(12,3)"), so the CSV quotes them. */
 static int export_text(const ach_task *t, uint64_t seed, int split, const char *path, int csv, char *err,
@@ -218,6 +252,45 @@ static int export_text(const ach_task *t, uint64_t seed, int split, const char *
     }
     free(tok);
     return atomic_commit(f, path, err, errlen);
+}
+
+/* A dense_ar preset: its process and splits, then the first coordinates of
+ * x_0, x_1 and x_{L-1} of `show` sequences spread over the split. */
+static int describe_dense(const ach_task *t, int split, int show)
+{
+    const ach_dense_ar *d = dense_ar_of(t);
+    printf("preset %s (%s)\n  %s\n", t->name, t->path, t->description);
+    printf("kind dense_ar: %d unit vectors of dimension %d; %d matrices, sigma %g, gain %g, alpha %g; "
+           "block shuffle in %d chunks of %d; data seed %llu\n",
+           d->len, d->dim, d->nmat, d->sigma, d->gain, d->alpha, d->chunks, d->len / d->chunks,
+           (unsigned long long)d->seed);
+    for (int s = 0; s < t->kind->nsplits; s++)
+        printf("split %-5s %10llu sequences, x_0[0] %s 0%s\n", task_split_name(t, s),
+               (unsigned long long)task_nexamples(t, s), d->sign[s] > 0 ? ">" : "<", s == split ? "  (shown)" : "");
+    uint64_t n = task_nexamples(t, split);
+    if ((uint64_t)show > n) show = (int)n;
+    if (!show) return 0;
+    float *x = malloc((size_t)d->len * d->dim * sizeof *x);
+    if (!x) {
+        fprintf(stderr, "achilles: data: out of memory\n");
+        return 1;
+    }
+    int k = d->dim < 4 ? d->dim : 4, rows[3] = {0, d->len > 1, d->len - 1};
+    printf("\n%10s  %-7s %s\n", "seq", "vector", "first coordinates");
+    for (int j = 0; j < show; j++) {
+        uint64_t i = (uint64_t)j * (n / (uint64_t)show);
+        task_vectors(t, 0, split, i, x);
+        for (int r = 0; r < 3; r++) {
+            if (r && rows[r] <= rows[r - 1]) continue;
+            if (r) printf("%10s", "");
+            else printf("%10llu", (unsigned long long)i);
+            printf("  x_%-5d", rows[r]);
+            for (int c = 0; c < k; c++) printf(" %+.4f", x[(size_t)rows[r] * d->dim + c]);
+            printf("%s\n", k < d->dim ? " ..." : "");
+        }
+    }
+    free(x);
+    return 0;
 }
 
 int cli_data(int argc, char **argv)
@@ -281,6 +354,24 @@ int cli_data(int argc, char **argv)
                 split_name, t.name, t.kind->name, names, cli_data_help);
         task_free(&t);
         return CLI_EXIT_USAGE;
+    }
+    if (t.kind->shape == EXAMPLE_VECTORS) {
+        int f = export ? export_format(export) : -1, rc;
+        if (counts || (export && f != EXPORT_SAFETENSORS)) {
+            fprintf(stderr, "achilles: data: %s: %s is a %s preset, of vectors: %s\n\n%s", counts ? "--counts" : export,
+                    t.name, t.kind->name, counts ? "it has no pairs to count" : "it exports as .safetensors only",
+                    cli_data_help);
+            task_free(&t);
+            return CLI_EXIT_USAGE;
+        }
+        if (!export) rc = describe_dense(&t, split, show < 0 ? 3 : show);
+        else if ((rc = export_vectors(&t, split, export, err, sizeof err))) fprintf(stderr, "achilles: data: %s\n", err);
+        else
+            printf("wrote %s: %llu sequences of %s's %s split (data seed %llu) as safetensors\n", export,
+                   (unsigned long long)task_nexamples(&t, split), t.name, task_split_name(&t, split),
+                   (unsigned long long)dense_ar_of(&t)->seed);
+        task_free(&t);
+        return rc ? 1 : 0;
     }
     if (export) {
         int f = export_format(export);
