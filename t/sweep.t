@@ -80,6 +80,7 @@ my @bad = (
     [['seed=1'], qr/no grid/],
     [['headdim=5,8'], qr/run 0 \(headdim=5\): .*headdim/],
     [['seed=0,1', 'preset=nonexistent'], qr/run 0 \(seed=0\): .*no preset 'nonexistent'/],
+    [['seed=0,1', 'preset=dense-ar-small'], qr/run 0 \(seed=0\): .*task kind dense_ar needs a model family that takes vectors/],
     [['gamma=1,2', '--workers', '0'], qr/--workers needs a positive integer/],
     [['gamma=1,2', '--emit', 'pbs'], qr/the one scheduler is slurm/],
     [['gamma=1,2', '--time', '1:00'], qr/go with --emit slurm/],

@@ -204,6 +204,8 @@ static void test_commands(void)
     ok(run(&app, "new " SMALL " bogus=1") < 0 && log_has(&app, "unknown key 'bogus'", 3), "new bogus=1: unknown key");
     ok(run(&app, "new " SMALL " n_layer=two") < 0 && log_has(&app, "'two' is not an integer", 3), "new n_layer=two");
     ok(run(&app, "new nosuchpreset") < 0 && log_has(&app, "nosuchpreset", 3), "new with a missing preset");
+    ok(run(&app, "new dense-ar-small") < 0 && log_has(&app, "task kind dense_ar needs a model family that takes vectors", 3),
+       "new on a dense_ar preset: no model family takes vectors yet");
     ok(app.nruns == 0, "no run was made by a bad command");
     ok(run(&app, "") == 0 && run(&app, "   ") == 0 && run(&app, "# a comment") == 0, "blank lines and comments");
     char longline[6000];

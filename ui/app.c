@@ -319,10 +319,12 @@ int tui_new_run(tui *app, const ach_runcfg *cfg, const char *name, char *err, si
         return -1;
     }
     if (runcfg_validate(cfg, err, errlen)) return -1;
-    /* the preset is read here too, so a bad one is reported now */
+    /* the preset is read here too, so a bad one (or one no model can train on) is reported now */
     ach_task t;
     if (task_load_with(&t, cfg->preset, cfg->seq_len, cfg->key_offset, NULL, err, errlen)) return -1;
+    int untrainable = task_trainable(&t, err, errlen);
     task_free(&t);
+    if (untrainable) return -1;
     tui_run *r = &app->runs[app->nruns];
     memset(r, 0, sizeof *r);
     /* a directory left by a run the session no longer lists is not ours to reuse */

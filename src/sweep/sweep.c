@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "kind.h"
 #include "strbuf.h"
 #include "task.h"
 
@@ -387,7 +388,7 @@ int sweep_expand(ach_sweep *s, char *err, size_t errlen)
         }
         run_dir_name(r, r->rel, sizeof r->rel);
         set_path(s, r);
-        /* a preset that cannot load would fail every run it is in: say so now */
+        /* a preset that cannot load or train would fail every run it is in: say so now */
         int seen = 0;
         for (long j = 0; j < i && !seen; j++) seen = !strcmp(s->runs[j].cfg.preset, r->cfg.preset);
         ach_task t;
@@ -396,7 +397,12 @@ int sweep_expand(ach_sweep *s, char *err, size_t errlen)
                 snprintf(err, errlen, "%s: %s", where, why);
                 return -1;
             }
+            int untrainable = task_trainable(&t, why, sizeof why);
             task_free(&t);
+            if (untrainable) {
+                snprintf(err, errlen, "%s: %s", where, why);
+                return -1;
+            }
         }
     }
     return 0;
