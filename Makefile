@@ -31,7 +31,10 @@ endif
 # the linker lays the code out as it did when src/ was flat, and moving a
 # file between folders changes no byte of the programs' code.
 MAIN_SRC := src/cli/achilles.c
-LIB_ALL := $(filter-out $(MAIN_SRC),$(wildcard $(SRC_DIRS:%=%/*.c)))
+# src/kernels/fast_*.c are parts of kernels_fast.c, which includes each once
+# per instruction set: compiled with it, never on their own.
+FAST_PARTS := $(wildcard src/kernels/fast_*.c)
+LIB_ALL := $(filter-out $(MAIN_SRC) $(FAST_PARTS),$(wildcard $(SRC_DIRS:%=%/*.c)))
 LIB_SRC := $(foreach f,$(sort $(notdir $(LIB_ALL))),$(filter %/$(f),$(LIB_ALL)))
 LIB32   := $(BUILD)/libachilles.a
 LIB64   := $(BUILD)/libachilles_f64.a
@@ -80,8 +83,7 @@ $(BUILD)/f32/%.o: src/%.c $(SRC_HDR) | $(BUILD)/f32
 # loops further (alternating runs: 1.038x on a 5-layer step, one thread).
 # The same bits: their FMAs are explicit, and ISO C mode contracts nothing.
 $(BUILD)/f32/kernels/kernels_fast.o: ALL_CFLAGS += -O3
-# kernels_fast.c includes its per-concern parts once per SIMD instance.
-$(BUILD)/f32/kernels/kernels_fast.o $(BUILD)/f64/kernels/kernels_fast.o: src/kernels/fast_scan1.c
+$(BUILD)/f32/kernels/kernels_fast.o: $(FAST_PARTS)
 $(BUILD)/f64/%.o: src/%.c $(SRC_HDR) | $(BUILD)/f64
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -DACH_F64 -c -o $@ $<

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The exp polynomials of the fast kernels, fitted.
 
-Default: the sigmoid's (src/kernels/kernels_fast.c, vsigmoid):
+Default: the sigmoid's (src/kernels/fast_simd.c, vsigmoid):
 exp(r) ~ 1 + r + r^2 (c2 + c3 r + c4 r^2 + c5 r^3) on |r| <= ln 2 / 2.
 
 --exp2: the Mamba-1 scan's decay (src/kernels/fast_scan1.c, vexp2_neg):

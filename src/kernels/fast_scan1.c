@@ -1,8 +1,8 @@
 /* The fast backend's Mamba-1 selective scan (kernels.h's
  * mamba1_scan_forward and mamba1_scan_backward), and the throughput probe
- * behind `achilles bench`'s derived limit for it. kernels_fast.c includes
- * this file once per SIMD instance (ACH_FAST_BODY: V, VL, F() and the
- * primitives are its); compiled alone it is empty.
+ * behind `achilles bench`'s derived limit for it. Part of kernels_fast.c,
+ * once per instruction set (V, VL, F() and the primitives are the
+ * instance's).
  *
  * The scan is the bulk of a Mamba-1 step: per token, layer and state
  * element (Di x N = 8,192 at the paper's sizes) an exp and a few FMAs
@@ -28,7 +28,13 @@
  *   A_log gradient's partial sums stays in L1 and L2.
  * Bit-identity at any thread count: each task writes its own rows and its
  * own slot of the dA_log and D partials, summed in task order. */
-#ifdef ACH_FAST_BODY
+#ifndef ISA /* shared by the instances, compiled once before them */
+typedef struct {
+    float *y, *du, *ddt, *dBm, *dCm, *part, *dA_log, *dD;
+    const float *u, *dt, *A, *A2, *A2min, *Bm, *Cm, *D, *dy; /* A2: A log2 e, A2min: its least per channel */
+    int ldbc, B, L, Di, N, Npad, nchunks;
+} scan_ctx;
+#else /* one instance */
 
 /* 2^x for x <= 0 (the scan's decays: x = delta A log2 e, delta >= 0 > A):
  * 2^n times a degree-5 polynomial in the rest, near-minimax in relative
@@ -445,4 +451,4 @@ static void F(rates)(double *exps_per_s, double *fmas_per_s)
 #undef SCAN_CV
 #undef SCAN_DISPATCH_8
 #undef SCAN_DISPATCH
-#endif /* ACH_FAST_BODY */
+#endif
