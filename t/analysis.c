@@ -5,6 +5,7 @@
 
 #include "analysis.h"
 #include "init.h"
+#include "mamba.h"
 #include "rng.h"
 #include "tap.h"
 
@@ -59,7 +60,7 @@ static void check_blocking_vs_matrix(ach_arch arch)
         ach_model_forward(&m, tok, &label, 1, L);
         /* per head (Mamba-2) or channel (Mamba-1): y_t = sum_s S(t,s) x_s + D x_t, masked */
         double S[256], worst = 0, scale = 0;
-        const ach_layer_acts *a = &m.layers[1];
+        const mamba_layer_acts *a = &mamba_of(&m)->layers[1];
         int nh = arch == ARCH_MAMBA2 ? cfg_nheads(&m.cfg) : Di, P = arch == ARCH_MAMBA2 ? m.cfg.headdim : 1;
         int Cd = cfg_conv_dim(&m.cfg);
         for (int h = 0; h < nh; h++) {
@@ -69,7 +70,7 @@ static void check_blocking_vs_matrix(ach_arch arch)
             for (int t2 = 0; t2 < L; t2++)
                 for (int p = 0; p < P; p++) {
                     int ch = h * P + p;
-                    double Dh = m.w[m.lp[1].D + h], want = Dh * a->act[t2 * Cd + ch];
+                    double Dh = m.w[mamba_of(&m)->lp[1].D + h], want = Dh * a->act[t2 * Cd + ch];
                     for (int s = 0; s <= t2; s++)
                         if (!(blocked && mask[s] && s < t2)) want += S[t2 * L + s] * a->act[s * Cd + ch];
                     double got = a->y[t2 * Di + ch];

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "init.h"
+#include "mamba.h"
 #include "model.h"
 #include "rng.h"
 #include "tap.h"
@@ -49,8 +50,8 @@ static void run_case(const gc_case *c)
     for (size_t i = 0; i < m.nweights; i++) m.w[i] += 0.2 * rng_normal(&r);
     for (int l = 0; c->all_one && l < c->layers; l++)
         for (int i = 0; i < cfg_conv_dim(&cfg); i++) {
-            m.w[m.lp[l].conv_b + i] = 0;
-            for (int j = 0; j < c->K; j++) m.w[m.lp[l].conv_w + (size_t)i * c->K + j] = 1;
+            m.w[mamba_of(&m)->lp[l].conv_b + i] = 0;
+            for (int j = 0; j < c->K; j++) m.w[mamba_of(&m)->lp[l].conv_w + (size_t)i * c->K + j] = 1;
         }
     int tok[64], lab[8];
     for (int i = 0; i < c->B * c->L; i++) tok[i] = (int)rng_below(&r, c->V);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "analysis.h"
+#include "mamba.h"
 #include "run.h"
 #include "tap.h"
 
@@ -44,9 +45,9 @@ static int conv_is_all_one(const ach_run *r, int l)
     const ach_model *m = &r->model;
     int C = cfg_conv_dim(&m->cfg), K = m->cfg.d_conv;
     for (int i = 0; i < C * K; i++)
-        if (m->w[m->lp[l].conv_w + i] != 1) return 0;
+        if (m->w[mamba_of(m)->lp[l].conv_w + i] != 1) return 0;
     for (int i = 0; i < C; i++)
-        if (m->w[m->lp[l].conv_b + i] != 0) return 0;
+        if (m->w[mamba_of(m)->lp[l].conv_b + i] != 0) return 0;
     return 1;
 }
 
@@ -68,10 +69,10 @@ static void test_all_one_from_start(void)
     c.all_one_conv = 1;
     if (!ok(create(&r, &c, "allone") == 0, "all_one_conv=on: run created")) return;
     ok(conv_is_all_one(&r, 0) && conv_is_all_one(&r, 1), "all_one_conv=on: conv weights 1, biases 0 before training");
-    real w0 = r.model.w[r.model.lp[0].in_proj];
+    real w0 = r.model.w[mamba_of(&r.model)->lp[0].in_proj];
     steps(&r, 5);
     ok(conv_is_all_one(&r, 0) && conv_is_all_one(&r, 1), "all_one_conv=on: still 1 and 0 after 5 steps (frozen)");
-    ok(r.model.w[r.model.lp[0].in_proj] != w0, "all_one_conv=on: other weights train");
+    ok(r.model.w[mamba_of(&r.model)->lp[0].in_proj] != w0, "all_one_conv=on: other weights train");
     ok(r.last.all_one_conv == 1, "the epoch-0 record says all_one_conv");
     double cs[16];
     char err[256];
@@ -208,7 +209,7 @@ static void test_cosine(void)
     ok(diag_one, "unit diagonal");
     ok(sym, "symmetric");
     /* direct: taps 0 and 3 */
-    const real *w = m->w + m->lp[1].conv_w;
+    const real *w = m->w + mamba_of(m)->lp[1].conv_w;
     double dot = 0, n0 = 0, n3 = 0;
     for (int ch = 0; ch < C; ch++) {
         dot += (double)w[ch * K] * w[ch * K + 3];

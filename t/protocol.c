@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "init.h"
+#include "mamba.h"
 #include "run.h"
 #include "tap.h"
 
@@ -115,8 +116,8 @@ static void conv_counts(const ach_run *r, int l, int r0, int r1, int *w_one, int
     int K = m->cfg.d_conv;
     *w_one = *b_zero = 0;
     *n_w = (r1 - r0) * K, *n_b = r1 - r0;
-    for (int i = r0 * K; i < r1 * K; i++) *w_one += m->w[m->lp[l].conv_w + i] == 1;
-    for (int i = r0; i < r1; i++) *b_zero += m->w[m->lp[l].conv_b + i] == 0;
+    for (int i = r0 * K; i < r1 * K; i++) *w_one += m->w[mamba_of(m)->lp[l].conv_w + i] == 1;
+    for (int i = r0; i < r1; i++) *b_zero += m->w[mamba_of(m)->lp[l].conv_b + i] == 0;
 }
 
 /* After 12 steps: which conv entries still hold 1 (weights) and 0 (bias),
@@ -176,19 +177,19 @@ static void test_all_one(void)
         if (cases[c].channels && !cases[c].mode) {
             int zero = 1;
             for (int i = 0; i < Di * r.model.cfg.d_conv; i++)
-                zero &= r.opt.m[r.model.lp[0].conv_w + i] == 0 && r.opt.v[r.model.lp[0].conv_w + i] == 0;
+                zero &= r.opt.m[mamba_of(&r.model)->lp[0].conv_w + i] == 0 && r.opt.v[mamba_of(&r.model)->lp[0].conv_w + i] == 0;
             ok(zero, "%s: the pinned entries' AdamW moments are 0", what);
         }
         /* resuming keeps trained weights where they are (no second set to 1) */
         if (cases[c].mode) {
-            real before = r.model.w[r.model.lp[0].conv_w];
+            real before = r.model.w[mamba_of(&r.model)->lp[0].conv_w];
             if (ach_run_save_state(&r, err, sizeof err)) diag("save: %s", err);
             ach_run_close(&r);
             if (ach_run_resume(&r, dir, &ach_cpu_kernels, err, sizeof err)) {
                 ok(0, "%s: resume: %s", what, err);
                 continue;
             }
-            ok(r.model.w[r.model.lp[0].conv_w] == before && before != 1,
+            ok(r.model.w[mamba_of(&r.model)->lp[0].conv_w] == before && before != 1,
                "%s: after resume the trained weight stays %.6g (not set to 1 again)", what, (double)before);
         }
         ach_run_close(&r);

@@ -8,14 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mathfn.h"
-
-static real *host_copy(const ach_model *m, const real *src, size_t n)
-{
-    real *h = malloc((n ? n : 1) * sizeof *h);
-    if (h) m->k->to_host(h, src, n * sizeof(real));
-    return h;
-}
+#include "family.h"
 
 int ach_conv_cosine(const ach_model *m, int layer, double *out, char *err, size_t errlen)
 {
@@ -24,12 +17,18 @@ int ach_conv_cosine(const ach_model *m, int layer, double *out, char *err, size_
         snprintf(err, errlen, "layer %d does not exist (the model has layers 0..%d)", layer, c->n_layer - 1);
         return -1;
     }
-    int K = c->d_conv, C = cfg_conv_dim(c);
-    real *w = host_copy(m, m->w + m->lp[layer].conv_w, (size_t)C * K); /* [C, 1, K] */
+    const ach_param *p = ach_model_param_of(m, layer, KIND_CONV);
+    if (!p || p->ndim != 3) {
+        snprintf(err, errlen, "layer %d has no depthwise convolution (a %s model)", layer, cfg_arch_name(c->arch));
+        return -1;
+    }
+    int C = p->shape[0], K = p->shape[2];
+    real *w = malloc(p->numel * sizeof *w); /* [C, 1, K] */
     if (!w) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    m->k->to_host(w, m->w + p->offset, p->numel * sizeof *w);
     for (int i = 0; i < K; i++)
         for (int j = 0; j < K; j++) {
             double dot = 0, ni = 0, nj = 0;
@@ -40,60 +39,6 @@ int ach_conv_cosine(const ach_model *m, int layer, double *out, char *err, size_
             out[i * K + j] = ni > 0 && nj > 0 ? dot / sqrt(ni * nj) : NAN;
         }
     free(w);
-    return 0;
-}
-
-/* S(t, s) of sequence 0 of the last forward, layer l, head/channel h (-1:
- * the summary). Uses the activations the forward pass kept. */
-static int ssm_matrix(const ach_model *m, int l, int h, double *S, char *err, size_t errlen)
-{
-    const ach_config *c = &m->cfg;
-    const ach_layer_acts *a = &m->layers[l];
-    const ach_layer_params *p = &m->lp[l];
-    int L = m->cur_L, N = c->d_state, Di = cfg_d_inner(c);
-    int nh = c->arch == ARCH_MAMBA2 ? cfg_nheads(c) : Di;
-    if (h < -1 || h >= nh) {
-        snprintf(err, errlen, "%s %d does not exist (0..%d, or -1 for the summary)",
-                 c->arch == ARCH_MAMBA2 ? "head" : "channel", h, nh - 1);
-        return -1;
-    }
-    memset(S, 0, (size_t)L * L * sizeof *S);
-    if (c->arch == ARCH_MAMBA2) {
-        int Cd = cfg_conv_dim(c), Pj = cfg_in_proj_dim(c);
-        real *act = host_copy(m, a->act, (size_t)L * Cd), *proj = host_copy(m, a->proj, (size_t)L * Pj);
-        real *bias = host_copy(m, m->w + p->dt_bias, nh), *alog = host_copy(m, m->w + p->A_log, nh);
-        for (int hh = h < 0 ? 0 : h; act && proj && bias && alog && hh < (h < 0 ? nh : h + 1); hh++) {
-            double A = -exp((double)alog[hh]);
-            for (int t = 0; t < L; t++) {
-                double seg = 0;
-                for (int s = t; s >= 0; s--) {
-                    double delta_s = softplus_r(proj[(size_t)s * Pj + Di + Cd + hh] + bias[hh]);
-                    double g = 0;
-                    for (int n = 0; n < N; n++) g += (double)act[(size_t)t * Cd + Di + N + n] * act[(size_t)s * Cd + Di + n];
-                    S[t * L + s] += g * exp(seg) * delta_s / (h < 0 ? nh : 1);
-                    seg += delta_s * A;
-                }
-            }
-        }
-        free(act), free(proj), free(bias), free(alog);
-    } else {
-        int R = c->dt_rank, X = R + 2 * N;
-        real *xdbl = host_copy(m, a->xdbl, (size_t)L * X), *dt = host_copy(m, a->dt, (size_t)L * Di);
-        real *alog = host_copy(m, m->w + p->A_log, (size_t)Di * N);
-        for (int d = h < 0 ? 0 : h; xdbl && dt && alog && d < (h < 0 ? nh : h + 1); d++)
-            for (int t = 0; t < L; t++)
-                for (int s = 0; s <= t; s++) {
-                    double acc = 0;
-                    for (int n = 0; n < N; n++) {
-                        double A = -exp((double)alog[(size_t)d * N + n]), seg = 0;
-                        for (int k = s + 1; k <= t; k++) seg += softplus_r(dt[(size_t)k * Di + d]) * A;
-                        acc += xdbl[(size_t)t * X + R + N + n] * exp(seg) * softplus_r(dt[(size_t)s * Di + d]) *
-                               xdbl[(size_t)s * X + R + n];
-                    }
-                    S[t * L + s] += h < 0 ? fabs(acc) / nh : acc;
-                }
-        free(xdbl), free(dt), free(alog);
-    }
     return 0;
 }
 
@@ -111,10 +56,20 @@ int ach_hidden_attention(ach_model *m, const int32_t *tokens, int L, int layer, 
                      c->vocab_size);
             return -1;
         }
+    if (!m->fam->mixing_matrix) {
+        snprintf(err, errlen, "a %s model has no mixing matrix", m->fam->name);
+        return -1;
+    }
+    int nu = m->fam->mixing_units(c);
+    if (head < -1 || head >= nu) {
+        snprintf(err, errlen, "%s %d does not exist (0..%d, or -1 for the summary)", m->fam->mixing_unit, head, nu - 1);
+        return -1;
+    }
     if ((m->B < 1 || m->L != L) && ach_model_reserve(m, 1, L, err, errlen)) return -1;
     int label = 0;
     ach_model_forward(m, tokens, &label, 1, L);
-    return ssm_matrix(m, layer, head, S, err, errlen);
+    m->fam->mixing_matrix(m, layer, head, S);
+    return 0;
 }
 
 static int parse_list(const char *s, int limit, uint64_t *bits, unsigned *roles, const char *what, char *err,
@@ -304,7 +259,8 @@ static int subst_positions(const char *from, int L, uint64_t *fixed, int *mode, 
 int ach_substitute(ach_model *m, const int32_t *tokens, const int32_t *twins, const unsigned char *mask, int nb,
                    int L, int layer, int32_t *pred_twin, int32_t *pred_sub)
 {
-    int Cd = cfg_conv_dim(&m->cfg);
+    int Cd = 0;
+    if (!m->fam->subst_states || !m->fam->subst_states(m, layer, &Cd)) return -1;
     size_t n = (size_t)nb * L * Cd;
     real *host = malloc(n * sizeof *host), *src = m->k->alloc(n * sizeof(real));
     int32_t *lab = calloc(nb, sizeof *lab);
@@ -312,7 +268,7 @@ int ach_substitute(ach_model *m, const int32_t *tokens, const int32_t *twins, co
     int rc = -1;
     if (host && src && lab && dmask) {
         ach_predict(m, twins, lab, nb, L, 0, NULL, NULL, pred_twin); /* its activations are the source */
-        m->k->to_host(host, m->layers[layer].act, n * sizeof(real));
+        m->k->to_host(host, m->fam->subst_states(m, layer, &Cd), n * sizeof(real));
         m->k->to_device(src, host, n * sizeof(real));
         m->k->to_device(dmask, mask, (size_t)nb * L);
         m->subst_layer = layer, m->subst_src = src, m->subst_mask = dmask;
@@ -340,6 +296,10 @@ int ach_substitution_eval(ach_model *m, const ach_task *t, uint64_t seed, int la
     if (layer < 0 || layer >= m->cfg.n_layer) {
         snprintf(err, errlen, "substitution: layer %d does not exist (the model has layers 0..%d)", layer,
                  m->cfg.n_layer - 1);
+        return -1;
+    }
+    if (!m->fam->subst_states) {
+        snprintf(err, errlen, "substitution: a %s model has no states to substitute", m->fam->name);
         return -1;
     }
     if (subst_positions(from, L, &fixed, &mode, err, errlen) || ensure_reserved(m, L, err, errlen)) return -1;

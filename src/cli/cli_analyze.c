@@ -18,6 +18,7 @@
 #include "backend.h"
 #include "checkpoint.h"
 #include "cli.h"
+#include "family.h"
 #include "runcfg.h"
 #include "safetensors.h"
 #include "textplot.h"
@@ -571,8 +572,9 @@ static int attention_tokens(const opts *o, const ach_task *t, const ach_model *m
 static int run_attention(const opts *o, const source *s, ach_model *m, int epoch, const ach_task *t)
 {
     const ach_config *c = &m->cfg;
-    int nh = c->arch == ARCH_MAMBA2 ? cfg_nheads(c) : cfg_d_inner(c), L = 0, have_info = 0, rc = 0;
-    const char *unit = c->arch == ARCH_MAMBA2 ? "head" : "channel";
+    if (!m->fam->mixing_matrix) return bad_request("a %s model has no mixing matrix", m->fam->name);
+    int nh = m->fam->mixing_units(c), L = 0, have_info = 0, rc = 0;
+    const char *unit = m->fam->mixing_unit;
     if (o->layer >= c->n_layer)
         return bad_request("layer %d does not exist (the model has layers 0..%d)", o->layer, c->n_layer - 1);
     if (o->head >= nh) return bad_request("%s %d does not exist (0..%d, or -1 for the summary)", unit, o->head, nh - 1);
@@ -600,8 +602,7 @@ static int run_attention(const opts *o, const source *s, ach_model *m, int epoch
         goto out;
     }
     if (o->head >= 0) snprintf(summary, sizeof summary, "%s %d", unit, o->head);
-    else if (c->arch == ARCH_MAMBA2) snprintf(summary, sizeof summary, "mean over %d heads", nh);
-    else snprintf(summary, sizeof summary, "mean |S| over %d channels", nh);
+    else snprintf(summary, sizeof summary, "%s %d %ss", m->fam->mixing_summary, nh, unit);
     if (have_info) task_pair_name(t, info.pair, pair, sizeof pair);
     if (o->json) {
         cJSON *j = json_head(o, s, m, epoch), *tj = cJSON_CreateArray(), *aj = cJSON_CreateArray();

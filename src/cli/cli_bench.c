@@ -9,6 +9,7 @@
 
 #include "backend.h"
 #include "cli.h"
+#include "family.h"
 #include "init.h"
 #include "model.h"
 #include "optim.h"
@@ -140,22 +141,6 @@ static double mamba1_limit(const ach_config *c, const ach_kernels *k, int B, int
     return nt * B / sec;
 }
 
-/* Forward FLOPs of one step (see the help text). */
-static double forward_flops(const ach_config *c, int B, int L)
-{
-    double R = (double)B * L, D = c->d_model, N = c->d_state, K = c->d_conv, V = c->vocab_size;
-    double Di = cfg_d_inner(c), Cd = cfg_conv_dim(c), Pj = cfg_in_proj_dim(c);
-    double layer = 4 * R * D + 2 * R * D * Pj + 2 * R * Cd * K + 4 * R * Cd + 5 * R * Di + 2 * R * Di * D + R * D;
-    if (c->arch == ARCH_MAMBA1) {
-        double X = c->dt_rank + 2 * N;
-        layer += 2 * R * Di * X + 2 * R * c->dt_rank * Di + 7 * R * Di * N + 6 * R * Di;
-    } else {
-        double H = cfg_nheads(c), P = c->headdim;
-        layer += B * (N * L * (L + 1) + H * P * L * (L + 1) + 2 * H * L * P) + 4 * R * Di; /* + gated norm */
-    }
-    return c->n_layer * layer + 2 * B * D * V + 4 * B * D + 3 * B * V;
-}
-
 int cli_bench(int argc, char **argv)
 {
     ach_config cfg;
@@ -175,9 +160,8 @@ int cli_bench(int argc, char **argv)
         i++;
         int bad = 0;
         if (!strcmp(a, "--arch")) {
-            if (!strcmp(v, "mamba1")) arch = ARCH_MAMBA1;
-            else if (!strcmp(v, "mamba2")) arch = ARCH_MAMBA2;
-            else bad = 1;
+            arch = ach_family_arch(v);
+            bad = arch == ACH_ARCH_NONE;
         } else if (!strcmp(a, "--kernels")) {
             kernels_given = 1;
             if (!strcmp(v, "fast")) fast = 1;
@@ -257,7 +241,7 @@ int cli_bench(int argc, char **argv)
         if (s == 0) t0 = now();
         loss = ach_train_step(&m, &o, tok, lab, B, L, 1e-4, &gnorm);
     }
-    double per = (now() - t0) / steps, flops = 3 * forward_flops(&cfg, B, L);
+    double per = (now() - t0) / steps, flops = 3 * m.fam->forward_flops(&cfg, B, L);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double rss = ru.ru_maxrss / 1024.0; /* KiB on Linux */

@@ -9,6 +9,7 @@
 #include "init.h"
 #include "model.h"
 #include "cli.h"
+#include "family.h"
 #include "safetensors.h"
 
 const char *cli_init_help =
@@ -72,9 +73,8 @@ int cli_init(int argc, char **argv)
         i++;
         int bad = 0;
         if (!strcmp(a, "--arch")) {
-            if (!strcmp(v, "mamba1")) c.arch = ARCH_MAMBA1;
-            else if (!strcmp(v, "mamba2")) c.arch = ARCH_MAMBA2;
-            else bad = 1;
+            c.arch = ach_family_arch(v);
+            bad = c.arch == ACH_ARCH_NONE;
         } else if (!strcmp(a, "--layers")) bad = cli_parse_int(v, &c.n_layer);
         else if (!strcmp(a, "--d-model")) bad = cli_parse_int(v, &c.d_model);
         else if (!strcmp(a, "--d-state")) bad = cli_parse_int(v, &c.d_state);

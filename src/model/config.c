@@ -1,5 +1,6 @@
 /* Model configuration: defaults, validation, MambaConfig-style JSON. */
 #include "config.h"
+#include "family.h"
 #include "kernels.h"
 
 #include <cjson/cJSON.h>
@@ -62,7 +63,11 @@ void cfg_mamba_ssm_default(ach_config *c, ach_arch arch)
     c->init = INIT_REFERENCE;
 }
 
-const char *cfg_arch_name(ach_arch a) { return a == ARCH_MAMBA1 ? "mamba1" : "mamba2"; }
+const char *cfg_arch_name(ach_arch a)
+{
+    const ach_family *f = ach_family_of(a);
+    return f ? f->name : "?";
+}
 
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
 
@@ -70,25 +75,18 @@ int cfg_validate(const ach_config *c, char *err, size_t errlen)
 {
     struct { const char *name; int v, lo, hi; } r[] = {
         {"n_layer", c->n_layer, 1, ACH_MAX_LAYERS}, {"d_model", c->d_model, 1, 8192},
-        {"d_state", c->d_state, 1, 4096},           {"d_conv", c->d_conv, 1, ACH_MAX_CONV},
-        {"expand", c->expand, 1, 16},         {"vocab_size", c->vocab_size, 2, 1 << 20},
-        {"headdim", c->headdim, 1, 8192},     {"ngroups", c->ngroups, 1, 1},
-        {"dt_rank", c->dt_rank, 1, 8192},
+        {"vocab_size", c->vocab_size, 2, 1 << 20},
     };
     for (size_t i = 0; i < sizeof r / sizeof r[0]; i++)
         if (r[i].v < r[i].lo || r[i].v > r[i].hi)
             FAIL("%s: %d is out of range [%d, %d]", r[i].name, r[i].v, r[i].lo, r[i].hi);
-    if (c->arch != ARCH_MAMBA1 && c->arch != ARCH_MAMBA2) FAIL("arch: must be mamba1 or mamba2");
-    if (c->arch == ARCH_MAMBA2 && cfg_d_inner(c) % c->headdim)
-        FAIL("headdim: %d does not divide d_inner = expand * d_model = %d", c->headdim, cfg_d_inner(c));
+    const ach_family *f = ach_family_of(c->arch);
+    if (!f) FAIL("arch: %d is not a model family (mamba1, mamba2, or one registered)", (int)c->arch);
     if (c->pos_max_len < 0 || c->pos_max_len > 65536) FAIL("pos_max_len: %d is out of range [0, 65536]", c->pos_max_len);
     if (c->pos_enc == POS_LEARNED && !c->pos_max_len) FAIL("pos_enc: learned needs pos_max_len > 0");
     if (!(c->norm_eps > 0 && c->norm_eps < 1)) FAIL("norm_epsilon: %g is not in (0, 1)", c->norm_eps);
     if (!(c->gamma >= 0 && c->gamma <= 10)) FAIL("gamma: %g is not in [0, 10]", c->gamma);
-    if (!(c->dt_min > 0 && c->dt_min <= c->dt_max && c->dt_max < 10))
-        FAIL("dt_min/dt_max: need 0 < dt_min <= dt_max < 10 (got %g, %g)", c->dt_min, c->dt_max);
-    if (!(c->dt_init_floor > 0)) FAIL("dt_init_floor: %g must be > 0", c->dt_init_floor);
-    return 0;
+    return f->validate(c, err, errlen);
 }
 
 static const struct { const char *name; unsigned kind; } kind_names[] = {

@@ -5,7 +5,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { ARCH_MAMBA1 = 1, ARCH_MAMBA2 = 2 } ach_arch;
+/* The model family (family.h): the built-in ids; families registered at
+ * run time take the next ones. */
+typedef enum { ACH_ARCH_NONE = 0, ARCH_MAMBA1 = 1, ARCH_MAMBA2 = 2 } ach_arch;
 typedef enum { INIT_GAMMA = 0, INIT_REFERENCE = 1 } ach_init_mode;
 typedef enum { FAN_IN = 0, FAN_OUT = 1, FAN_SHAPE0 = 2 } ach_fan_rule;
 
@@ -77,5 +79,5 @@ int cfg_from_json(ach_config *c, const char *json, const char *where, char *err,
 int cfg_from_mamba_json(ach_config *c, const char *json, const char *where, char *err, size_t errlen);
 /* "in_proj,conv,..." <-> kind mask; names as in the man page. */
 int cfg_parse_kinds(const char *s, unsigned *mask);
-const char *cfg_arch_name(ach_arch a); /* "mamba1" / "mamba2" */
+const char *cfg_arch_name(ach_arch a); /* the family's name: "mamba1", "mamba2", ... */
 #endif

@@ -3,6 +3,7 @@
  * norm come back. */
 #include "step.h"
 
+#include <math.h>
 #include <string.h>
 
 typedef struct {
@@ -26,10 +27,11 @@ typedef struct {
     uint64_t block_layers;
 } step_key;
 
-double ach_train_step(ach_model *m, ach_optim *o, const int *tokens, const int *labels, int B, int L, double lr,
-                      double *gnorm)
+double ach_train_step_batch(ach_model *m, ach_optim *o, const ach_batch *b, double lr, double *gnorm)
 {
-    ach_model_set_batch(m, tokens, labels, B, L);
+    char err[128];
+    int B = b->B, L = b->L;
+    if (ach_model_set_batch(m, b, err, sizeof err)) return *gnorm = NAN;
     ach_optim_prepare(o, m, lr);
     step_ctx c = {m, o};
     if (m->k->graph_run) {
@@ -44,4 +46,11 @@ double ach_train_step(ach_model *m, ach_optim *o, const int *tokens, const int *
     *gnorm = ach_optim_norm(o, m);
     ach_optim_repin(o, m);
     return ach_model_loss(m);
+}
+
+double ach_train_step(ach_model *m, ach_optim *o, const int *tokens, const int *labels, int B, int L, double lr,
+                      double *gnorm)
+{
+    ach_batch b = {.B = B, .L = L, .tokens = tokens, .labels = labels};
+    return ach_train_step_batch(m, o, &b, lr, gnorm);
 }

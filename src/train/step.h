@@ -12,4 +12,7 @@
  * gets the gradient norm before clipping (NaN/Inf pass through). */
 double ach_train_step(ach_model *m, ach_optim *o, const int *tokens, const int *labels, int B, int L, double lr,
                       double *gnorm);
+/* The same on any batch (model.h); a batch without what the model takes
+ * gives NaN and no update. */
+double ach_train_step_batch(ach_model *m, ach_optim *o, const ach_batch *b, double lr, double *gnorm);
 #endif
