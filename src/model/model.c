@@ -137,7 +137,9 @@ int ach_model_set_batch(ach_model *m, const ach_batch *b, char *err, size_t errl
 {
     struct { const char *name; const void *host; void *dev; size_t bytes; } parts[] = {
         {"tokens", b->tokens, m->tokens, (size_t)b->B * b->L * sizeof(int)},
+        {"vectors", b->vectors, m->vectors, (size_t)b->B * b->L * m->in_dim * sizeof(real)},
         {"labels", b->labels, m->labels, (size_t)b->B * sizeof(int)},
+        {"targets", b->targets, m->targets, (size_t)b->B * b->L * m->out_dim * sizeof(real)},
     };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
         if (!parts[i].host != !parts[i].dev) {

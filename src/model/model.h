@@ -28,13 +28,16 @@ typedef struct {
     int layer;               /* -1 outside the layers */
 } ach_param;
 
-/* One batch of B sequences of L positions, on the host: tokens [B, L] and
- * labels [B] (a class per sequence), as the model's stem and head take
- * them (stem.h, head.h). */
+/* One batch of B sequences of L positions, on the host. A model reads the
+ * inputs and targets its stem and head take (stem.h, head.h): tokens [B, L]
+ * or vectors [B, L, in_dim]; labels [B] (a class per sequence) or target
+ * vectors [B, L, out_dim]. The others are NULL. */
 typedef struct {
     int B, L;
     const int *tokens;
+    const real *vectors;
     const int *labels;
+    const real *targets;
 } ach_batch;
 
 typedef struct ach_model {
@@ -52,6 +55,8 @@ typedef struct ach_model {
     /* the batch on the backend: what the family's stem and head carve
      * (NULL where they take none) */
     int *tokens, *labels; /* [B, L], [B] */
+    real *vectors, *targets; /* [B, L, in_dim], [B, L, out_dim] */
+    int in_dim, out_dim;
     real *losses;         /* [B] each sequence's loss */
     real *logits;         /* [B, V] of a token head (NULL otherwise) */
     unsigned char *block_mask; /* [B, L]: 1 = source position blocked in the mixing */
