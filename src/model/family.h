@@ -32,9 +32,10 @@ typedef struct ach_family {
     void (*destroy)(ach_model *m); /* frees m->fstate */
     /* Takes every activation for batches of B x L from the carver
      * (ACH_TAKE), the batch buffers and m->losses included, in the same
-     * order on both passes; then, after the second, fills what depends on
-     * L alone (a positional table). -1 with a message. */
+     * order on both passes (counting, then setting). */
     void (*carve)(ach_model *m, ach_carver *cv, int B, int L);
+    /* Optional: after the second pass, fills what depends on the reserved
+     * shape alone (a positional table, host staging). -1 with a message. */
     int (*prepare)(ach_model *m, char *err, size_t errlen);
     /* The forward of the batch on the backend (m->cur_B x m->cur_L) into
      * m->losses (and m->logits for a token head). m->lean: analysis will

@@ -8,9 +8,7 @@
 #include "family.h"
 #include "rng.h"
 
-/* torch's fan convention: fan_in = shape[1] * receptive field,
- * fan_out = shape[0] * receptive field; FAN_SHAPE0 is shape[0] alone, as
- * seed 003's reproduction computes d1 (docs/science.md §2.5). */
+/* FAN_SHAPE0 is how seed 003's reproduction computes d1 (docs/science.md §2.5). */
 double ach_init_fan(const ach_param *p, ach_fan_rule rule)
 {
     double rf = p->ndim > 2 ? p->shape[2] : 1;

@@ -105,7 +105,7 @@ double ach_model_forward(ach_model *m, const int *tokens, const int *labels, int
  * steps and evaluation. */
 double ach_model_forward_lean(ach_model *m, const int *tokens, const int *labels, int B, int L);
 /* The forward of any batch (lean as above): the mean of the sequences'
- * losses. The batch must carry what the model takes (ach_model_set_batch). */
+ * losses; NaN for a batch without what the model takes (ach_model_set_batch). */
 double ach_model_forward_batch(ach_model *m, const ach_batch *b, int lean);
 /* The three parts of a forward, for a step that must not wait on the
  * device between its kernels (step.c): copy the batch to the backend
