@@ -13,6 +13,7 @@
 
 #include "model.h"
 #include "rng.h"
+#include "safetensors.h"
 
 /* A kernel a family calls: its name in messages, its slot in ach_kernels. */
 typedef struct {
@@ -68,6 +69,12 @@ typedef struct ach_family {
     real *(*subst_states)(const ach_model *m, int l, int *width);
     /* FLOPs of one forward of B x L (achilles bench). */
     double (*forward_flops)(const ach_config *c, int B, int L);
+    /* Optional: the config of a checkpoint that has none, from its
+     * tensors' names and shapes: 1 when they are this family's (or a
+     * sibling's: c->arch says whose), with the sizes it read in note; 0
+     * when they are not; -1 when they are but do not determine a config. */
+    int (*from_shapes)(ach_config *c, const st_file *f, const char *path, char *note, size_t nnote, char *err,
+                       size_t errlen);
 } ach_family;
 
 /* The family of an arch id, or NULL. */

@@ -6,7 +6,10 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <ctype.h>
+#include <limits.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "init.h"
 
@@ -171,6 +174,95 @@ static void train_mamba2(ach_model *m)
     backward_layers(m, first - 1);
 }
 
+#define NO_CONFIG "%s: no config in the metadata and no config.json beside it, and the shapes do not determine one: "
+
+/* Size of tensor NAME along axis a; -1 with a message if the tensor is
+ * absent or not of rank ndim. Clamped to INT_MAX: cfg_validate refuses it. */
+static int dim_of(const st_file *f, const char *name, int ndim, int a, const char *path, char *err, size_t errlen)
+{
+    const st_tensor *t = st_find(f, name);
+    if (!t) snprintf(err, errlen, NO_CONFIG "missing tensor '%s'", path, name);
+    else if (t->ndim != ndim)
+        snprintf(err, errlen, NO_CONFIG "tensor '%s' has rank %d, expected %d", path, name, t->ndim, ndim);
+    else return t->shape[a] > INT_MAX ? INT_MAX : (int)t->shape[a];
+    return -1;
+}
+
+static const char *layer0(char name[ACH_NAME_MAX], const char *suffix)
+{
+    snprintf(name, ACH_NAME_MAX, "backbone.layers.0.mixer.%s", suffix);
+    return name;
+}
+
+/* The config from mamba_ssm's tensor names and shapes: the embedding gives
+ * the vocabulary and d_model, the layer indices n_layer, layer 0 the rest
+ * (every layer is checked against it when the tensors load). Mamba-1 has
+ * A_log [d_inner, d_state], Mamba-2 A_log [nheads]. Only Mamba-2's ngroups
+ * is not determined (ngroups * d_state is): 1 is assumed, the only value
+ * this engine runs. 0 when the file has no Mamba layers. Both Mamba
+ * families read a file this way; A_log's rank says whose it is. */
+static int from_shapes(ach_config *c, const st_file *f, const char *path, char *note, size_t nnote, char *err,
+                       size_t errlen)
+{
+    const char *pre = "backbone.layers.";
+    char name[ACH_NAME_MAX];
+    long n_layer = 0;
+    for (int i = 0; i < f->n; i++) {
+        const char *s = f->tensors[i].name;
+        char *end;
+        if (strncmp(s, pre, strlen(pre)) || !isdigit((unsigned char)s[strlen(pre)])) continue;
+        long l = strtol(s + strlen(pre), &end, 10);
+        if (*end == '.' && l >= n_layer) n_layer = l < INT_MAX ? l + 1 : INT_MAX;
+    }
+    if (!n_layer) return 0; /* not a Mamba checkpoint */
+    const st_tensor *a_log = st_find(f, layer0(name, "A_log"));
+    if (!a_log || (a_log->ndim != 1 && a_log->ndim != 2)) {
+        snprintf(err, errlen, NO_CONFIG "%s tensor '%s' (Mamba-1: [d_inner, d_state], Mamba-2: [nheads])", path,
+                 a_log ? "a rank-1 or rank-2" : "missing", name);
+        return -1;
+    }
+    ach_arch arch = a_log->ndim == 2 ? ARCH_MAMBA1 : ARCH_MAMBA2;
+    int V = dim_of(f, "backbone.embedding.weight", 2, 0, path, err, errlen);
+    int D = V < 0 ? -1 : dim_of(f, "backbone.embedding.weight", 2, 1, path, err, errlen);
+    int K = D < 0 ? -1 : dim_of(f, layer0(name, "conv1d.weight"), 3, 2, path, err, errlen);
+    if (K < 0) return -1;
+    cfg_mamba_ssm_default(c, arch);
+    int Di;
+    if (arch == ARCH_MAMBA1) {
+        Di = dim_of(f, layer0(name, "A_log"), 2, 0, path, err, errlen);
+        c->d_state = dim_of(f, layer0(name, "A_log"), 2, 1, path, err, errlen);
+        c->dt_rank = dim_of(f, layer0(name, "dt_proj.weight"), 2, 1, path, err, errlen);
+        if (c->dt_rank < 0) return -1;
+    } else {
+        int H = dim_of(f, layer0(name, "A_log"), 1, 0, path, err, errlen);
+        Di = dim_of(f, layer0(name, "norm.weight"), 1, 0, path, err, errlen);
+        int Cd = Di < 0 ? -1 : dim_of(f, layer0(name, "conv1d.weight"), 3, 0, path, err, errlen);
+        if (Cd < 0) return -1;
+        if (Cd <= Di || (Cd - Di) % 2) {
+            snprintf(err, errlen, NO_CONFIG "layer 0's conv1d has %d channels, not d_inner %d (mixer.norm.weight) + "
+                     "2 * d_state", path, Cd, Di);
+            return -1;
+        }
+        if (!H || Di % H) {
+            snprintf(err, errlen, NO_CONFIG "layer 0's d_inner %d (mixer.norm.weight) is not a multiple of its %d "
+                     "heads (mixer.A_log)", path, Di, H);
+            return -1;
+        }
+        c->d_state = (Cd - Di) / 2, c->headdim = Di / H, c->ngroups = 1;
+    }
+    if (!D || Di % D) {
+        snprintf(err, errlen, NO_CONFIG "layer 0's d_inner %d is not a multiple of d_model %d", path, Di, D);
+        return -1;
+    }
+    c->n_layer = (int)n_layer, c->vocab_size = V, c->d_model = D, c->d_conv = K, c->expand = Di / D;
+    char extra[64];
+    if (arch == ARCH_MAMBA1) snprintf(extra, sizeof extra, ", dt_rank %d", c->dt_rank);
+    else snprintf(extra, sizeof extra, ", headdim %d (assumed ngroups 1)", c->headdim);
+    snprintf(note, nnote, "%s, n_layer %d, d_model %d, vocab_size %d, d_state %d, d_conv %d, expand %d%s",
+             cfg_arch_name(arch), c->n_layer, c->d_model, c->vocab_size, c->d_state, c->d_conv, c->expand, extra);
+    return 1;
+}
+
 static double kaiming_bound(const ach_param *p) { return 1.0 / sqrt(ach_init_fan(p, FAN_IN)); }
 
 void mamba_init_tensor(const ach_config *c, const ach_param *p, double *v, ach_rng *r)
@@ -296,7 +388,7 @@ const ach_family ach_family_mamba1 = {
     .prepare = prepare, .forward = forward, .backward = backward, .train = NULL, .init_tensor = init_mamba1,
     .kernels = kernels_mamba1, .mixing_units = units_mamba1, .mixing_unit = "channel",
     .mixing_summary = "mean |S| over", .mixing_matrix = mamba1_mixing_matrix, .subst_states = subst_states,
-    .forward_flops = flops_mamba1,
+    .forward_flops = flops_mamba1, .from_shapes = from_shapes,
 };
 
 const ach_family ach_family_mamba2 = {
@@ -304,4 +396,5 @@ const ach_family ach_family_mamba2 = {
     .prepare = prepare, .forward = forward, .backward = backward, .train = train_mamba2, .init_tensor = init_mamba2,
     .kernels = kernels_mamba2, .mixing_units = units_mamba2, .mixing_unit = "head", .mixing_summary = "mean over",
     .mixing_matrix = mamba2_mixing_matrix, .subst_states = subst_states, .forward_flops = flops_mamba2,
+    .from_shapes = from_shapes,
 };

@@ -1,6 +1,7 @@
 /* Checkpoint save/load: the bridge between the model's parameter table and
  * safetensors files. */
 #include "checkpoint.h"
+#include "family.h"
 #include "fsutil.h"
 
 #include <ctype.h>
@@ -111,94 +112,26 @@ static uint64_t min_data_bytes(const ach_config *c)
     return 4 * D * ((uint64_t)c->vocab_size + (uint64_t)c->n_layer * proj);
 }
 
-#define NO_CONFIG "%s: no config in the metadata and no config.json beside it, and the shapes do not determine one: "
-
-/* Size of tensor NAME along axis a; -1 with a message if the tensor is
- * absent or not of rank ndim. Clamped to INT_MAX: cfg_validate refuses it. */
-static int dim_of(const st_file *f, const char *name, int ndim, int a, const char *path, char *err, size_t errlen)
+/* The config of the first family that recognises the tensors' names and
+ * shapes (ach_family.from_shapes); its description goes to *note. */
+static int infer_config(ach_config *c, const st_file *f, const char *path, char *note, size_t nnote, char *err,
+                        size_t errlen)
 {
-    const st_tensor *t = st_find(f, name);
-    if (!t) snprintf(err, errlen, NO_CONFIG "missing tensor '%s'", path, name);
-    else if (t->ndim != ndim)
-        snprintf(err, errlen, NO_CONFIG "tensor '%s' has rank %d, expected %d", path, name, t->ndim, ndim);
-    else return t->shape[a] > INT_MAX ? INT_MAX : (int)t->shape[a];
+    for (int a = 1; ach_family_of((ach_arch)a); a++) {
+        const ach_family *fam = ach_family_of((ach_arch)a);
+        int rc = fam->from_shapes ? fam->from_shapes(c, f, path, note, nnote, err, errlen) : 0;
+        if (rc < 0) return -1;
+        if (!rc) continue;
+        char why[200];
+        if (cfg_validate(c, why, sizeof why)) {
+            snprintf(err, errlen, "%s: the config inferred from the shapes: %s", path, why);
+            return -1;
+        }
+        return 0;
+    }
+    snprintf(err, errlen, "%s: no config in the metadata and no config.json beside it, and no model family "
+             "recognises its tensors (Mamba's: backbone.layers.0.*)", path);
     return -1;
-}
-
-static const char *layer0(char name[ACH_NAME_MAX], const char *suffix)
-{
-    snprintf(name, ACH_NAME_MAX, "backbone.layers.0.mixer.%s", suffix);
-    return name;
-}
-
-/* The config from mamba_ssm's tensor names and shapes: the embedding gives
- * the vocabulary and d_model, the layer indices n_layer, layer 0 the rest
- * (every layer is checked against it when the tensors load). Mamba-1 has
- * A_log [d_inner, d_state], Mamba-2 A_log [nheads]. Only Mamba-2's ngroups
- * is not determined (ngroups * d_state is): 1 is assumed, the only value
- * this engine runs. */
-static int infer_config(ach_config *c, const st_file *f, const char *path, char *err, size_t errlen)
-{
-    const char *pre = "backbone.layers.";
-    char name[ACH_NAME_MAX];
-    long n_layer = 0;
-    for (int i = 0; i < f->n; i++) {
-        const char *s = f->tensors[i].name;
-        char *end;
-        if (strncmp(s, pre, strlen(pre)) || !isdigit((unsigned char)s[strlen(pre)])) continue;
-        long l = strtol(s + strlen(pre), &end, 10);
-        if (*end == '.' && l >= n_layer) n_layer = l < INT_MAX ? l + 1 : INT_MAX;
-    }
-    if (!n_layer) {
-        snprintf(err, errlen, NO_CONFIG "no layer tensors (backbone.layers.0.*)", path);
-        return -1;
-    }
-    const st_tensor *a_log = st_find(f, layer0(name, "A_log"));
-    if (!a_log || (a_log->ndim != 1 && a_log->ndim != 2)) {
-        snprintf(err, errlen, NO_CONFIG "%s tensor '%s' (Mamba-1: [d_inner, d_state], Mamba-2: [nheads])", path,
-                 a_log ? "a rank-1 or rank-2" : "missing", name);
-        return -1;
-    }
-    ach_arch arch = a_log->ndim == 2 ? ARCH_MAMBA1 : ARCH_MAMBA2;
-    int V = dim_of(f, "backbone.embedding.weight", 2, 0, path, err, errlen);
-    int D = V < 0 ? -1 : dim_of(f, "backbone.embedding.weight", 2, 1, path, err, errlen);
-    int K = D < 0 ? -1 : dim_of(f, layer0(name, "conv1d.weight"), 3, 2, path, err, errlen);
-    if (K < 0) return -1;
-    cfg_mamba_ssm_default(c, arch);
-    int Di;
-    if (arch == ARCH_MAMBA1) {
-        Di = dim_of(f, layer0(name, "A_log"), 2, 0, path, err, errlen);
-        c->d_state = dim_of(f, layer0(name, "A_log"), 2, 1, path, err, errlen);
-        c->dt_rank = dim_of(f, layer0(name, "dt_proj.weight"), 2, 1, path, err, errlen);
-        if (c->dt_rank < 0) return -1;
-    } else {
-        int H = dim_of(f, layer0(name, "A_log"), 1, 0, path, err, errlen);
-        Di = dim_of(f, layer0(name, "norm.weight"), 1, 0, path, err, errlen);
-        int Cd = Di < 0 ? -1 : dim_of(f, layer0(name, "conv1d.weight"), 3, 0, path, err, errlen);
-        if (Cd < 0) return -1;
-        if (Cd <= Di || (Cd - Di) % 2) {
-            snprintf(err, errlen, NO_CONFIG "layer 0's conv1d has %d channels, not d_inner %d (mixer.norm.weight) + "
-                     "2 * d_state", path, Cd, Di);
-            return -1;
-        }
-        if (!H || Di % H) {
-            snprintf(err, errlen, NO_CONFIG "layer 0's d_inner %d (mixer.norm.weight) is not a multiple of its %d "
-                     "heads (mixer.A_log)", path, Di, H);
-            return -1;
-        }
-        c->d_state = (Cd - Di) / 2, c->headdim = Di / H, c->ngroups = 1;
-    }
-    if (!D || Di % D) {
-        snprintf(err, errlen, NO_CONFIG "layer 0's d_inner %d is not a multiple of d_model %d", path, Di, D);
-        return -1;
-    }
-    c->n_layer = (int)n_layer, c->vocab_size = V, c->d_model = D, c->d_conv = K, c->expand = Di / D;
-    char why[200];
-    if (cfg_validate(c, why, sizeof why)) {
-        snprintf(err, errlen, "%s: the config inferred from the shapes: %s", path, why);
-        return -1;
-    }
-    return 0;
 }
 
 /* The file's config: our metadata's, else mamba_ssm's config.json beside
@@ -225,13 +158,10 @@ static int file_config(ach_config *c, const st_file *f, const char *path, char *
         if (!rc) fprintf(stderr, "achilles: note: %s: no config in the metadata; read %s\n", path, cj);
         return rc;
     }
-    if (infer_config(c, f, path, err, errlen)) return -1;
-    char extra[64] = "";
-    if (c->arch == ARCH_MAMBA1) snprintf(extra, sizeof extra, ", dt_rank %d", c->dt_rank);
-    else snprintf(extra, sizeof extra, ", headdim %d (assumed ngroups 1)", c->headdim);
-    fprintf(stderr, "achilles: note: %s: no config in the metadata and no config.json; inferred from the shapes: %s, "
-            "n_layer %d, d_model %d, vocab_size %d, d_state %d, d_conv %d, expand %d%s\n", path,
-            cfg_arch_name(c->arch), c->n_layer, c->d_model, c->vocab_size, c->d_state, c->d_conv, c->expand, extra);
+    char note[300];
+    if (infer_config(c, f, path, note, sizeof note, err, errlen)) return -1;
+    fprintf(stderr, "achilles: note: %s: no config in the metadata and no config.json; inferred from the shapes: %s\n",
+            path, note);
     return 0;
 }
 
