@@ -1,13 +1,14 @@
 /* The Mamba families: mamba_ssm's MixerModel (embedding, residual blocks
  * h += mixer(rmsnorm(h)), norm_f, the tied lm_head) with cross-entropy on
- * the last position; the residual loop and the choice of the backend's
- * fused paths are here, the mixers in mamba1.c and mamba2.c. */
+ * the last position; the residual loop, the choice of the backend's fused
+ * paths, the reference initialisation and the reading of a checkpoint's
+ * shapes are here, the mixers in mamba1.c and mamba2.c. */
 #include "mamba.h"
 
-#include <math.h>
-#include <stdio.h>
 #include <ctype.h>
 #include <limits.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

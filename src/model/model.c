@@ -13,10 +13,14 @@
 size_t ach_model_add_param(ach_model *m, int layer, const char *name, unsigned kind, int ndim, int s0, int s1,
                            int s2)
 {
+    if (m->cap < 0) return 0; /* out of memory before: ach_model_create fails */
     if (m->nparams == m->cap) {
         int cap = m->cap ? 2 * m->cap : 16;
         ach_param *p = realloc(m->params, cap * sizeof *p);
-        if (!p) abort(); /* a few dozen entries: creation's own allocations fail first */
+        if (!p) {
+            m->cap = -1;
+            return 0;
+        }
         m->params = p, m->cap = cap;
     }
     ach_param *p = &m->params[m->nparams++];
@@ -47,7 +51,7 @@ int ach_model_create(ach_model *m, const ach_config *cfg, const ach_kernels *k, 
     m->fam = f;
     m->k = k;
     m->subst_layer = -1;
-    if (f->create(m)) goto oom;
+    if (f->create(m) || m->cap < 0) goto oom;
     m->w = k->alloc(m->nweights * sizeof(real));
     m->g = k->alloc(m->nweights * sizeof(real));
     if (!m->w || !m->g) goto oom;

@@ -46,7 +46,7 @@ typedef struct ach_model {
     void *fstate;         /* the family's own state (its layers, stem, head) */
     const ach_kernels *k;
     ach_param *params;
-    int nparams, cap;
+    int nparams, cap;     /* cap -1: a parameter could not be added (out of memory) */
     size_t nweights;
     real *w, *g;          /* weight and gradient arenas (backend memory) */
     /* activations, sized by ach_model_reserve */
